@@ -1,0 +1,304 @@
+//! The invariant checker (DESIGN §2). It reads every database directly, once the system is
+//! quiescent, and compares them with the data set the run started from. Every violation carries
+//! the rows that show it; leftovers (prepared branches, unfinished orders and sagas) are counted
+//! and reported, never hidden.
+
+use crate::datagen::DataSet;
+use crate::domain::{Cents, CustomerId, OrderId, OrderStatus, PaymentStatus, ReservationStatus, Sku};
+use crate::storage::{Databases, Store, StorageError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// A broken invariant. Any one of these means the protocol lost atomicity or conservation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Violation {
+    /// Units were created or lost: initial ≠ available + held (RESERVED or COMMITTED) units.
+    Stock { sku: Sku, initial: i64, available: i64, held: i64 },
+    /// Money was created or lost: initial balance ≠ balance + captured payments, per customer.
+    Money { customer: CustomerId, initial: Cents, balance: Cents, captured: Cents },
+    /// An order's services disagree on its fate.
+    Atomicity { order: OrderEvidence, problem: String },
+    /// A row whose status text the domain does not know.
+    UnknownStatus { table: String, key: String, status: String },
+}
+
+/// Something left unfinished after the run: not a broken invariant, but never to be hidden.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Leftover {
+    /// A 2PC branch still prepared: it holds its locks.
+    PreparedTransaction { database: String, gid: String, prepared_at: String },
+    /// An order whose outcome was never recorded.
+    PendingOrder { order: OrderEvidence },
+    /// A saga whose state machine is not in a final state.
+    OpenSaga { order_id: OrderId, state: String },
+}
+
+/// Everything the services hold about one order: the rows a reader needs to judge it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvidence {
+    pub order_id: Option<OrderId>,
+    /// `orders` row: status and amount.
+    pub order: Option<(String, Cents)>,
+    /// `order_lines` rows: sku → qty.
+    pub lines: BTreeMap<i32, i32>,
+    /// `payments` row: status and amount.
+    pub payment: Option<(String, Cents)>,
+    /// `reservations` rows: sku → (qty, status).
+    pub reservations: BTreeMap<i32, (i32, String)>,
+}
+
+/// What the checker saw, for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCounts {
+    pub orders_confirmed: u64,
+    pub orders_cancelled: u64,
+    pub orders_pending: u64,
+    pub payments_captured: u64,
+    pub payments_refunded: u64,
+    pub reservations_committed: u64,
+    pub reservations_released: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub violations: Vec<Violation>,
+    pub leftovers: Vec<Leftover>,
+    pub counts: CheckCounts,
+}
+
+impl CheckReport {
+    /// No violation and nothing left hanging.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty() && self.leftovers.is_empty()
+    }
+
+    /// One line per finding, for terminals and logs.
+    pub fn describe(&self) -> Vec<String> {
+        let violations = self.violations.iter().map(|v| format!("violation: {}", serde_json::to_string(v).unwrap_or_default()));
+        let leftovers = self.leftovers.iter().map(|l| format!("leftover: {}", serde_json::to_string(l).unwrap_or_default()));
+        violations.chain(leftovers).collect()
+    }
+}
+
+/// Reads every database and checks every invariant against `initial`.
+pub async fn check(dbs: &Databases, initial: &DataSet) -> Result<CheckReport, StorageError> {
+    let mut report = CheckReport::default();
+    check_stock(dbs, initial, &mut report).await?;
+    check_money(dbs, initial, &mut report).await?;
+    check_atomicity(dbs, &mut report).await?;
+    find_prepared(dbs, &mut report).await?;
+    find_open_sagas(dbs, &mut report).await?;
+    Ok(report)
+}
+
+async fn check_stock(dbs: &Databases, initial: &DataSet, report: &mut CheckReport) -> Result<(), StorageError> {
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "SELECT s.sku, s.available::bigint,
+                COALESCE((SELECT sum(r.qty) FROM reservations r
+                          WHERE r.sku = s.sku AND r.status IN ('RESERVED', 'COMMITTED')), 0)::bigint
+         FROM stock s ORDER BY s.sku",
+    )
+    .fetch_all(&dbs.inventory)
+    .await
+    .map_err(StorageError::query(Store::Inventory, "reading stock"))?;
+    let mut expected: BTreeMap<i32, i64> = initial.stock.iter().map(|s| (s.sku.0, i64::from(s.available))).collect();
+    for (sku, available, held) in rows {
+        let initial = expected.remove(&sku).unwrap_or(0);
+        if initial != available + held {
+            report.violations.push(Violation::Stock { sku: Sku(sku), initial, available, held });
+        }
+    }
+    for (sku, initial) in expected {
+        report.violations.push(Violation::Stock { sku: Sku(sku), initial, available: 0, held: 0 });
+    }
+    Ok(())
+}
+
+async fn check_money(dbs: &Databases, initial: &DataSet, report: &mut CheckReport) -> Result<(), StorageError> {
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "SELECT w.customer_id, w.balance_cents,
+                COALESCE((SELECT sum(p.amount_cents) FROM payments p
+                          WHERE p.customer_id = w.customer_id AND p.status = 'CAPTURED'), 0)::bigint
+         FROM wallets w ORDER BY w.customer_id",
+    )
+    .fetch_all(&dbs.payments)
+    .await
+    .map_err(StorageError::query(Store::Payments, "reading wallets"))?;
+    let mut expected: BTreeMap<i32, i64> = initial.wallets.iter().map(|w| (w.customer.0, w.balance.0)).collect();
+    for (customer, balance, captured) in rows {
+        let initial = expected.remove(&customer).unwrap_or(0);
+        if initial != balance + captured {
+            report.violations.push(Violation::Money {
+                customer: CustomerId(customer),
+                initial: Cents(initial),
+                balance: Cents(balance),
+                captured: Cents(captured),
+            });
+        }
+    }
+    for (customer, initial) in expected {
+        report.violations.push(Violation::Money {
+            customer: CustomerId(customer),
+            initial: Cents(initial),
+            balance: Cents(0),
+            captured: Cents(0),
+        });
+    }
+    Ok(())
+}
+
+async fn check_atomicity(dbs: &Databases, report: &mut CheckReport) -> Result<(), StorageError> {
+    let mut evidence: HashMap<Uuid, OrderEvidence> = HashMap::new();
+    let orders: Vec<(Uuid, String, i64)> = sqlx::query_as("SELECT id, status, amount_cents FROM orders")
+        .fetch_all(&dbs.orders)
+        .await
+        .map_err(StorageError::query(Store::Orders, "reading orders"))?;
+    for (id, status, amount) in orders {
+        evidence.entry(id).or_default().order = Some((status, Cents(amount)));
+    }
+    let lines: Vec<(Uuid, i32, i32)> = sqlx::query_as("SELECT order_id, sku, qty FROM order_lines")
+        .fetch_all(&dbs.orders)
+        .await
+        .map_err(StorageError::query(Store::Orders, "reading order lines"))?;
+    for (id, sku, qty) in lines {
+        evidence.entry(id).or_default().lines.insert(sku, qty);
+    }
+    let payments: Vec<(Uuid, String, i64)> = sqlx::query_as("SELECT order_id, status, amount_cents FROM payments")
+        .fetch_all(&dbs.payments)
+        .await
+        .map_err(StorageError::query(Store::Payments, "reading payments"))?;
+    for (id, status, amount) in payments {
+        evidence.entry(id).or_default().payment = Some((status, Cents(amount)));
+    }
+    let reservations: Vec<(Uuid, i32, i32, String)> = sqlx::query_as("SELECT order_id, sku, qty, status FROM reservations")
+        .fetch_all(&dbs.inventory)
+        .await
+        .map_err(StorageError::query(Store::Inventory, "reading reservations"))?;
+    for (id, sku, qty, status) in reservations {
+        evidence.entry(id).or_default().reservations.insert(sku, (qty, status));
+    }
+
+    let ids: BTreeSet<Uuid> = evidence.keys().copied().collect();
+    for id in ids {
+        let mut order = evidence.remove(&id).unwrap_or_default();
+        order.order_id = Some(OrderId(id));
+        judge_order(order, report);
+    }
+    Ok(())
+}
+
+/// The atomicity rules for one order, given every row the services hold about it.
+fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
+    let mut unknown = |table: &str, status: &str| {
+        report.violations.push(Violation::UnknownStatus {
+            table: table.to_string(),
+            key: order.order_id.map(|id| id.to_string()).unwrap_or_default(),
+            status: status.to_string(),
+        })
+    };
+    let status = match &order.order {
+        Some((text, _)) => match OrderStatus::parse(text) {
+            Some(s) => Some(s),
+            None => return unknown("orders", text),
+        },
+        None => None,
+    };
+    let payment = match &order.payment {
+        Some((text, _)) => match PaymentStatus::parse(text) {
+            Some(s) => Some(s),
+            None => return unknown("payments", text),
+        },
+        None => None,
+    };
+    let mut reservation_statuses = Vec::new();
+    for (_, text) in order.reservations.values() {
+        match ReservationStatus::parse(text) {
+            Some(s) => reservation_statuses.push(s),
+            None => return unknown("reservations", text),
+        }
+    }
+    let counts = &mut report.counts;
+    match status {
+        Some(OrderStatus::Confirmed) => counts.orders_confirmed += 1,
+        Some(OrderStatus::Cancelled) => counts.orders_cancelled += 1,
+        Some(OrderStatus::Pending) => counts.orders_pending += 1,
+        None => {}
+    }
+    match payment {
+        Some(PaymentStatus::Captured) => counts.payments_captured += 1,
+        Some(PaymentStatus::Refunded) => counts.payments_refunded += 1,
+        None => {}
+    }
+    for s in &reservation_statuses {
+        match s {
+            ReservationStatus::Committed => counts.reservations_committed += 1,
+            ReservationStatus::Released => counts.reservations_released += 1,
+            ReservationStatus::Reserved => {}
+        }
+    }
+
+    let captured = payment == Some(PaymentStatus::Captured);
+    let any_held = reservation_statuses.iter().any(|s| *s != ReservationStatus::Released);
+    let problem = match status {
+        Some(OrderStatus::Confirmed) => {
+            let amount = order.order.as_ref().map(|(_, a)| *a);
+            let paid = order.payment.as_ref().map(|(_, a)| *a);
+            let reserved: BTreeMap<i32, i32> = order.reservations.iter().map(|(sku, (qty, _))| (*sku, *qty)).collect();
+            if !captured {
+                Some("CONFIRMED order without a captured payment".to_string())
+            } else if paid != amount {
+                Some("CONFIRMED order whose payment differs from its amount".to_string())
+            } else if reserved != order.lines {
+                Some("CONFIRMED order whose reservations differ from its lines".to_string())
+            } else if reservation_statuses.iter().any(|s| *s != ReservationStatus::Committed) {
+                Some("CONFIRMED order with stock not committed".to_string())
+            } else {
+                None
+            }
+        }
+        Some(OrderStatus::Cancelled) if captured => Some("CANCELLED order whose payment is still captured".to_string()),
+        Some(OrderStatus::Cancelled) if any_held => Some("CANCELLED order whose stock is still held".to_string()),
+        Some(OrderStatus::Cancelled) => None,
+        Some(OrderStatus::Pending) => {
+            report.leftovers.push(Leftover::PendingOrder { order: order.clone() });
+            None
+        }
+        None if captured || any_held => Some("payment or stock taken for an order that does not exist".to_string()),
+        None => None,
+    };
+    if let Some(problem) = problem {
+        report.violations.push(Violation::Atomicity { order, problem });
+    }
+}
+
+async fn find_prepared(dbs: &Databases, report: &mut CheckReport) -> Result<(), StorageError> {
+    // pg_prepared_xacts lists the whole cluster; a deployment may spread databases over several
+    // clusters, so ask each database for its own.
+    for store in Store::ALL {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT database::text, gid, prepared::text FROM pg_prepared_xacts
+             WHERE database = current_database() ORDER BY prepared",
+        )
+        .fetch_all(dbs.pool(store))
+        .await
+        .map_err(StorageError::query(store, "reading pg_prepared_xacts"))?;
+        for (database, gid, prepared_at) in rows {
+            report.leftovers.push(Leftover::PreparedTransaction { database, gid, prepared_at });
+        }
+    }
+    Ok(())
+}
+
+async fn find_open_sagas(dbs: &Databases, report: &mut CheckReport) -> Result<(), StorageError> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT order_id, state FROM sagas WHERE NOT terminal ORDER BY created_at")
+        .fetch_all(&dbs.orchestrator)
+        .await
+        .map_err(StorageError::query(Store::Orchestrator, "reading sagas"))?;
+    for (id, state) in rows {
+        report.leftovers.push(Leftover::OpenSaga { order_id: OrderId(id), state });
+    }
+    Ok(())
+}

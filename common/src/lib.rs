@@ -1,0 +1,10 @@
+//! What the two protocols share: the domain, seeded data, storage, the client API, the local
+//! environment, Kafka client settings and the invariant checker.
+
+pub mod api;
+pub mod checker;
+pub mod datagen;
+pub mod domain;
+pub mod env;
+pub mod kafka_clients;
+pub mod storage;

@@ -1,0 +1,250 @@
+//! Each service's own PostgreSQL database: connecting, versioned migrations (sqlx) and seeding a
+//! generated data set. Queries are checked at run time, so building needs no database.
+
+use crate::datagen::DataSet;
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One database of the lab, owned by one service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Store {
+    Orders,
+    Payments,
+    Inventory,
+    Coordinator,
+    Orchestrator,
+}
+
+impl Store {
+    pub const ALL: [Store; 5] = [Store::Orders, Store::Payments, Store::Inventory, Store::Coordinator, Store::Orchestrator];
+
+    /// The database's name in a lab-provisioned cluster.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Orders => "orders",
+            Store::Payments => "payments",
+            Store::Inventory => "inventory",
+            Store::Coordinator => "coordinator",
+            Store::Orchestrator => "orchestrator",
+        }
+    }
+
+    /// The database's own migrations, then the outbox and processed-message tables that every
+    /// database a saga process owns shares (versions from 1001, so the two never collide).
+    fn migrators(self) -> Vec<Migrator> {
+        let own = match self {
+            Store::Orders => sqlx::migrate!("migrations/orders"),
+            Store::Payments => sqlx::migrate!("migrations/payments"),
+            Store::Inventory => sqlx::migrate!("migrations/inventory"),
+            Store::Coordinator => sqlx::migrate!("migrations/coordinator"),
+            Store::Orchestrator => sqlx::migrate!("migrations/orchestrator"),
+        };
+        match self {
+            Store::Coordinator => vec![own],
+            _ => vec![own, sqlx::migrate!("migrations/messaging")],
+        }
+    }
+
+    /// The tables holding run state, emptied before a data set is seeded.
+    fn run_tables(self) -> &'static str {
+        match self {
+            Store::Orders => "order_lines, orders, outbox, processed_messages",
+            Store::Payments => "payments, wallets, outbox, processed_messages",
+            Store::Inventory => "reservations, stock, outbox, processed_messages",
+            Store::Coordinator => "decisions",
+            Store::Orchestrator => "sagas, outbox, processed_messages",
+        }
+    }
+}
+
+/// Where each database lives: a lab cluster or a deployment's URLs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseUrls {
+    pub orders: String,
+    pub payments: String,
+    pub inventory: String,
+    pub coordinator: String,
+    pub orchestrator: String,
+}
+
+impl DatabaseUrls {
+    pub fn get(&self, store: Store) -> &str {
+        match store {
+            Store::Orders => &self.orders,
+            Store::Payments => &self.payments,
+            Store::Inventory => &self.inventory,
+            Store::Coordinator => &self.coordinator,
+            Store::Orchestrator => &self.orchestrator,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{store:?} database URL {url:?} is not a valid PostgreSQL URL ({source}); expected postgres://user@host:port/dbname")]
+    BadUrl { store: Store, url: String, source: sqlx::Error },
+    #[error("cannot connect to the {store:?} database at {url}: {source}; is PostgreSQL running there and does the database exist?")]
+    Connect { store: Store, url: String, source: sqlx::Error },
+    #[error("migrating the {store:?} database failed: {source}")]
+    Migrate { store: Store, source: sqlx::migrate::MigrateError },
+    #[error("{what} in the {store:?} database failed: {source}")]
+    Query { store: Store, what: &'static str, source: sqlx::Error },
+}
+
+impl StorageError {
+    pub(crate) fn query(store: Store, what: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
+        move |source| StorageError::Query { store, what, source }
+    }
+}
+
+/// Opens a pool on one database. Fails fast (5 s) with an error naming the database and URL.
+pub async fn connect(store: Store, url: &str, max_connections: u32) -> Result<PgPool, StorageError> {
+    let options = PgConnectOptions::from_str(url).map_err(|source| StorageError::BadUrl {
+        store,
+        url: redact(url),
+        source,
+    })?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| StorageError::Connect { store, url: redact(url), source })
+}
+
+/// Applies every migration the database needs; applying twice is a no-op.
+pub async fn migrate(store: Store, pool: &PgPool) -> Result<(), StorageError> {
+    for mut migrator in store.migrators() {
+        // Two migrators share one `_sqlx_migrations` table; each ignores the other's versions.
+        migrator.set_ignore_missing(true);
+        migrator.run(pool).await.map_err(|source| StorageError::Migrate { store, source })?;
+    }
+    Ok(())
+}
+
+/// A pool on every database of the lab.
+#[derive(Clone, Debug)]
+pub struct Databases {
+    pub orders: PgPool,
+    pub payments: PgPool,
+    pub inventory: PgPool,
+    pub coordinator: PgPool,
+    pub orchestrator: PgPool,
+}
+
+impl Databases {
+    pub async fn connect(urls: &DatabaseUrls, max_connections: u32) -> Result<Databases, StorageError> {
+        Ok(Databases {
+            orders: connect(Store::Orders, &urls.orders, max_connections).await?,
+            payments: connect(Store::Payments, &urls.payments, max_connections).await?,
+            inventory: connect(Store::Inventory, &urls.inventory, max_connections).await?,
+            coordinator: connect(Store::Coordinator, &urls.coordinator, max_connections).await?,
+            orchestrator: connect(Store::Orchestrator, &urls.orchestrator, max_connections).await?,
+        })
+    }
+
+    pub fn pool(&self, store: Store) -> &PgPool {
+        match store {
+            Store::Orders => &self.orders,
+            Store::Payments => &self.payments,
+            Store::Inventory => &self.inventory,
+            Store::Coordinator => &self.coordinator,
+            Store::Orchestrator => &self.orchestrator,
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        for store in Store::ALL {
+            migrate(store, self.pool(store)).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes every database hold exactly `data` and nothing of earlier runs. Prepared
+    /// transactions left in these databases are rolled back first (they would hold locks); the
+    /// checker is the place that counts them, so run it before this.
+    pub async fn reset_and_seed(&self, data: &DataSet) -> Result<(), StorageError> {
+        for store in Store::ALL {
+            let pool = self.pool(store);
+            rollback_prepared(store, pool).await?;
+            sqlx::query(&format!("TRUNCATE {}", store.run_tables()))
+                .execute(pool)
+                .await
+                .map_err(StorageError::query(store, "truncate"))?;
+        }
+        let (customers, balances): (Vec<i32>, Vec<i64>) =
+            data.wallets.iter().map(|w| (w.customer.0, w.balance.0)).unzip();
+        sqlx::query("INSERT INTO wallets (customer_id, balance_cents) SELECT * FROM UNNEST($1::int[], $2::bigint[])")
+            .bind(customers)
+            .bind(balances)
+            .execute(&self.payments)
+            .await
+            .map_err(StorageError::query(Store::Payments, "seeding wallets"))?;
+        let skus: Vec<i32> = data.stock.iter().map(|s| s.sku.0).collect();
+        let available: Vec<i32> = data.stock.iter().map(|s| s.available).collect();
+        let prices: Vec<i64> = data.stock.iter().map(|s| s.price.0).collect();
+        sqlx::query(
+            "INSERT INTO stock (sku, available, price_cents) SELECT * FROM UNNEST($1::int[], $2::int[], $3::bigint[])",
+        )
+        .bind(skus)
+        .bind(available)
+        .bind(prices)
+        .execute(&self.inventory)
+        .await
+        .map_err(StorageError::query(Store::Inventory, "seeding stock"))?;
+        Ok(())
+    }
+}
+
+async fn rollback_prepared(store: Store, pool: &PgPool) -> Result<(), StorageError> {
+    let gids: Vec<String> = sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()")
+        .fetch_all(pool)
+        .await
+        .map_err(StorageError::query(store, "listing prepared transactions"))?;
+    for gid in gids {
+        // The gid is not a bind parameter in PostgreSQL's grammar: quote it as a literal.
+        sqlx::query(&format!("ROLLBACK PREPARED {}", quote_literal(&gid)))
+            .execute(pool)
+            .await
+            .map_err(StorageError::query(store, "rolling back a prepared transaction"))?;
+    }
+    Ok(())
+}
+
+/// A SQL string literal, for the statements that take no bind parameters (PREPARE TRANSACTION,
+/// COMMIT PREPARED, ROLLBACK PREPARED, CREATE DATABASE).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact("postgres://lab:secret@127.0.0.1:5/orders"), "postgres://lab:***@127.0.0.1:5/orders");
+        assert_eq!(redact("postgres://lab@127.0.0.1:5/orders"), "postgres://lab@127.0.0.1:5/orders");
+        assert_eq!(quote_literal("a'b"), "'a''b'");
+    }
+}

@@ -1,0 +1,1 @@
+//! The load generator: for now the environment set-up and the invariant check.
