@@ -179,10 +179,17 @@ pub fn run_to_completion(mut command: Command, log: &Path) -> io::Result<ExitSta
     spawn_from_lab_thread(command)?.wait()
 }
 
-/// Whether a process with this pid exists (for pid files left by an earlier lab).
+/// Whether a process with this pid exists and has not exited (a zombie, exited but not yet
+/// reaped by its parent, counts as dead).
 pub fn pid_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name, which may itself hold spaces.
+    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X"))
 }
 
 /// Stops a server that an earlier lab left running on the same directory, so that a directory
