@@ -34,6 +34,11 @@ jm="$(java_major)"
 [ -n "$jm" ] && [ "$jm" -ge 17 ] || pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
 [ -n "$(pg_bindir)" ] || pkgs+=(postgresql)
+# Building librdkafka (bundled by the rdkafka crate) needs a C toolchain, make and zlib headers.
+command -v cc >/dev/null 2>&1 || pkgs+=(gcc)
+command -v make >/dev/null 2>&1 || pkgs+=(make)
+[ -e /usr/include/zlib.h ] || pkgs+=(zlib1g-dev)
+command -v cargo >/dev/null 2>&1 || die "cargo not on PATH -- install the Rust toolchain (rustup) first"
 
 if [ ${#pkgs[@]} -gt 0 ]; then
   SUDO=""
