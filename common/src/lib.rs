@@ -6,5 +6,7 @@ pub mod checker;
 pub mod datagen;
 pub mod domain;
 pub mod env;
+pub mod failpoint;
 pub mod kafka_clients;
+pub mod metrics;
 pub mod storage;

@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod services;
 pub mod testing;
 
 use crate::storage::DatabaseUrls;

@@ -1,0 +1,111 @@
+//! The lab's own protocol processes (coordinator, participants, orchestrator, saga services) run
+//! as children: a crash is a real SIGKILL and a restart recovers from the database alone.
+
+use super::process::{ManagedChild, StopPolicy};
+use super::EnvError;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How to start one service process.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    /// Unique within a run (e.g. "participant-payment"); names the log file.
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// The address it serves on; it counts as ready once this accepts connections.
+    pub listen: SocketAddr,
+}
+
+/// A running service, stopped (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    spec: ServiceSpec,
+    child: ManagedChild,
+}
+
+impl ServiceProcess {
+    /// Starts the service and waits until its port accepts connections.
+    pub async fn start(spec: ServiceSpec, log_dir: &Path, timeout: Duration) -> Result<ServiceProcess, EnvError> {
+        std::fs::create_dir_all(log_dir).map_err(|source| EnvError::Io { what: "creating", path: log_dir.into(), source })?;
+        let mut command = Command::new(&spec.program);
+        command.args(&spec.args);
+        for (key, value) in &spec.env {
+            command.env(key, value);
+        }
+        let stop = StopPolicy { signal: libc::SIGTERM, grace: Duration::from_secs(10) };
+        let log = log_dir.join(format!("{}.log", spec.name));
+        let child = ManagedChild::spawn(&spec.name, command, &log, stop)
+            .map_err(|source| EnvError::Spawn { what: "a lab service", source })?;
+        let mut service = ServiceProcess { spec, child };
+        service.wait_ready(timeout).await?;
+        Ok(service)
+    }
+
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// Waits for the process to exit by itself (e.g. at an armed fail point).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.child.is_running() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// A crash: SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// A polite stop (SIGTERM), then SIGKILL after the grace period.
+    pub fn stop(&mut self) {
+        self.child.stop();
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.child.log_tail(lines)
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), EnvError> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.exit_status() {
+                return Err(EnvError::Exited {
+                    what: "a lab service",
+                    status: format!("{}: {status}", self.spec.name),
+                    log: self.child.log_path().to_path_buf(),
+                    tail: self.child.log_tail(20),
+                });
+            }
+            if tokio::net::TcpStream::connect(self.spec.listen).await.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(EnvError::NotReady {
+                    what: "a lab service",
+                    after: timeout,
+                    log: self.child.log_path().to_path_buf(),
+                    tail: self.child.log_tail(20),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
