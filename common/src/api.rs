@@ -9,6 +9,13 @@ pub mod pb {
     tonic::include_proto!("txlab.order.v1");
 }
 
+/// The 2PC wire protocol between coordinator and participants (used by the `twopc` crate only;
+/// generated here so that every protocol file is compiled in one place).
+#[allow(clippy::all)]
+pub mod twopc_pb {
+    tonic::include_proto!("txlab.twopc.v1");
+}
+
 pub use pb::order_api_client::OrderApiClient;
 pub use pb::order_api_server::{OrderApi, OrderApiServer};
 

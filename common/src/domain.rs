@@ -175,6 +175,8 @@ pub enum RejectReason {
     UnknownCustomer,
     UnknownSku,
     PriceMismatch,
+    /// An order with this id exists already: a retried order is never applied twice.
+    DuplicateOrder,
 }
 
 impl RejectReason {
@@ -185,6 +187,7 @@ impl RejectReason {
             RejectReason::UnknownCustomer => "unknown_customer",
             RejectReason::UnknownSku => "unknown_sku",
             RejectReason::PriceMismatch => "price_mismatch",
+            RejectReason::DuplicateOrder => "duplicate_order",
         }
     }
 }

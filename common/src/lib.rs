@@ -9,4 +9,5 @@ pub mod env;
 pub mod failpoint;
 pub mod kafka_clients;
 pub mod metrics;
+pub mod retry;
 pub mod storage;

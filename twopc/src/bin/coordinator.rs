@@ -1,0 +1,51 @@
+//! The 2PC coordinator process.
+
+use anyhow::Context;
+use clap::Parser;
+use std::time::Duration;
+use twopc::branch::ServiceKind;
+use twopc::coordinator::{run, CoordinatorConfig};
+
+#[derive(Parser)]
+#[command(about = "2PC coordinator: serves OrderApi and Coordinator.Decision, forces decisions to its log")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    listen: String,
+    /// The decision log's database.
+    #[arg(long)]
+    database_url: String,
+    /// A participant, as SERVICE=URL (order, payment, inventory); give all three.
+    #[arg(long = "participant", value_parser = parse_participant, required = true)]
+    participants: Vec<(ServiceKind, String)>,
+    /// Longest wait for a vote, in milliseconds; silence is NO.
+    #[arg(long, default_value_t = 500)]
+    prepare_timeout_ms: u64,
+    /// Client deadline when a request names none, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    default_deadline_ms: u64,
+    #[arg(long, default_value_t = 32)]
+    pool_size: u32,
+}
+
+fn parse_participant(text: &str) -> Result<(ServiceKind, String), String> {
+    let (service, url) = text.split_once('=').ok_or("expected SERVICE=URL, e.g. payment=http://127.0.0.1:7002")?;
+    let service = <ServiceKind as clap::ValueEnum>::from_str(service, true).map_err(|_| format!("unknown service {service:?}"))?;
+    Ok((service, url.to_string()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    twopc::shutdown::init_tracing();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("--listen {}", args.listen))?;
+    let config = CoordinatorConfig {
+        database_url: args.database_url,
+        participants: args.participants,
+        prepare_timeout: Duration::from_millis(args.prepare_timeout_ms),
+        default_deadline: Duration::from_millis(args.default_deadline_ms),
+        pool_size: args.pool_size,
+    };
+    run(config, listener, twopc::shutdown::signal()).await?;
+    Ok(())
+}

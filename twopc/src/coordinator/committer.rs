@@ -1,0 +1,192 @@
+//! The coordinator's protocol driver: one global transaction from Prepare to the last
+//! acknowledgement, following [`Phase`] transitions. It also answers participants' inquiries
+//! from the phases of the transactions it holds, and from the log for the rest.
+
+use super::decision_log::DecisionLog;
+use super::participants::ParticipantLink;
+use crate::branch::to_branch;
+use crate::protocol::{client_outcome, Decision, Event, Phase, Tally};
+use common::api::unix_micros_now;
+use common::domain::{Order, OutcomeKind};
+use common::failpoint;
+use common::metrics::MetricsRegistry;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Fail point: the COMMIT record is durable, no Commit has been sent.
+pub const AFTER_DECISION_LOGGED: &str = "coordinator-after-decision-logged";
+/// Fail point: one participant acknowledged Commit, the others may not have it yet.
+pub const AFTER_FIRST_COMMIT: &str = "coordinator-after-first-commit";
+
+/// What the client is told, with the moments that matter to the load generator.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    pub kind: OutcomeKind,
+    pub reason: String,
+    /// When the outcome became fixed (the COMMIT record forced, or the abort decided); 0 if never.
+    pub decided_unix_us: u64,
+}
+
+#[derive(Clone)]
+pub struct Committer {
+    participants: Arc<Vec<ParticipantLink>>,
+    log: DecisionLog,
+    metrics: MetricsRegistry,
+    /// Transactions this process is driving, by gid: inquiries about them are answered from here.
+    phases: Arc<Mutex<HashMap<String, Phase>>>,
+    prepare_timeout: Duration,
+}
+
+impl Committer {
+    pub fn new(participants: Vec<ParticipantLink>, log: DecisionLog, metrics: MetricsRegistry, prepare_timeout: Duration) -> Self {
+        Committer { participants: Arc::new(participants), log, metrics, phases: Arc::default(), prepare_timeout }
+    }
+
+    fn set_phase(&self, gid: &str, phase: Phase) {
+        let mut phases = self.phases.lock().expect("phases lock");
+        if phase == Phase::Done {
+            phases.remove(gid);
+        } else {
+            phases.insert(gid.to_string(), phase);
+        }
+    }
+
+    /// Runs the whole protocol for `order`, answering by `deadline` at the latest.
+    pub async fn place(&self, order: &Order, deadline: Instant) -> Placed {
+        let gid = order.id.to_string();
+        match self.log.is_committed(&gid).await {
+            Ok(true) => return placed(OutcomeKind::Committed, "already committed", 0),
+            Ok(false) => {}
+            Err(err) => return placed(OutcomeKind::Aborted, &format!("decision log unreadable: {err}"), 0),
+        }
+        {
+            let mut phases = self.phases.lock().expect("phases lock");
+            if phases.contains_key(&gid) {
+                return placed(OutcomeKind::Aborted, "this order is already being placed", 0);
+            }
+            phases.insert(gid.clone(), Phase::Preparing);
+        }
+        let started = Instant::now();
+
+        // Phase one: every participant votes, in parallel; silence past the timeout is NO.
+        let timeout = self.prepare_timeout.min(deadline.saturating_duration_since(started)).max(Duration::from_millis(1));
+        let branch = to_branch(order);
+        let votes: Vec<(String, _)> = futures::future::join_all(self.participants.iter().map(|p| {
+            let branch = branch.clone();
+            let gid = gid.clone();
+            async move { (p.name().to_string(), p.prepare(&gid, branch, timeout).await) }
+        }))
+        .await;
+        self.metrics.record("prepare_phase", started.elapsed());
+        let tally = Tally::of(&votes);
+        let mut phase = Phase::Preparing.next(Event::Tallied(tally.decision()));
+        self.set_phase(&gid, phase);
+
+        if phase == Phase::LoggingCommit {
+            let names: Vec<&str> = self.participants.iter().map(|p| p.name()).collect();
+            let forced = Instant::now();
+            phase = match self.log.force_commit(&gid, order.id.0, &names).await {
+                Ok(()) => phase.next(Event::CommitLogged),
+                Err(_) => self.resolve_unknown_log(&gid, phase.next(Event::LogFailed), deadline).await,
+            };
+            self.metrics.record("decision_wait", forced.elapsed());
+            self.set_phase(&gid, phase);
+        }
+        let decided_unix_us = if matches!(phase, Phase::Committing | Phase::Aborting) { unix_micros_now() } else { 0 };
+        if phase == Phase::Committing {
+            failpoint::pass(AFTER_DECISION_LOGGED).await;
+        }
+
+        // Phase two: deliver the decision; the client waits for the acks until its deadline.
+        if let Some(decision) = phase.inquiry_answer() {
+            let delivery = tokio::spawn(self.clone().deliver(gid.clone(), decision, phase));
+            let phase_two = Instant::now();
+            let _ = tokio::time::timeout_at(deadline.into(), delivery).await;
+            self.metrics.record(if decision == Decision::Commit { "commit_phase" } else { "abort_phase" }, phase_two.elapsed());
+        }
+        let (kind, reason) = client_outcome(phase, &tally);
+        self.metrics.record("total", started.elapsed());
+        self.metrics.add(kind.as_str(), 1);
+        placed(kind, &reason, decided_unix_us)
+    }
+
+    /// The log failed mid-write: read it until it answers or the deadline passes. Until then the
+    /// transaction stays Undetermined and inquiries get UNKNOWN; never a guess. Past the
+    /// deadline the client hears UNDECIDED and the resolution goes on in the background.
+    async fn resolve_unknown_log(&self, gid: &str, phase: Phase, deadline: Instant) -> Phase {
+        self.set_phase(gid, phase);
+        match self.read_log(gid, Some(deadline)).await {
+            Some(found) => phase.next(Event::LogResolved(found)),
+            None => {
+                tokio::spawn(self.clone().finish_undetermined(gid.to_string()));
+                phase
+            }
+        }
+    }
+
+    /// Whether the COMMIT record exists, asking until the log answers (or `deadline` passes).
+    async fn read_log(&self, gid: &str, deadline: Option<Instant>) -> Option<bool> {
+        let mut backoff = common::retry::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+        loop {
+            match self.log.is_committed(gid).await {
+                Ok(found) => return Some(found),
+                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => return None,
+                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
+    }
+
+    async fn finish_undetermined(self, gid: String) {
+        let Some(found) = self.read_log(&gid, None).await else { return };
+        let phase = Phase::Undetermined.next(Event::LogResolved(found));
+        self.set_phase(&gid, phase);
+        if let Some(decision) = phase.inquiry_answer() {
+            self.deliver(gid, decision, phase).await;
+        }
+    }
+
+    /// Sends `decision` to every participant until all acknowledge, then ends the transaction.
+    async fn deliver(self, gid: String, decision: Decision, phase: Phase) {
+        let mut acks: FuturesUnordered<_> = self.participants.iter().map(|p| p.deliver_decision(&gid, decision)).collect();
+        let mut first = true;
+        while acks.next().await.is_some() {
+            if first && decision == Decision::Commit {
+                failpoint::pass(AFTER_FIRST_COMMIT).await;
+            }
+            first = false;
+        }
+        drop(acks);
+        if decision == Decision::Commit {
+            self.log.mark_complete(&gid);
+        }
+        self.set_phase(&gid, phase.next(Event::AllAcknowledged));
+    }
+
+    /// Re-drives a logged COMMIT found without END at start-up.
+    pub async fn recover(&self, gid: String) {
+        self.set_phase(&gid, Phase::Committing);
+        self.metrics.add("recovered_commits", 1);
+        self.clone().deliver(gid, Decision::Commit, Phase::Committing).await;
+    }
+
+    /// The answer to a participant's inquiry. `None` means "ask again later".
+    pub async fn inquiry(&self, gid: &str) -> Option<Decision> {
+        self.metrics.add("inquiries", 1);
+        let held = self.phases.lock().expect("phases lock").get(gid).copied();
+        match held {
+            Some(phase) => phase.inquiry_answer(),
+            // Not in flight here: the log decides. Presumed abort: no record, no commit.
+            None => match self.log.is_committed(gid).await {
+                Ok(true) => Some(Decision::Commit),
+                Ok(false) => Some(Decision::Abort),
+                Err(_) => None,
+            },
+        }
+    }
+}
+
+fn placed(kind: OutcomeKind, reason: &str, decided_unix_us: u64) -> Placed {
+    Placed { kind, reason: reason.to_string(), decided_unix_us }
+}

@@ -1,0 +1,70 @@
+//! The 2PC coordinator: serves the client API, drives the participants, forces its decisions to
+//! its own database, and re-drives unfinished commits after a restart.
+
+pub mod committer;
+pub mod decision_log;
+pub mod participants;
+pub mod service;
+
+use crate::branch::ServiceKind;
+use crate::error::TwoPcError;
+use common::api::twopc_pb::coordinator_server::CoordinatorServer;
+use common::api::OrderApiServer;
+use common::metrics::{MetricsRegistry, MetricsServer};
+use common::storage::Store;
+use committer::Committer;
+use decision_log::DecisionLog;
+use participants::ParticipantLink;
+use service::CoordinatorService;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// The decision log's database.
+    pub database_url: String,
+    /// Each participant's URL, e.g. `(Payment, "http://127.0.0.1:7002")`.
+    pub participants: Vec<(ServiceKind, String)>,
+    /// Longest wait for a vote; silence is NO.
+    pub prepare_timeout: Duration,
+    /// The client's deadline when a request names none.
+    pub default_deadline: Duration,
+    pub pool_size: u32,
+}
+
+/// Serves until `shutdown` completes.
+pub async fn run(config: CoordinatorConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), TwoPcError> {
+    let pool = common::storage::connect(Store::Coordinator, &config.database_url, config.pool_size).await?;
+    let metrics = MetricsRegistry::new("coordinator");
+    let log = DecisionLog::start(pool, metrics.clone());
+    let links = config
+        .participants
+        .iter()
+        .map(|(service, url)| ParticipantLink::new(*service, url))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(TwoPcError::BadRequest)?;
+    let committer = Committer::new(links, log.clone(), metrics.clone(), config.prepare_timeout);
+
+    // Recovery: every COMMIT without END is re-sent until every participant acknowledges.
+    let unfinished = log.unfinished().await?;
+    if !unfinished.is_empty() {
+        tracing::warn!(count = unfinished.len(), "re-driving logged commits from before the restart");
+    }
+    for commit in unfinished {
+        let committer = committer.clone();
+        tokio::spawn(async move { committer.recover(commit.gid).await });
+    }
+
+    let service = CoordinatorService { committer, default_deadline: config.default_deadline };
+    tracing::info!(addr = ?listener.local_addr().ok(), "coordinator serving");
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(OrderApiServer::new(service.clone()))
+        .add_service(CoordinatorServer::new(service))
+        .add_service(MetricsServer::new(metrics))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

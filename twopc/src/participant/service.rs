@@ -1,0 +1,149 @@
+//! The participant's gRPC face: Prepare runs the branch and `PREPARE TRANSACTION`; Commit and
+//! Abort apply the decision.
+
+use super::prepared::{DecidedBy, PreparedBranch, PreparedBranches};
+use crate::branch::{self, ServiceKind};
+use crate::protocol::Decision;
+use common::api::twopc_pb::{participant_server::Participant, Ack, GidRequest, PrepareRequest, Vote, VoteKind};
+use common::domain::RejectReason;
+use common::failpoint;
+use common::metrics::MetricsRegistry;
+use common::storage::quote_literal;
+use sqlx::PgPool;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// Fail point: the branch is prepared (durable, locks held) but the vote is not yet sent.
+pub const AFTER_PREPARE_BEFORE_VOTE: &str = "participant-after-prepare-before-vote";
+
+#[derive(Clone)]
+pub struct ParticipantService {
+    pub service: ServiceKind,
+    pub pool: PgPool,
+    pub branches: PreparedBranches,
+    pub metrics: MetricsRegistry,
+}
+
+/// How a branch ended its local transaction.
+enum BranchResult {
+    /// Prepared: durable, every lock held since `locked_at`.
+    Prepared { locked_at: Instant },
+    /// Rolled back: a business rule refused.
+    Refused(RejectReason),
+}
+
+fn vote_no(reason: impl Into<String>, business: bool) -> Response<Vote> {
+    Response::new(Vote { vote: VoteKind::No as i32, reason: reason.into(), business })
+}
+
+impl ParticipantService {
+    async fn prepare_branch(&self, gid: &str, req: &PrepareRequest) -> Result<Vote, sqlx::Error> {
+        let order = match req.branch.as_ref().map(branch::from_branch) {
+            Some(Ok(order)) => order,
+            Some(Err(reason)) => return Ok(Vote { vote: VoteKind::No as i32, reason, business: false }),
+            None => return Ok(Vote { vote: VoteKind::No as i32, reason: "branch: missing".into(), business: false }),
+        };
+        let mut conn = self.pool.acquire().await?;
+        let begun = Instant::now();
+        // BEGIN and PREPARE TRANSACTION are plain statements here, not sqlx's transaction guard:
+        // PREPARE TRANSACTION ends the block itself, which the guard could not know.
+        match self.run_branch(&mut conn, gid, &order, req.timeout_ms, begun).await {
+            Ok(BranchResult::Prepared { locked_at }) => self.after_prepared(gid, locked_at).await,
+            Ok(BranchResult::Refused(reason)) => {
+                self.metrics.add("voted_no", 1);
+                Ok(Vote { vote: VoteKind::No as i32, reason: reason.as_str().into(), business: true })
+            }
+            Err(err) => {
+                // The connection may be inside a failed transaction: never hand it back so.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    let _ = conn.close().await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs the branch up to PREPARE TRANSACTION, or rolls it back after a business refusal.
+    async fn run_branch(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        gid: &str,
+        order: &common::domain::Order,
+        timeout_ms: u32,
+        begun: Instant,
+    ) -> Result<BranchResult, sqlx::Error> {
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        // Waiting longer for locks than the coordinator waits for the vote would be wasted.
+        sqlx::query(&format!("SET LOCAL lock_timeout = {}", timeout_ms.max(1))).execute(&mut *conn).await?;
+        let mut locked_at = begun;
+        let refusal = branch::apply(self.service, conn, order, || locked_at = Instant::now()).await?;
+        self.metrics.record("lock_wait", locked_at - begun);
+        if let Some(reason) = refusal {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            tracing::debug!(gid, reason = reason.as_str(), "business refusal");
+            return Ok(BranchResult::Refused(reason));
+        }
+        // The branch is now durable and owned by PostgreSQL, locks held, whatever happens to
+        // this process.
+        sqlx::query(&format!("PREPARE TRANSACTION {}", quote_literal(gid))).execute(&mut *conn).await?;
+        Ok(BranchResult::Prepared { locked_at })
+    }
+
+    async fn after_prepared(&self, gid: &str, locked_at: Instant) -> Result<Vote, sqlx::Error> {
+        self.branches.insert(gid, PreparedBranch { locked_at, prepared_at: Instant::now(), recovered: false });
+        self.metrics.add("prepared", 1);
+        if self.branches.take_early_abort(gid) {
+            self.branches.decide(gid, Decision::Abort, DecidedBy::Coordinator).await?;
+            return Ok(Vote { vote: VoteKind::No as i32, reason: "aborted before the vote".into(), business: false });
+        }
+        failpoint::pass(AFTER_PREPARE_BEFORE_VOTE).await;
+        Ok(Vote { vote: VoteKind::Yes as i32, reason: String::new(), business: false })
+    }
+}
+
+#[tonic::async_trait]
+impl Participant for ParticipantService {
+    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
+    async fn prepare(&self, request: Request<PrepareRequest>) -> Result<Response<Vote>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        if req.gid.is_empty() || req.gid.len() > 200 {
+            return Err(Status::invalid_argument("gid: must be 1 to 200 characters"));
+        }
+        let vote = match self.prepare_branch(&req.gid, &req).await {
+            Ok(vote) => Response::new(vote),
+            Err(err) => {
+                tracing::warn!(cause = %err, "prepare failed; voting NO");
+                self.metrics.add("prepare_failed", 1);
+                vote_no(format!("{} prepare failed: {err}", self.service.name()), false)
+            }
+        };
+        self.metrics.record("prepare", started.elapsed());
+        Ok(vote)
+    }
+
+    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
+    async fn commit(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
+        let gid = request.into_inner().gid;
+        self.branches
+            .decide(&gid, Decision::Commit, DecidedBy::Coordinator)
+            .await
+            .map_err(|e| Status::unavailable(format!("COMMIT PREPARED failed: {e}")))?;
+        Ok(Response::new(Ack {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
+    async fn abort(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
+        let gid = request.into_inner().gid;
+        if !self.branches.is_prepared(&gid) {
+            // Possibly still preparing: make sure the late prepare rolls itself back.
+            self.branches.note_early_abort(&gid);
+        }
+        self.branches
+            .decide(&gid, Decision::Abort, DecidedBy::Coordinator)
+            .await
+            .map_err(|e| Status::unavailable(format!("ROLLBACK PREPARED failed: {e}")))?;
+        Ok(Response::new(Ack {}))
+    }
+}
+
