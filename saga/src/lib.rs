@@ -1,2 +1,21 @@
-//! Sagas over Kafka (DESIGN §3): orchestrated and choreographed, with a transactional outbox and
-//! idempotent consumers. Built by the saga issue; this crate holds nothing yet.
+//! Sagas over Kafka (DESIGN §3): one order/payment/inventory flow run either by an orchestrator
+//! that keeps each saga's state in its own database, or by choreography where each service reacts
+//! to the previous step's events. Every handler applies its business change, a processed-message
+//! record and its outgoing messages in one local transaction (transactional outbox), so at-least-once
+//! delivery yields exactly-once effects.
+
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod machine;
+pub mod message;
+pub mod orchestrator;
+pub mod outbox;
+pub mod server;
+pub mod services;
+pub mod telemetry;
+pub mod waiters;
+
+pub use config::{Mode, ServiceKind};
+pub use error::SagaError;

@@ -1,0 +1,75 @@
+//! Flags both binaries share, turned into library configuration.
+
+use crate::config::{KafkaSettings, Topics};
+use common::kafka_clients::ClientTuning;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port).
+    #[arg(long)]
+    pub bootstrap: String,
+    /// Prefix of every saga topic; runs with different prefixes never see each other.
+    #[arg(long, default_value = "saga")]
+    pub topic_prefix: String,
+    /// Partitions of each topic when this process creates it.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: i32,
+    /// Consumer fetch.wait.max.ms.
+    #[arg(long, default_value_t = ClientTuning::default().fetch_wait_max_ms)]
+    pub fetch_wait_max_ms: u32,
+    /// Consumer fetch.min.bytes.
+    #[arg(long, default_value_t = ClientTuning::default().fetch_min_bytes)]
+    pub fetch_min_bytes: u32,
+    /// Producer linger.ms.
+    #[arg(long, default_value_t = ClientTuning::default().linger_ms)]
+    pub linger_ms: u32,
+    /// Consumer group suffix; a new one replays every topic from offset 0.
+    #[arg(long, default_value = "")]
+    pub group_suffix: String,
+    /// Test knob: the relay publishes every outbox row twice.
+    #[arg(long)]
+    pub publish_twice: bool,
+}
+
+impl KafkaArgs {
+    pub fn settings(&self) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap: self.bootstrap.clone(),
+            topics: Topics::new(&self.topic_prefix),
+            partitions: self.partitions,
+            tuning: ClientTuning {
+                fetch_wait_max_ms: self.fetch_wait_max_ms,
+                fetch_min_bytes: self.fetch_min_bytes,
+                linger_ms: self.linger_ms,
+            },
+            group_suffix: self.group_suffix.clone(),
+            publish_twice: self.publish_twice,
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C: how a process is asked to stop.
+pub async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,147 @@
+//! What a saga process needs to know: its role, where the broker and its database are, topic
+//! names and timing policy. Binaries fill these from flags; tests build them directly.
+
+use common::kafka_clients::ClientTuning;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How the services are driven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// An orchestrator sends commands and reacts to replies.
+    Orchestrated,
+    /// Each service reacts to the previous step's events.
+    Choreographed,
+}
+
+/// The three business services of the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Order,
+    Payment,
+    Inventory,
+}
+
+impl ServiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Order => "order",
+            ServiceKind::Payment => "payment",
+            ServiceKind::Inventory => "inventory",
+        }
+    }
+
+    /// The database the service owns.
+    pub fn store(self) -> common::storage::Store {
+        match self {
+            ServiceKind::Order => common::storage::Store::Orders,
+            ServiceKind::Payment => common::storage::Store::Payments,
+            ServiceKind::Inventory => common::storage::Store::Inventory,
+        }
+    }
+}
+
+/// Topic names, all under one prefix so that runs (and tests) never see each other's messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topics {
+    pub prefix: String,
+}
+
+impl Topics {
+    pub fn new(prefix: impl Into<String>) -> Topics {
+        Topics {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// Commands for one service (orchestrated mode).
+    pub fn commands(&self, service: ServiceKind) -> String {
+        format!("{}.commands.{}", self.prefix, service.as_str())
+    }
+
+    /// Replies to the orchestrator.
+    pub fn replies(&self) -> String {
+        format!("{}.replies", self.prefix)
+    }
+
+    /// Domain events (choreographed mode): one topic, so one order's events stay in one partition
+    /// and in order for every reader.
+    pub fn events(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    /// Every topic either mode uses.
+    pub fn all(&self) -> Vec<String> {
+        vec![
+            self.commands(ServiceKind::Order),
+            self.commands(ServiceKind::Payment),
+            self.commands(ServiceKind::Inventory),
+            self.replies(),
+            self.events(),
+        ]
+    }
+}
+
+/// How a process talks to the broker.
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    pub bootstrap: String,
+    pub topics: Topics,
+    /// Partitions of each topic when the process creates them (they may exist already).
+    pub partitions: i32,
+    /// Latency-relevant client settings, recorded with every result.
+    pub tuning: ClientTuning,
+    /// Consumer group suffix; a new suffix replays every topic from offset 0 (exactly-once tests).
+    pub group_suffix: String,
+    /// Test knob: the relay publishes every outbox row twice, to prove consumers absorb duplicates.
+    pub publish_twice: bool,
+}
+
+impl KafkaSettings {
+    pub fn new(bootstrap: impl Into<String>, topics: Topics) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap: bootstrap.into(),
+            topics,
+            partitions: 8,
+            tuning: ClientTuning::default(),
+            group_suffix: String::new(),
+            publish_twice: false,
+        }
+    }
+
+    pub fn group(&self, role: &str) -> String {
+        format!("{}.{}{}", self.topics.prefix, role, self.group_suffix)
+    }
+}
+
+/// The orchestrator's timing policy for steps that get no reply.
+#[derive(Clone, Debug)]
+pub struct StepPolicy {
+    /// How long a step may go unanswered before it is sent again.
+    pub step_timeout: Duration,
+    /// Sends of a forward step before the saga gives up and compensates. Compensations and the
+    /// steps after the pivot (payment captured) are retried without limit: they must finish.
+    pub max_attempts: u32,
+}
+
+impl Default for StepPolicy {
+    fn default() -> Self {
+        StepPolicy {
+            step_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+        }
+    }
+}
+
+impl StepPolicy {
+    /// The wait before attempt `attempt` (1-based) times out: grows linearly up to 4× so a slow
+    /// broker is not flooded with resends.
+    pub fn timeout_for(&self, attempt: u32) -> Duration {
+        self.step_timeout * attempt.clamp(1, 4)
+    }
+}
+
+/// How long `PlaceOrder` waits when the client gives no deadline.
+pub const DEFAULT_CLIENT_DEADLINE: Duration = Duration::from_secs(5);

@@ -1,0 +1,76 @@
+//! The orchestrator's client API: record the saga (accepted), then wait for its final outcome or
+//! the client's deadline, whichever comes first; the saga carries on either way.
+
+use super::engine::Engine;
+use super::store;
+use crate::machine::Saga;
+use crate::server::{client_deadline, outcome_message};
+use crate::telemetry;
+use crate::waiters::Decided;
+use common::api::{pb, unix_micros_now, OrderApi};
+use common::domain::Order;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+pub struct OrchestratorFront {
+    pub engine: Engine,
+}
+
+#[tonic::async_trait]
+impl OrderApi for OrchestratorFront {
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    async fn place_order(
+        &self,
+        request: Request<pb::PlaceOrderRequest>,
+    ) -> Result<Response<pb::Outcome>, Status> {
+        let received_us = unix_micros_now();
+        let started = Instant::now();
+        let req = request.into_inner();
+        let order = Order::try_from(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let deadline = client_deadline(req.deadline_ms);
+        let engine = &self.engine;
+        let outcome = engine.waiters.register(order.id);
+        let (saga, first) = Saga::start(order.clone());
+        let created = engine
+            .start(&saga, first)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let accepted_us = unix_micros_now();
+        engine.metrics.record(telemetry::ACCEPT, started.elapsed());
+        let mut decided = None;
+        if !created {
+            // A repeated request: answer from the log if the saga is already final.
+            let stored = store::load(&engine.pool, order.id)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            decided = stored.and_then(|s| {
+                let reason = s.ending.as_ref().map(|e| e.to_text()).unwrap_or_default();
+                s.outcome().map(|kind| Decided {
+                    kind,
+                    reason,
+                    decided_unix_us: unix_micros_now(),
+                })
+            });
+        }
+        if decided.is_none() {
+            decided = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), outcome)
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        if decided.is_some() {
+            engine
+                .metrics
+                .record(telemetry::END_TO_END, started.elapsed());
+        } else {
+            engine.waiters.forget_abandoned(order.id);
+            engine.metrics.add("saga.undecided", 1);
+        }
+        Ok(Response::new(outcome_message(
+            &order,
+            received_us,
+            accepted_us,
+            decided,
+        )))
+    }
+}

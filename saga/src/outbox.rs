@@ -1,0 +1,210 @@
+//! The transactional outbox and its relay. Durability contract: a handler's outgoing messages are
+//! rows in its own database, committed in the same transaction as its business change; the relay
+//! publishes committed rows in id order with an idempotent producer, waits for the broker's ack,
+//! and only then marks them published. A crash between publish and mark re-publishes on restart
+//! (consumers dedupe by message id); nothing committed is ever lost.
+
+use crate::error::SagaError;
+use crate::message::{Envelope, PRODUCED_AT_HEADER};
+use common::api::unix_micros_now;
+use common::kafka_clients::{idempotent_producer_config, ClientTuning};
+use common::metrics::MetricsRegistry;
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Writes one outgoing message inside the caller's transaction.
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    envelope: &Envelope,
+) -> Result<(), SagaError> {
+    sqlx::query("INSERT INTO outbox (message_id, topic, msg_key, payload) VALUES ($1, $2, $3, $4)")
+        .bind(envelope.message_id)
+        .bind(topic)
+        .bind(envelope.order_id.to_string())
+        .bind(envelope.encode())
+        .execute(&mut **tx)
+        .await
+        .map_err(SagaError::db("inserting an outbox row"))?;
+    Ok(())
+}
+
+/// Wakes the relay after a commit, so that publishing adds no polling delay. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct RelaySignal(Arc<Notify>);
+
+impl RelaySignal {
+    /// Call after every commit that wrote outbox rows.
+    pub fn committed(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// How the relay batches and how often it looks without being woken.
+#[derive(Clone, Debug)]
+pub struct RelayPolicy {
+    pub batch: i64,
+    /// Safety net only: rows committed by another process or missed wake-ups.
+    pub poll_interval: Duration,
+    /// Test knob: publish every row twice (consumers must absorb the duplicates).
+    pub publish_twice: bool,
+}
+
+impl Default for RelayPolicy {
+    fn default() -> Self {
+        RelayPolicy {
+            batch: 256,
+            poll_interval: Duration::from_millis(250),
+            publish_twice: false,
+        }
+    }
+}
+
+/// Publishes one database's outbox.
+pub struct OutboxRelay {
+    pool: PgPool,
+    producer: FutureProducer,
+    signal: RelaySignal,
+    policy: RelayPolicy,
+    metrics: MetricsRegistry,
+}
+
+struct Row {
+    id: i64,
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    /// Microseconds the row waited between insert and this read.
+    age_us: i64,
+}
+
+impl OutboxRelay {
+    pub fn new(
+        pool: PgPool,
+        bootstrap: &str,
+        tuning: &ClientTuning,
+        signal: RelaySignal,
+        policy: RelayPolicy,
+        metrics: MetricsRegistry,
+    ) -> Result<OutboxRelay, SagaError> {
+        let mut config = idempotent_producer_config(bootstrap, tuning);
+        // Keep retrying through a broker restart rather than failing the batch; the idempotent
+        // producer keeps per-partition order across those retries.
+        config.set("message.timeout.ms", "300000");
+        let producer = config.create().map_err(|source| SagaError::Kafka {
+            what: "creating the relay producer",
+            source,
+        })?;
+        Ok(OutboxRelay {
+            pool,
+            producer,
+            signal,
+            policy,
+            metrics,
+        })
+    }
+
+    /// Publishes until `shutdown` flips to true. Errors are logged and retried with backoff:
+    /// a relay that stops would stall every saga.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.publish_pending().await {
+                Ok(0) => {
+                    backoff = Duration::from_millis(50);
+                    tokio::select! {
+                        _ = self.signal.0.notified() => {}
+                        _ = tokio::time::sleep(self.policy.poll_interval) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(50),
+                Err(err) => {
+                    tracing::warn!(cause = %err, ?backoff, "outbox relay failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// One batch: read unpublished rows in id order, publish them all, then mark them.
+    async fn publish_pending(&self) -> Result<usize, SagaError> {
+        let rows: Vec<(i64, String, String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT id, topic, msg_key, payload, \
+                    (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint \
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.policy.batch)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(SagaError::db("reading the outbox"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .map(|(id, topic, key, payload, age_us)| Row {
+                id,
+                topic,
+                key,
+                payload,
+                age_us,
+            })
+            .collect();
+        let copies = if self.policy.publish_twice { 2 } else { 1 };
+        // Sends are queued in id order; the idempotent producer keeps that order per partition.
+        let sends = rows
+            .iter()
+            .flat_map(|row| (0..copies).map(move |_| self.send(row)));
+        for result in join_all(sends).await {
+            result?;
+        }
+        for row in &rows {
+            self.metrics.record(
+                "relay.delay",
+                Duration::from_micros(row.age_us.max(0) as u64),
+            );
+        }
+        self.metrics.add("relay.published", rows.len() as u64);
+        common::failpoint::pass("relay-after-publish").await;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&self.pool)
+            .await
+            .map_err(SagaError::db("marking outbox rows published"))?;
+        Ok(rows.len())
+    }
+
+    async fn send(&self, row: &Row) -> Result<(), SagaError> {
+        let produced = unix_micros_now().to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: PRODUCED_AT_HEADER,
+            value: Some(produced.as_str()),
+        });
+        let record = FutureRecord::to(&row.topic)
+            .key(&row.key)
+            .payload(&row.payload)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|(source, _)| SagaError::Kafka {
+                what: "publishing an outbox row",
+                source,
+            })
+    }
+}

@@ -1,0 +1,63 @@
+//! Process plumbing shared by the orchestrator and the services: the shutdown signal fanned out to
+//! every task, and the outcome message `PlaceOrder` answers with.
+
+use crate::waiters::Decided;
+use common::api::pb;
+use common::domain::{Order, OutcomeKind};
+use std::future::Future;
+use tokio::sync::watch;
+
+/// Turns the caller's shutdown future into a watch channel every task can observe; the sender is
+/// kept so the process itself can also stop its tasks (e.g. when the server fails).
+pub fn shutdown_channel<F>(shutdown: F) -> (watch::Sender<bool>, watch::Receiver<bool>)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = watch::channel(false);
+    let trigger = tx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = trigger.send(true);
+    });
+    (tx, rx)
+}
+
+/// Resolves once shutdown was requested.
+pub async fn requested(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The client's answer: the final outcome if known, else UNDECIDED with the acceptance time.
+pub fn outcome_message(
+    order: &Order,
+    received_us: u64,
+    accepted_us: u64,
+    decided: Option<Decided>,
+) -> pb::Outcome {
+    let (kind, reason, decided_us) = match decided {
+        Some(d) => (d.kind, d.reason, d.decided_unix_us),
+        None => (OutcomeKind::Undecided, String::new(), 0),
+    };
+    pb::Outcome {
+        order_id: order.id.to_string(),
+        kind: pb::OutcomeKind::from(kind) as i32,
+        reason,
+        amount_cents: order.amount().0,
+        received_unix_us: received_us,
+        accepted_unix_us: accepted_us,
+        decided_unix_us: decided_us,
+    }
+}
+
+/// The client's deadline: its own, else the default.
+pub fn client_deadline(deadline_ms: u32) -> std::time::Duration {
+    if deadline_ms == 0 {
+        crate::config::DEFAULT_CLIENT_DEADLINE
+    } else {
+        std::time::Duration::from_millis(u64::from(deadline_ms))
+    }
+}

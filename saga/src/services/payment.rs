@@ -1,0 +1,91 @@
+//! The payment service's state changes. A charge debits the wallet and records the payment
+//! CAPTURED at once (the charge's semantic lock until the saga is final); a refund marks it
+//! REFUNDED and credits the wallet back. Both are idempotent by order id.
+
+use crate::error::SagaError;
+use common::domain::{Order, OrderId, RejectReason};
+use sqlx::{Postgres, Transaction};
+use std::time::Duration;
+
+/// Charges the order's amount, or refuses. An existing payment (a re-sent command) counts as done.
+pub async fn charge(
+    tx: &mut Transaction<'_, Postgres>,
+    order: &Order,
+) -> Result<Result<(), RejectReason>, SagaError> {
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
+        .bind(order.id.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(SagaError::db("looking for a payment"))?;
+    if exists.is_some() {
+        return Ok(Ok(()));
+    }
+    let balance: Option<i64> =
+        sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
+            .bind(order.customer.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(SagaError::db("locking a wallet"))?;
+    let amount = order.amount().0;
+    match balance {
+        None => return Ok(Err(RejectReason::UnknownCustomer)),
+        Some(b) if b < amount => return Ok(Err(RejectReason::InsufficientFunds)),
+        Some(_) => {}
+    }
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2 WHERE customer_id = $1")
+        .bind(order.customer.0)
+        .bind(amount)
+        .execute(&mut **tx)
+        .await
+        .map_err(SagaError::db("debiting a wallet"))?;
+    sqlx::query("INSERT INTO payments (order_id, customer_id, amount_cents, status) VALUES ($1, $2, $3, 'CAPTURED')")
+        .bind(order.id.0)
+        .bind(order.customer.0)
+        .bind(amount)
+        .execute(&mut **tx)
+        .await
+        .map_err(SagaError::db("recording a payment"))?;
+    Ok(Ok(()))
+}
+
+/// CAPTURED → REFUNDED and the amount back to the wallet; a no-op without a captured payment.
+/// Returns how long the charge was held, if it refunded.
+pub async fn refund(
+    tx: &mut Transaction<'_, Postgres>,
+    order: OrderId,
+) -> Result<Option<Duration>, SagaError> {
+    let row: Option<(i32, i64, i64)> = sqlx::query_as(
+        "UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id = $1 AND status = 'CAPTURED' \
+         RETURNING customer_id, amount_cents, (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint",
+    )
+    .bind(order.0)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(SagaError::db("refunding a payment"))?;
+    let Some((customer, amount, age)) = row else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents + $2 WHERE customer_id = $1")
+        .bind(customer)
+        .bind(amount)
+        .execute(&mut **tx)
+        .await
+        .map_err(SagaError::db("crediting a wallet"))?;
+    Ok(Some(crate::telemetry::micros(age)))
+}
+
+/// How long a still-captured charge has existed: its semantic lock, ended by the order's confirm.
+pub async fn captured_age(
+    pool: &sqlx::PgPool,
+    order: OrderId,
+) -> Result<Option<Duration>, SagaError> {
+    let age: Option<i64> = sqlx::query_scalar(
+        "SELECT (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint FROM payments \
+         WHERE order_id = $1 AND status = 'CAPTURED'",
+    )
+    .bind(order.0)
+    .fetch_optional(pool)
+    .await
+    .map_err(SagaError::db("reading a payment"))?;
+    Ok(age.map(crate::telemetry::micros))
+}

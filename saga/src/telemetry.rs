@@ -1,0 +1,25 @@
+//! Metric names every saga process records (microseconds), in one place so that the load
+//! generator and the tests read the same names.
+
+use std::time::Duration;
+
+/// Client: PlaceOrder receipt → durable acceptance (saga row or PENDING order committed).
+pub const ACCEPT: &str = "saga.accept";
+/// Client: PlaceOrder receipt → final outcome known to the server.
+pub const END_TO_END: &str = "saga.end_to_end";
+/// Outbox insert → broker acknowledged the publish.
+pub const RELAY_DELAY: &str = "relay.delay";
+/// Relay produce → consumer received (the produce time travels in a header).
+pub const KAFKA_HOP: &str = "kafka.hop";
+/// A reservation's life while its saga was not final: RESERVED → COMMITTED or RELEASED.
+pub const LOCK_RESERVATION: &str = "semantic_lock.reservation";
+/// A charge's life while its saga was not final: CAPTURED → order final or REFUNDED.
+pub const LOCK_CHARGE: &str = "semantic_lock.charge";
+/// One handler's local transaction, begin → commit: the rows it locks are held this long.
+pub const HANDLER_TX: &str = "handler.tx";
+
+/// A non-negative microsecond count as a duration (clock skew between a database and a process
+/// can make tiny negative ages).
+pub fn micros(value: i64) -> Duration {
+    Duration::from_micros(value.max(0) as u64)
+}
