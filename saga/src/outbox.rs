@@ -23,14 +23,17 @@ pub async fn enqueue(
     topic: &str,
     envelope: &Envelope,
 ) -> Result<(), SagaError> {
-    sqlx::query("INSERT INTO outbox (message_id, topic, msg_key, payload) VALUES ($1, $2, $3, $4)")
-        .bind(envelope.message_id)
-        .bind(topic)
-        .bind(envelope.order_id.to_string())
-        .bind(envelope.encode())
-        .execute(&mut **tx)
-        .await
-        .map_err(SagaError::db("inserting an outbox row"))?;
+    sqlx::query(
+        "INSERT INTO outbox (message_id, topic, msg_key, payload, created_at) \
+         VALUES ($1, $2, $3, $4, clock_timestamp())",
+    )
+    .bind(envelope.message_id)
+    .bind(topic)
+    .bind(envelope.order_id.to_string())
+    .bind(envelope.encode())
+    .execute(&mut **tx)
+    .await
+    .map_err(SagaError::db("inserting an outbox row"))?;
     Ok(())
 }
 

@@ -1,0 +1,423 @@
+//! A saga deployment for tests: a fresh database set, its own topics, and the orchestrator and
+//! services as child processes that tests kill and restart. Waits are bounded and fail loudly.
+
+use common::api::{pb, OrderApiClient};
+use common::checker::{check, CheckReport};
+use common::datagen::{DataSet, DataSetSpec};
+use common::env::services::{ServiceProcess, ServiceSpec};
+use common::metrics::{decode, MetricsClient};
+use common::storage::{DatabaseUrls, Databases};
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, TopicPartitionList};
+use saga::config::{KafkaSettings, Topics};
+use saga::Mode;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub const PARTITIONS: i32 = 4;
+
+/// One process of a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Orchestrator,
+    Order,
+    Payment,
+    Inventory,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Orchestrator => "orchestrator",
+            Role::Order => "order",
+            Role::Payment => "payment",
+            Role::Inventory => "inventory",
+        }
+    }
+}
+
+/// Extra settings for one start of a process.
+#[derive(Clone, Debug, Default)]
+pub struct Start {
+    /// `TXLAB_FAILPOINTS` for the process.
+    pub failpoints: Option<String>,
+    /// A consumer group suffix (a new one replays every topic from offset 0).
+    pub group_suffix: Option<String>,
+    pub publish_twice: bool,
+}
+
+pub struct Deployment {
+    pub name: String,
+    pub mode: Mode,
+    pub urls: DatabaseUrls,
+    pub dbs: Databases,
+    pub data: DataSet,
+    pub bootstrap: String,
+    pub topics: Topics,
+    pub step_timeout_ms: u64,
+    log_dir: PathBuf,
+    addrs: HashMap<Role, SocketAddr>,
+    procs: HashMap<Role, ServiceProcess>,
+    starts: u32,
+}
+
+impl Deployment {
+    /// Seeds `data` into `dbs`, creates the topics; starts nothing yet.
+    pub async fn new(
+        name: &str,
+        mode: Mode,
+        urls: DatabaseUrls,
+        dbs: Databases,
+        bootstrap: String,
+        log_root: PathBuf,
+    ) -> Deployment {
+        let data = DataSet::generate(&DataSetSpec {
+            seed: 7,
+            customers: 500,
+            skus: 20,
+            balance_cents: (500_000, 1_000_000),
+            ..DataSetSpec::default()
+        })
+        .unwrap();
+        dbs.reset_and_seed(&data).await.expect("seeding");
+        let topics = Topics::new(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
+        let mut kafka = KafkaSettings::new(bootstrap.clone(), topics.clone());
+        kafka.partitions = PARTITIONS;
+        saga::orchestrator::ensure_topics(&kafka)
+            .await
+            .expect("topics");
+        let roles = match mode {
+            Mode::Orchestrated => vec![
+                Role::Orchestrator,
+                Role::Order,
+                Role::Payment,
+                Role::Inventory,
+            ],
+            Mode::Choreographed => vec![Role::Order, Role::Payment, Role::Inventory],
+        };
+        let addrs = roles
+            .into_iter()
+            .map(|r| {
+                (
+                    r,
+                    SocketAddr::from(([127, 0, 0, 1], common::env::ports::free_port().unwrap())),
+                )
+            })
+            .collect();
+        Deployment {
+            name: name.to_string(),
+            mode,
+            urls,
+            dbs,
+            data,
+            bootstrap,
+            topics,
+            step_timeout_ms: 5000,
+            log_dir: log_root.join(name),
+            addrs,
+            procs: HashMap::new(),
+            starts: 0,
+        }
+    }
+
+    pub fn roles(&self) -> Vec<Role> {
+        let mut roles: Vec<Role> = self.addrs.keys().copied().collect();
+        roles.sort();
+        roles
+    }
+
+    /// Starts every process of the mode.
+    pub async fn start_all(&mut self) {
+        for role in self.roles() {
+            self.start(role, Start::default()).await;
+        }
+    }
+
+    pub async fn start(&mut self, role: Role, start: Start) {
+        self.starts += 1;
+        let addr = self.addrs[&role];
+        let mut args = vec![
+            "--listen".to_string(),
+            addr.to_string(),
+            "--bootstrap".into(),
+            self.bootstrap.clone(),
+            "--topic-prefix".into(),
+            self.topics.prefix.clone(),
+            "--partitions".into(),
+            PARTITIONS.to_string(),
+            "--db-connections".into(),
+            "6".into(),
+        ];
+        let program = match role {
+            Role::Orchestrator => {
+                args.extend(["--database-url".into(), self.urls.orchestrator.clone()]);
+                args.extend(["--step-timeout-ms".into(), self.step_timeout_ms.to_string()]);
+                env!("CARGO_BIN_EXE_saga-orchestrator")
+            }
+            service => {
+                let url = match service {
+                    Role::Order => &self.urls.orders,
+                    Role::Payment => &self.urls.payments,
+                    _ => &self.urls.inventory,
+                };
+                let mode = match self.mode {
+                    Mode::Orchestrated => "orchestrated",
+                    Mode::Choreographed => "choreographed",
+                };
+                args.extend([
+                    "--database-url".into(),
+                    url.clone(),
+                    "--service".into(),
+                    service.name().into(),
+                ]);
+                args.extend(["--mode".into(), mode.into()]);
+                env!("CARGO_BIN_EXE_saga-service")
+            }
+        };
+        if let Some(suffix) = &start.group_suffix {
+            args.extend(["--group-suffix".into(), suffix.clone()]);
+        }
+        if start.publish_twice {
+            args.push("--publish-twice".into());
+        }
+        let mut env = vec![("RUST_LOG".to_string(), "info,sqlx=warn".to_string())];
+        if let Some(points) = &start.failpoints {
+            env.push(("TXLAB_FAILPOINTS".into(), points.clone()));
+        }
+        let spec = ServiceSpec {
+            name: format!("{}-{}", role.name(), self.starts),
+            program: program.into(),
+            args,
+            env,
+            listen: addr,
+        };
+        let process = ServiceProcess::start(spec, &self.log_dir, Duration::from_secs(30))
+            .await
+            .expect("service starts");
+        self.procs.insert(role, process);
+    }
+
+    pub fn process(&mut self, role: Role) -> &mut ServiceProcess {
+        self.procs.get_mut(&role).expect("process started")
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, role: Role) {
+        if let Some(mut p) = self.procs.remove(&role) {
+            p.kill();
+        }
+    }
+
+    /// Polite stop of every process.
+    pub fn stop_all(&mut self) {
+        for (_, mut p) in self.procs.drain() {
+            p.stop();
+        }
+    }
+
+    /// The process serving `OrderApi` in this mode.
+    pub fn front(&self) -> Role {
+        match self.mode {
+            Mode::Orchestrated => Role::Orchestrator,
+            Mode::Choreographed => Role::Order,
+        }
+    }
+
+    pub async fn client(&self) -> OrderApiClient<tonic::transport::Channel> {
+        OrderApiClient::connect(format!("http://{}", self.addrs[&self.front()]))
+            .await
+            .expect("front reachable")
+    }
+
+    /// Waits until no saga or order is open and every outbox is drained.
+    pub async fn wait_quiescent(&self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let open = self.open_work().await;
+            if open == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{}: {open} sagas/orders/outbox rows still open after {timeout:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn open_work(&self) -> i64 {
+        let count = |pool: &sqlx::PgPool, sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let outbox = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
+        let mut open = count(
+            &self.dbs.orders,
+            "SELECT count(*) FROM orders WHERE status = 'PENDING'",
+        )
+        .await;
+        open += count(
+            &self.dbs.orchestrator,
+            "SELECT count(*) FROM sagas WHERE NOT terminal",
+        )
+        .await;
+        for pool in [
+            &self.dbs.orders,
+            &self.dbs.payments,
+            &self.dbs.inventory,
+            &self.dbs.orchestrator,
+        ] {
+            open += count(pool, outbox).await;
+        }
+        open
+    }
+
+    pub async fn check(&self) -> CheckReport {
+        check(&self.dbs, &self.data).await.expect("checker runs")
+    }
+
+    /// Asserts the checker finds nothing, printing what it found otherwise.
+    pub async fn assert_clean(&self) -> CheckReport {
+        let report = self.check().await;
+        assert!(
+            report.is_clean(),
+            "{}: checker found:\n{}",
+            self.name,
+            report.describe().join("\n")
+        );
+        report
+    }
+
+    /// Every balance, stock level and order/payment/reservation status: what replays must not change.
+    pub async fn state(&self) -> BTreeMap<String, String> {
+        let mut state = BTreeMap::new();
+        let rows = |pool: &sqlx::PgPool, sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_as::<_, (String, String)>(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let queries: [(&sqlx::PgPool, &'static str); 5] = [
+            (&self.dbs.payments, "SELECT 'wallet ' || customer_id, balance_cents::text FROM wallets"),
+            (&self.dbs.payments, "SELECT 'payment ' || order_id, status || ' ' || amount_cents FROM payments"),
+            (&self.dbs.inventory, "SELECT 'stock ' || sku, available::text FROM stock"),
+            (&self.dbs.inventory, "SELECT 'reservation ' || order_id || ' ' || sku, status || ' ' || qty FROM reservations"),
+            (&self.dbs.orders, "SELECT 'order ' || id, status || ' ' || coalesce(reason, '') FROM orders"),
+        ];
+        for (pool, sql) in queries {
+            state.extend(rows(pool, sql).await);
+        }
+        state
+    }
+
+    /// Waits until the consumer group of `role` (with `suffix`) has committed offsets up to the
+    /// end of every topic it reads.
+    pub async fn wait_caught_up(&self, role: Role, suffix: &str, timeout: Duration) {
+        let topic = match (self.mode, role) {
+            (Mode::Choreographed, _) => self.topics.events(),
+            (Mode::Orchestrated, Role::Orchestrator) => self.topics.replies(),
+            (Mode::Orchestrated, Role::Order) => self.topics.commands(saga::ServiceKind::Order),
+            (Mode::Orchestrated, Role::Payment) => self.topics.commands(saga::ServiceKind::Payment),
+            (Mode::Orchestrated, Role::Inventory) => {
+                self.topics.commands(saga::ServiceKind::Inventory)
+            }
+        };
+        let group = format!("{}.{}{}", self.topics.prefix, role.name(), suffix);
+        let bootstrap = self.bootstrap.clone();
+        let started = Instant::now();
+        loop {
+            let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+            let lag = tokio::task::spawn_blocking(move || group_lag(&b, &g, &t))
+                .await
+                .unwrap();
+            if lag == Some(0) {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "group {group} still lags ({lag:?}) after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn metrics(
+        &self,
+        role: Role,
+    ) -> (BTreeMap<String, Histogram<u64>>, HashMap<String, u64>) {
+        let mut client = MetricsClient::connect(format!("http://{}", self.addrs[&role]))
+            .await
+            .expect("metrics reachable");
+        let snapshot = client
+            .get_snapshot(pb_metrics::SnapshotRequest { reset: false })
+            .await
+            .unwrap()
+            .into_inner();
+        (decode(&snapshot).unwrap(), snapshot.counters)
+    }
+}
+
+use common::metrics::pb as pb_metrics;
+
+/// Messages the group has not committed past, over every partition of `topic`.
+fn group_lag(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .ok()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(5))
+        .ok()?;
+    let mut lag = 0;
+    for p in 0..PARTITIONS {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .ok()?;
+        let at = match committed.find_partition(topic, p)?.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => 0,
+        };
+        lag += (high - at).max(0);
+    }
+    Some(lag)
+}
+
+/// A request with a deadline.
+pub fn request(order: &common::domain::Order, deadline_ms: u32) -> pb::PlaceOrderRequest {
+    let mut req = pb::PlaceOrderRequest::from(order);
+    req.deadline_ms = deadline_ms;
+    req
+}
+
+/// p50 and p99 of a histogram in milliseconds, for the test log.
+pub fn p50_p99_ms(h: &Histogram<u64>) -> (f64, f64) {
+    (
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+    )
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for (_, mut p) in self.procs.drain() {
+            p.kill();
+        }
+    }
+}
