@@ -1,5 +1,7 @@
 //! A saga deployment for tests: a fresh database set, its own topics, and the orchestrator and
 //! services as child processes that tests kill and restart. Waits are bounded and fail loudly.
+// Shared by two test binaries (saga, broker_restart); each uses only a part.
+#![allow(dead_code)]
 
 use common::api::{pb, OrderApiClient};
 use common::checker::{check, CheckReport};
