@@ -54,7 +54,7 @@ mod armed {
     }
 
     pub fn hit(name: &str) -> Option<Duration> {
-        let crash = || {
+        let crash = || -> ! {
             tracing::warn!(failpoint = name, "fail point: crashing (SIGKILL)");
             // SAFETY: kill(2) on our own pid: the same crash a fault injector causes.
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };

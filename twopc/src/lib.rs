@@ -4,6 +4,7 @@
 
 pub mod branch;
 pub mod coordinator;
+pub mod deployment;
 pub mod error;
 pub mod participant;
 pub mod protocol;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::time::Duration;
 use twopc::branch::ServiceKind;
-use twopc::coordinator::{run, CoordinatorConfig};
+use twopc::coordinator::{run, CoordinatorConfig, PrepareOrder};
 
 #[derive(Parser)]
 #[command(about = "2PC coordinator: serves OrderApi and Coordinator.Decision, forces decisions to its log")]
@@ -21,6 +21,9 @@ struct Args {
     /// Longest wait for a vote, in milliseconds; silence is NO.
     #[arg(long, default_value_t = 500)]
     prepare_timeout_ms: u64,
+    /// Prepare all participants at once, or one after another in a fixed order (deadlock-free).
+    #[arg(long, value_enum, default_value = "parallel")]
+    prepare_order: PrepareOrder,
     /// Client deadline when a request names none, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     default_deadline_ms: u64,
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: args.database_url,
         participants: args.participants,
         prepare_timeout: Duration::from_millis(args.prepare_timeout_ms),
+        prepare_order: args.prepare_order,
         default_deadline: Duration::from_millis(args.default_deadline_ms),
         pool_size: args.pool_size,
     };

@@ -4,8 +4,9 @@
 
 use super::decision_log::DecisionLog;
 use super::participants::ParticipantLink;
-use crate::branch::to_branch;
-use crate::protocol::{client_outcome, Decision, Event, Phase, Tally};
+use crate::branch::{to_branch, ServiceKind};
+use crate::protocol::{client_outcome, Decision, Event, Phase, Tally, VoteResult};
+use common::api::twopc_pb::Branch;
 use common::api::unix_micros_now;
 use common::domain::{Order, OutcomeKind};
 use common::failpoint;
@@ -19,6 +20,21 @@ use std::time::{Duration, Instant};
 pub const AFTER_DECISION_LOGGED: &str = "coordinator-after-decision-logged";
 /// Fail point: one participant acknowledged Commit, the others may not have it yet.
 pub const AFTER_FIRST_COMMIT: &str = "coordinator-after-first-commit";
+
+/// How Prepare reaches the participants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrepareOrder {
+    /// All at once: one round trip, but two transactions can each hold locks at one participant
+    /// while waiting at another — a distributed deadlock that only the prepare timeout breaks.
+    Parallel,
+    /// One after another in a fixed participant order (inventory, payment, order), stopping at
+    /// the first NO: every transaction takes its locks in one global order, so no such cycle
+    /// can form, at the price of a round trip per participant.
+    Ordered,
+}
+
+/// The fixed participant order of [`PrepareOrder::Ordered`]: the most contended first.
+const PREPARE_SEQUENCE: [ServiceKind; 3] = [ServiceKind::Inventory, ServiceKind::Payment, ServiceKind::Order];
 
 /// What the client is told, with the moments that matter to the load generator.
 #[derive(Clone, Debug)]
@@ -37,11 +53,20 @@ pub struct Committer {
     /// Transactions this process is driving, by gid: inquiries about them are answered from here.
     phases: Arc<Mutex<HashMap<String, Phase>>>,
     prepare_timeout: Duration,
+    prepare_order: PrepareOrder,
 }
 
 impl Committer {
-    pub fn new(participants: Vec<ParticipantLink>, log: DecisionLog, metrics: MetricsRegistry, prepare_timeout: Duration) -> Self {
-        Committer { participants: Arc::new(participants), log, metrics, phases: Arc::default(), prepare_timeout }
+    pub fn new(
+        participants: Vec<ParticipantLink>,
+        log: DecisionLog,
+        metrics: MetricsRegistry,
+        prepare_timeout: Duration,
+        prepare_order: PrepareOrder,
+    ) -> Self {
+        let mut participants = participants;
+        participants.sort_by_key(|p| PREPARE_SEQUENCE.iter().position(|k| *k == p.service));
+        Committer { participants: Arc::new(participants), log, metrics, phases: Arc::default(), prepare_timeout, prepare_order }
     }
 
     fn set_phase(&self, gid: &str, phase: Phase) {
@@ -70,15 +95,9 @@ impl Committer {
         }
         let started = Instant::now();
 
-        // Phase one: every participant votes, in parallel; silence past the timeout is NO.
+        // Phase one: every participant votes; silence past the timeout is NO.
         let timeout = self.prepare_timeout.min(deadline.saturating_duration_since(started)).max(Duration::from_millis(1));
-        let branch = to_branch(order);
-        let votes: Vec<(String, _)> = futures::future::join_all(self.participants.iter().map(|p| {
-            let branch = branch.clone();
-            let gid = gid.clone();
-            async move { (p.name().to_string(), p.prepare(&gid, branch, timeout).await) }
-        }))
-        .await;
+        let votes = self.collect_votes(&gid, &to_branch(order), timeout).await;
         self.metrics.record("prepare_phase", started.elapsed());
         let tally = Tally::of(&votes);
         let mut phase = Phase::Preparing.next(Event::Tallied(tally.decision()));
@@ -110,6 +129,31 @@ impl Committer {
         self.metrics.record("total", started.elapsed());
         self.metrics.add(kind.as_str(), 1);
         placed(kind, &reason, decided_unix_us)
+    }
+
+    /// Sends Prepare as configured. In ordered mode a NO ends the round: the participants not
+    /// asked hold nothing (an Abort still reaches them, harmlessly).
+    async fn collect_votes(&self, gid: &str, branch: &Branch, timeout: Duration) -> Vec<(String, VoteResult)> {
+        match self.prepare_order {
+            PrepareOrder::Parallel => {
+                futures::future::join_all(self.participants.iter().map(|p| async move {
+                    (p.name().to_string(), p.prepare(gid, branch.clone(), timeout).await)
+                }))
+                .await
+            }
+            PrepareOrder::Ordered => {
+                let mut votes = Vec::with_capacity(self.participants.len());
+                for p in self.participants.iter() {
+                    let vote = p.prepare(gid, branch.clone(), timeout).await;
+                    let yes = vote == VoteResult::Yes;
+                    votes.push((p.name().to_string(), vote));
+                    if !yes {
+                        break;
+                    }
+                }
+                votes
+            }
+        }
     }
 
     /// The log failed mid-write: read it until it answers or the deadline passes. Until then the

@@ -6,6 +6,8 @@ pub mod decision_log;
 pub mod participants;
 pub mod service;
 
+pub use committer::PrepareOrder;
+
 use crate::branch::ServiceKind;
 use crate::error::TwoPcError;
 use common::api::twopc_pb::coordinator_server::CoordinatorServer;
@@ -29,6 +31,8 @@ pub struct CoordinatorConfig {
     pub participants: Vec<(ServiceKind, String)>,
     /// Longest wait for a vote; silence is NO.
     pub prepare_timeout: Duration,
+    /// Parallel or ordered Prepare (see [`PrepareOrder`]).
+    pub prepare_order: PrepareOrder,
     /// The client's deadline when a request names none.
     pub default_deadline: Duration,
     pub pool_size: u32,
@@ -45,7 +49,7 @@ pub async fn run(config: CoordinatorConfig, listener: TcpListener, shutdown: imp
         .map(|(service, url)| ParticipantLink::new(*service, url))
         .collect::<Result<Vec<_>, _>>()
         .map_err(TwoPcError::BadRequest)?;
-    let committer = Committer::new(links, log.clone(), metrics.clone(), config.prepare_timeout);
+    let committer = Committer::new(links, log.clone(), metrics.clone(), config.prepare_timeout, config.prepare_order);
 
     // Recovery: every COMMIT without END is re-sent until every participant acknowledges.
     let unfinished = log.unfinished().await?;

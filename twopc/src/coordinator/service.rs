@@ -26,7 +26,13 @@ impl OrderApi for CoordinatorService {
         let req = request.into_inner();
         let order = Order::try_from(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let deadline_ms = if req.deadline_ms == 0 { self.default_deadline } else { Duration::from_millis(req.deadline_ms.into()) };
-        let placed = self.committer.place(&order, received + deadline_ms).await;
+        // The protocol runs in its own task: a client that hangs up must not cancel a transaction
+        // midway (that would strand prepared branches and an in-flight phase).
+        let committer = self.committer.clone();
+        let placing = order.clone();
+        let placed = tokio::spawn(async move { committer.place(&placing, received + deadline_ms).await })
+            .await
+            .map_err(|e| Status::internal(format!("the transaction's task failed: {e}")))?;
         let decided = placed.decided_unix_us;
         Ok(Response::new(Outcome {
             order_id: req.order_id,

@@ -34,7 +34,7 @@ pub struct ParticipantConfig {
 pub async fn run(config: ParticipantConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), TwoPcError> {
     let pool = common::storage::connect(config.service.store(), &config.database_url, config.pool_size).await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.name()));
-    let branches = PreparedBranches::new(pool.clone(), metrics.clone());
+    let branches = PreparedBranches::new(config.service.name(), pool.clone(), metrics.clone());
     let recovered = branches.recover().await?;
     if recovered > 0 {
         tracing::warn!(recovered, "found prepared branches from before the restart; asking the coordinator");

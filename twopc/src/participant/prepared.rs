@@ -35,6 +35,8 @@ pub enum DecidedBy {
 
 #[derive(Clone)]
 pub struct PreparedBranches {
+    /// Suffix of this participant's prepared-transaction names (see [`PreparedBranches::pg_gid`]).
+    service: &'static str,
     pool: PgPool,
     metrics: MetricsRegistry,
     branches: Arc<Mutex<HashMap<String, PreparedBranch>>>,
@@ -44,8 +46,14 @@ pub struct PreparedBranches {
 }
 
 impl PreparedBranches {
-    pub fn new(pool: PgPool, metrics: MetricsRegistry) -> Self {
-        PreparedBranches { pool, metrics, branches: Arc::default(), early_aborts: Arc::default() }
+    pub fn new(service: &'static str, pool: PgPool, metrics: MetricsRegistry) -> Self {
+        PreparedBranches { service, pool, metrics, branches: Arc::default(), early_aborts: Arc::default() }
+    }
+
+    /// The name of this participant's branch of `gid` in PostgreSQL. Prepared-transaction names
+    /// are unique per cluster, and services may share one, so the service is part of the name.
+    pub fn pg_gid(&self, gid: &str) -> String {
+        format!("{gid}@{}", self.service)
     }
 
     pub fn insert(&self, gid: &str, branch: PreparedBranch) {
@@ -93,8 +101,8 @@ impl PreparedBranches {
     /// decided, or never prepared) is success.
     pub async fn decide(&self, gid: &str, decision: Decision, by: DecidedBy) -> Result<(), sqlx::Error> {
         let statement = match decision {
-            Decision::Commit => format!("COMMIT PREPARED {}", quote_literal(gid)),
-            Decision::Abort => format!("ROLLBACK PREPARED {}", quote_literal(gid)),
+            Decision::Commit => format!("COMMIT PREPARED {}", quote_literal(&self.pg_gid(gid))),
+            Decision::Abort => format!("ROLLBACK PREPARED {}", quote_literal(&self.pg_gid(gid))),
         };
         let started = Instant::now();
         let applied = match sqlx::query(&statement).execute(&self.pool).await {
@@ -132,6 +140,8 @@ impl PreparedBranches {
         .fetch_all(&self.pool)
         .await?;
         let now = Instant::now();
+        let suffix = format!("@{}", self.service);
+        let rows: Vec<(&str, f64)> = rows.iter().filter_map(|(name, age)| Some((name.strip_suffix(&suffix)?, *age))).collect();
         for (gid, age_secs) in &rows {
             let since = now.checked_sub(Duration::from_secs_f64(age_secs.max(0.0))).unwrap_or(now);
             self.insert(gid, PreparedBranch { locked_at: since, prepared_at: since, recovered: true });

@@ -73,8 +73,8 @@ impl ParticipantService {
         begun: Instant,
     ) -> Result<BranchResult, sqlx::Error> {
         sqlx::query("BEGIN").execute(&mut *conn).await?;
-        // Waiting longer for locks than the coordinator waits for the vote would be wasted.
-        sqlx::query(&format!("SET LOCAL lock_timeout = {}", timeout_ms.max(1))).execute(&mut *conn).await?;
+        // Give up on locks a little before the coordinator gives up on the vote, so the NO says why.
+        sqlx::query(&format!("SET LOCAL lock_timeout = {}", (timeout_ms * 4 / 5).max(1))).execute(&mut *conn).await?;
         let mut locked_at = begun;
         let refusal = branch::apply(self.service, conn, order, || locked_at = Instant::now()).await?;
         self.metrics.record("lock_wait", locked_at - begun);
@@ -85,7 +85,8 @@ impl ParticipantService {
         }
         // The branch is now durable and owned by PostgreSQL, locks held, whatever happens to
         // this process.
-        sqlx::query(&format!("PREPARE TRANSACTION {}", quote_literal(gid))).execute(&mut *conn).await?;
+        let name = self.branches.pg_gid(gid);
+        sqlx::query(&format!("PREPARE TRANSACTION {}", quote_literal(&name))).execute(&mut *conn).await?;
         Ok(BranchResult::Prepared { locked_at })
     }
 
@@ -110,7 +111,13 @@ impl Participant for ParticipantService {
         if req.gid.is_empty() || req.gid.len() > 200 {
             return Err(Status::invalid_argument("gid: must be 1 to 200 characters"));
         }
-        let vote = match self.prepare_branch(&req.gid, &req).await {
+        // The branch runs in its own task: if the coordinator gives up and the RPC is dropped, the
+        // branch still ends cleanly (prepared and registered, or rolled back), never half-done.
+        let this = self.clone();
+        let outcome = tokio::spawn(async move { this.prepare_branch(&req.gid, &req).await })
+            .await
+            .map_err(|e| Status::internal(format!("prepare task failed: {e}")))?;
+        let vote = match outcome {
             Ok(vote) => Response::new(vote),
             Err(err) => {
                 tracing::warn!(cause = %err, "prepare failed; voting NO");
@@ -125,9 +132,11 @@ impl Participant for ParticipantService {
     #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
     async fn commit(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
         let gid = request.into_inner().gid;
-        self.branches
-            .decide(&gid, Decision::Commit, DecidedBy::Coordinator)
+        let branches = self.branches.clone();
+        // Not cancelled with the RPC: a decision once started is applied and accounted for.
+        tokio::spawn(async move { branches.decide(&gid, Decision::Commit, DecidedBy::Coordinator).await })
             .await
+            .map_err(|e| Status::internal(format!("commit task failed: {e}")))?
             .map_err(|e| Status::unavailable(format!("COMMIT PREPARED failed: {e}")))?;
         Ok(Response::new(Ack {}))
     }
@@ -139,9 +148,10 @@ impl Participant for ParticipantService {
             // Possibly still preparing: make sure the late prepare rolls itself back.
             self.branches.note_early_abort(&gid);
         }
-        self.branches
-            .decide(&gid, Decision::Abort, DecidedBy::Coordinator)
+        let branches = self.branches.clone();
+        tokio::spawn(async move { branches.decide(&gid, Decision::Abort, DecidedBy::Coordinator).await })
             .await
+            .map_err(|e| Status::internal(format!("abort task failed: {e}")))?
             .map_err(|e| Status::unavailable(format!("ROLLBACK PREPARED failed: {e}")))?;
         Ok(Response::new(Ack {}))
     }

@@ -1,0 +1,173 @@
+//! A whole 2PC deployment on this machine — three participants and a coordinator, each its own
+//! process on a loopback port — for tests and the load generator. Crashes are real SIGKILLs and
+//! restarts recover from the databases alone.
+
+use crate::branch::ServiceKind;
+use crate::coordinator::PrepareOrder;
+use common::env::ports::free_port;
+use common::env::services::{ServiceProcess, ServiceSpec};
+use common::env::EnvError;
+use common::storage::DatabaseUrls;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to run the deployment.
+#[derive(Clone, Debug)]
+pub struct DeploymentConfig {
+    /// Where the `coordinator` and `participant` binaries are.
+    pub bin_dir: PathBuf,
+    /// Where each process's log goes.
+    pub log_dir: PathBuf,
+    pub databases: DatabaseUrls,
+    pub prepare_timeout: Duration,
+    pub prepare_order: PrepareOrder,
+    /// How long a prepared branch waits before asking the coordinator.
+    pub ask_after: Duration,
+    pub default_deadline: Duration,
+    pub pool_size: u32,
+    /// Extra environment for every process (e.g. `TXLAB_FAILPOINTS`, `RUST_LOG`).
+    pub env: Vec<(String, String)>,
+}
+
+impl DeploymentConfig {
+    pub fn new(bin_dir: impl Into<PathBuf>, log_dir: impl Into<PathBuf>, databases: DatabaseUrls) -> Self {
+        DeploymentConfig {
+            bin_dir: bin_dir.into(),
+            log_dir: log_dir.into(),
+            databases,
+            prepare_timeout: Duration::from_millis(500),
+            prepare_order: PrepareOrder::Parallel,
+            ask_after: Duration::from_millis(1000),
+            default_deadline: Duration::from_millis(1000),
+            pool_size: 32,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// The running processes; all are stopped on drop.
+pub struct Deployment {
+    config: DeploymentConfig,
+    coordinator_addr: SocketAddr,
+    participant_addrs: Vec<(ServiceKind, SocketAddr)>,
+    pub coordinator: Option<ServiceProcess>,
+    pub participants: Vec<(ServiceKind, Option<ServiceProcess>)>,
+}
+
+const READY: Duration = Duration::from_secs(30);
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Deployment {
+    /// Starts the participants, then the coordinator.
+    pub async fn start(config: DeploymentConfig) -> Result<Deployment, EnvError> {
+        let port = || free_port().map_err(|source| EnvError::Io { what: "finding a free port", path: "127.0.0.1".into(), source });
+        let coordinator_addr = loopback(port()?);
+        let mut participant_addrs = Vec::new();
+        for kind in ServiceKind::ALL {
+            participant_addrs.push((kind, loopback(port()?)));
+        }
+        let mut deployment = Deployment { config, coordinator_addr, participant_addrs, coordinator: None, participants: Vec::new() };
+        for kind in ServiceKind::ALL {
+            let process = deployment.start_participant(kind, &[]).await?;
+            deployment.participants.push((kind, Some(process)));
+        }
+        deployment.coordinator = Some(deployment.start_coordinator(&[]).await?);
+        Ok(deployment)
+    }
+
+    /// The client API's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.coordinator_addr)
+    }
+
+    pub fn participant_url(&self, kind: ServiceKind) -> String {
+        format!("http://{}", self.participant_addr(kind))
+    }
+
+    fn participant_addr(&self, kind: ServiceKind) -> SocketAddr {
+        self.participant_addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a).expect("every kind has an address")
+    }
+
+    fn spec(&self, name: &str, program: &str, args: Vec<String>, listen: SocketAddr, extra_env: &[(&str, &str)]) -> ServiceSpec {
+        let mut env = self.config.env.clone();
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        ServiceSpec { name: name.into(), program: self.config.bin_dir.join(program), args, env, listen }
+    }
+
+    /// Starts (or restarts) the coordinator with `extra_env` added (e.g. an armed fail point).
+    pub async fn start_coordinator(&self, extra_env: &[(&str, &str)]) -> Result<ServiceProcess, EnvError> {
+        let c = &self.config;
+        let mut args = vec![
+            "--listen".into(),
+            self.coordinator_addr.to_string(),
+            "--database-url".into(),
+            c.databases.coordinator.clone(),
+            "--prepare-timeout-ms".into(),
+            c.prepare_timeout.as_millis().to_string(),
+            "--prepare-order".into(),
+            format!("{:?}", c.prepare_order).to_lowercase(),
+            "--default-deadline-ms".into(),
+            c.default_deadline.as_millis().to_string(),
+            "--pool-size".into(),
+            c.pool_size.to_string(),
+        ];
+        for (kind, addr) in &self.participant_addrs {
+            args.push("--participant".into());
+            args.push(format!("{}=http://{addr}", kind.name()));
+        }
+        let spec = self.spec("coordinator", "coordinator", args, self.coordinator_addr, extra_env);
+        ServiceProcess::start(spec, &c.log_dir, READY).await
+    }
+
+    /// Starts (or restarts) one participant with `extra_env` added.
+    pub async fn start_participant(&self, kind: ServiceKind, extra_env: &[(&str, &str)]) -> Result<ServiceProcess, EnvError> {
+        let c = &self.config;
+        let addr = self.participant_addr(kind);
+        let args = vec![
+            "--service".into(),
+            kind.name().into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--database-url".into(),
+            c.databases.get(kind.store()).to_string(),
+            "--coordinator".into(),
+            self.url(),
+            "--ask-after-ms".into(),
+            c.ask_after.as_millis().to_string(),
+            "--pool-size".into(),
+            c.pool_size.to_string(),
+        ];
+        let spec = self.spec(&format!("participant-{}", kind.name()), "participant", args, addr, extra_env);
+        ServiceProcess::start(spec, &c.log_dir, READY).await
+    }
+
+    pub fn participant(&mut self, kind: ServiceKind) -> &mut Option<ServiceProcess> {
+        &mut self.participants.iter_mut().find(|(k, _)| *k == kind).expect("every kind runs").1
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.config.log_dir
+    }
+
+    /// Stops everything: the coordinator first, so no new work reaches the participants.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.coordinator.take() {
+            c.stop();
+        }
+        for (_, p) in &mut self.participants {
+            if let Some(mut p) = p.take() {
+                p.stop();
+            }
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

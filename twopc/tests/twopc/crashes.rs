@@ -1,0 +1,107 @@
+//! Crash recovery with real SIGKILLs: the coordinator after its decision is logged and before it
+//! decides, and a participant between its YES vote and the decision.
+
+use crate::support::{kind, small_data_set, start};
+use common::api::pb::OutcomeKind;
+use common::failpoint::ENV_VAR;
+use std::time::Duration;
+use twopc::branch::ServiceKind;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_killed_after_logging_commit_recovers_and_commits_everywhere() {
+    let mut lab = start("twopc_crash_after_log", small_data_set(11), |_| {}).await;
+    // Restart the coordinator with the fail point armed: it SIGKILLs itself right after forcing
+    // the COMMIT record, before any Commit is sent.
+    lab.deployment.coordinator.take().unwrap().stop();
+    lab.deployment.coordinator = Some(lab.deployment.start_coordinator(&[(ENV_VAR, "coordinator-after-decision-logged=crash")]).await.unwrap());
+    let order = lab.order(9, &[(3, 2), (8, 1)]);
+    let client = lab.client().await;
+    let placing = {
+        let mut client = client.clone();
+        let req = common::api::pb::PlaceOrderRequest::from(&order);
+        tokio::spawn(async move { client.place_order(req).await })
+    };
+    let mut crashed = lab.deployment.coordinator.take().unwrap();
+    assert!(crashed.wait_exit(Duration::from_secs(10)).await, "the coordinator did not crash at the fail point");
+    assert!(placing.await.unwrap().is_err(), "the client saw the connection drop");
+    // Every branch is prepared, holding locks, and the log says COMMIT.
+    assert_eq!(lab.prepared().await.len(), 3, "three branches in doubt");
+
+    lab.deployment.coordinator = Some(lab.deployment.start_coordinator(&[]).await.unwrap());
+    let report = lab.wait_quiescent_and_clean(Duration::from_secs(15)).await;
+    assert_eq!(report.counts.orders_confirmed, 1, "recovery committed the logged decision");
+    // The client's retry learns the outcome from the log.
+    assert_eq!(kind(&lab.place(&order, 2_000).await), OutcomeKind::Committed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_killed_before_deciding_leaves_participants_to_abort_after_asking() {
+    let mut lab = start("twopc_crash_before_decision", small_data_set(12), |c| {
+        c.prepare_timeout = Duration::from_secs(5);
+        c.ask_after = Duration::from_millis(200);
+    })
+    .await;
+    // Inventory stalls after preparing, so the coordinator is still collecting votes when killed.
+    lab.deployment.participant(ServiceKind::Inventory).take().unwrap().stop();
+    *lab.deployment.participant(ServiceKind::Inventory) =
+        Some(lab.deployment.start_participant(ServiceKind::Inventory, &[(ENV_VAR, "participant-after-prepare-before-vote=sleep(3000)")]).await.unwrap());
+    let order = lab.order(10, &[(6, 1)]);
+    let before = lab.balance(10).await;
+    let placing = {
+        let mut client = lab.client().await;
+        let req = common::api::pb::PlaceOrderRequest::from(&order);
+        tokio::spawn(async move { client.place_order(req).await })
+    };
+    // Wait until all three branches are prepared, then kill the undecided coordinator.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lab.prepared().await.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "branches never prepared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lab.deployment.coordinator.take().unwrap().kill();
+    let _ = placing.await;
+    // Participants ask an absent coordinator and keep asking, holding their locks.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(lab.prepared().await.len(), 3, "blocked while the coordinator is down");
+
+    lab.deployment.coordinator = Some(lab.deployment.start_coordinator(&[]).await.unwrap());
+    let report = lab.wait_quiescent_and_clean(Duration::from_secs(15)).await;
+    assert_eq!(report.counts.orders_confirmed, 0, "no COMMIT record: presumed abort");
+    assert_eq!(lab.balance(10).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participant_killed_while_prepared_resolves_its_branch_after_restart() {
+    let mut lab = start("twopc_participant_crash", small_data_set(13), |c| c.ask_after = Duration::from_millis(200)).await;
+    // The coordinator holds its Commits for 2 s after logging: the payment participant is killed
+    // in that window, with its branch prepared and its vote YES.
+    lab.deployment.coordinator.take().unwrap().stop();
+    lab.deployment.coordinator =
+        Some(lab.deployment.start_coordinator(&[(ENV_VAR, "coordinator-after-decision-logged=sleep(2000)")]).await.unwrap());
+    let order = lab.order(11, &[(9, 3)]);
+    let before = lab.balance(11).await;
+    let placing = {
+        let mut client = lab.client().await;
+        let mut req = common::api::pb::PlaceOrderRequest::from(&order);
+        req.deadline_ms = 10_000;
+        tokio::spawn(async move { client.place_order(req).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lab.prepared().await.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "branches never prepared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lab.deployment.participant(ServiceKind::Payment).take().unwrap().kill();
+    // The branch survives the crash: it belongs to PostgreSQL, not to the process.
+    assert!(lab.prepared().await.contains(&format!("{}@payment", order.id)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *lab.deployment.participant(ServiceKind::Payment) = Some(lab.deployment.start_participant(ServiceKind::Payment, &[]).await.unwrap());
+
+    let outcome = placing.await.unwrap().expect("the coordinator answers").into_inner();
+    assert_eq!(kind(&outcome), OutcomeKind::Committed, "{outcome:?}");
+    let report = lab.wait_quiescent_and_clean(Duration::from_secs(15)).await;
+    assert_eq!(report.counts.orders_confirmed, 1);
+    assert_eq!(lab.balance(11).await, before - order.amount().0);
+    let log = std::fs::read_to_string(lab.deployment.log_dir().join("participant-payment.log")).unwrap();
+    assert!(log.contains("found prepared branches from before the restart"), "the restarted participant did not recover its branch");
+}
