@@ -1,8 +1,13 @@
-//! The lab's load generator. For now it provisions the local environment, seeds a data set and
-//! runs the invariant checker; the load, fault and report parts come with the load-generator issue.
+//! The lab's load generator: provisions the local environment, seeds a data set, drives a
+//! protocol through `OrderApi`, collects the services' metrics and runs the invariant checker.
+//! Open-loop load, faults, `compare` and reports come with the load-generator issue.
 
 pub mod check;
 pub mod cli;
+pub mod closed_loop;
+pub mod print;
+pub mod run;
+pub mod workload;
 
 /// Why a loadgen command failed. Each variant carries the underlying error's own message.
 #[derive(Debug, thiserror::Error)]
@@ -13,4 +18,10 @@ pub enum LoadgenError {
     Storage(#[from] common::storage::StorageError),
     #[error(transparent)]
     DataSet(#[from] common::datagen::InvalidDataSetSpec),
+    #[error("cannot reach a lab service: {0}")]
+    Connect(tonic::transport::Error),
+    #[error("a service's metrics: {0}")]
+    Metrics(String),
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
 }

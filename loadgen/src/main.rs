@@ -31,6 +31,11 @@ async fn main() -> anyhow::Result<()> {
             }
             anyhow::ensure!(report.is_clean(), "the invariant checker found problems");
         }
+        Command::Run(args) => {
+            let report = loadgen::run::run(&args).await?;
+            print!("{}", loadgen::print::run_report(&report));
+            anyhow::ensure!(report.check.is_clean(), "the invariant checker found problems");
+        }
     }
     Ok(())
 }
