@@ -64,6 +64,15 @@ fn loopback(port: u16) -> SocketAddr {
 impl Deployment {
     /// Starts the participants, then the coordinator.
     pub async fn start(config: DeploymentConfig) -> Result<Deployment, EnvError> {
+        for program in ["coordinator", "participant"] {
+            if !config.bin_dir.join(program).is_file() {
+                return Err(EnvError::Io {
+                    what: "finding the 2PC binary (build them with `cargo build --release --workspace --bins`)",
+                    path: config.bin_dir.join(program),
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+        }
         let port = || free_port().map_err(|source| EnvError::Io { what: "finding a free port", path: "127.0.0.1".into(), source });
         let coordinator_addr = loopback(port()?);
         let mut participant_addrs = Vec::new();
