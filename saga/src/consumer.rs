@@ -110,6 +110,12 @@ pub async fn run<H: MessageHandler>(
                                 .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
                         }),
                     };
+                    if let Some(produced) = delivery.produced_us {
+                        metrics.record(
+                            crate::telemetry::KAFKA_HOP,
+                            Duration::from_micros(unix_micros_now().saturating_sub(produced)),
+                        );
+                    }
                     let lane = delivery.partition.unsigned_abs() as usize % senders.len();
                     if senders[lane].send(delivery).await.is_err() {
                         break;
@@ -151,12 +157,6 @@ async fn lane<H: MessageHandler>(
     metrics: MetricsRegistry,
 ) {
     while let Some(delivery) = rx.recv().await {
-        if let Some(produced) = delivery.produced_us {
-            metrics.record(
-                "kafka.hop",
-                Duration::from_micros(unix_micros_now().saturating_sub(produced)),
-            );
-        }
         metrics.add("messages.consumed", 1);
         match Envelope::decode(&delivery.payload) {
             Ok(envelope) => {

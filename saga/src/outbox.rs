@@ -183,11 +183,25 @@ impl OutboxRelay {
         self.metrics.add("relay.published", rows.len() as u64);
         common::failpoint::pass("relay-after-publish").await;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        // The mark need not be forced to disk: if it is lost, the rows go out again and the
+        // consumers' dedupe absorbs them. Skipping the flush halves the relay's fsyncs.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(SagaError::db("beginning a mark"))?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(SagaError::db("relaxing the mark's commit"))?;
         sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
             .bind(&ids)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(SagaError::db("marking outbox rows published"))?;
+        tx.commit()
+            .await
+            .map_err(SagaError::db("committing a mark"))?;
         Ok(rows.len())
     }
 

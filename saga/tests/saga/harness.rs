@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub const PARTITIONS: i32 = 4;
+pub const PARTITIONS: i32 = 8;
 
 /// One process of a deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,6 +60,7 @@ pub struct Deployment {
     pub bootstrap: String,
     pub topics: Topics,
     pub step_timeout_ms: u64,
+    pub max_attempts: u32,
     log_dir: PathBuf,
     addrs: HashMap<Role, SocketAddr>,
     procs: HashMap<Role, ServiceProcess>,
@@ -118,6 +119,7 @@ impl Deployment {
             bootstrap,
             topics,
             step_timeout_ms: 5000,
+            max_attempts: 3,
             log_dir: log_root.join(name),
             addrs,
             procs: HashMap::new(),
@@ -151,12 +153,15 @@ impl Deployment {
             "--partitions".into(),
             PARTITIONS.to_string(),
             "--db-connections".into(),
-            "6".into(),
+            "10".into(),
+            "--lanes".into(),
+            "8".into(),
         ];
         let program = match role {
             Role::Orchestrator => {
                 args.extend(["--database-url".into(), self.urls.orchestrator.clone()]);
                 args.extend(["--step-timeout-ms".into(), self.step_timeout_ms.to_string()]);
+                args.extend(["--max-attempts".into(), self.max_attempts.to_string()]);
                 env!("CARGO_BIN_EXE_saga-orchestrator")
             }
             service => {
@@ -353,6 +358,15 @@ impl Deployment {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    pub async fn reset_metrics(&self, role: Role) {
+        let url = format!("http://{}", self.addrs[&role]);
+        let mut client = MetricsClient::connect(url)
+            .await
+            .expect("metrics reachable");
+        let reset = pb_metrics::SnapshotRequest { reset: true };
+        client.get_snapshot(reset).await.unwrap();
     }
 
     pub async fn metrics(

@@ -6,6 +6,7 @@ mod crashes;
 mod exactly_once;
 mod flows;
 mod harness;
+mod timeouts;
 mod workload;
 
 use common::env::testing::{fresh_databases, shared_env};
