@@ -56,6 +56,8 @@ pub struct RelayPolicy {
     pub poll_interval: Duration,
     /// Test knob: publish every row twice (consumers must absorb the duplicates).
     pub publish_twice: bool,
+    /// Published rows are deleted after this long; they are needed only until published.
+    pub retention: Duration,
 }
 
 impl Default for RelayPolicy {
@@ -64,6 +66,7 @@ impl Default for RelayPolicy {
             batch: 256,
             poll_interval: Duration::from_millis(250),
             publish_twice: false,
+            retention: Duration::from_secs(600),
         }
     }
 }
@@ -96,9 +99,11 @@ impl OutboxRelay {
         metrics: MetricsRegistry,
     ) -> Result<OutboxRelay, SagaError> {
         let mut config = idempotent_producer_config(bootstrap, tuning);
-        // Keep retrying through a broker restart rather than failing the batch; the idempotent
-        // producer keeps per-partition order across those retries.
-        config.set("message.timeout.ms", "300000");
+        // Never give up on a message (0 = no timeout): a failed send in the middle of a batch
+        // would let later rows of the same order overtake it when the batch is re-sent. Through
+        // a broker outage the relay simply waits; the idempotent producer keeps per-partition
+        // order across its internal retries.
+        config.set("message.timeout.ms", "0");
         let producer = config.create().map_err(|source| SagaError::Kafka {
             what: "creating the relay producer",
             source,
@@ -116,11 +121,23 @@ impl OutboxRelay {
     /// a relay that stops would stall every saga.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
+        let mut pruned = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            match self.publish_pending().await {
+            if pruned.elapsed() > self.policy.retention / 10 {
+                pruned = tokio::time::Instant::now();
+                if let Err(err) = self.prune().await {
+                    tracing::warn!(cause = %err, "pruning the outbox failed");
+                }
+            }
+            // A batch abandoned at shutdown is not marked: it goes out again after a restart.
+            let published = tokio::select! {
+                published = self.publish_pending() => published,
+                _ = shutdown.changed() => return,
+            };
+            match published {
                 Ok(0) => {
                     backoff = Duration::from_millis(50);
                     tokio::select! {
@@ -140,6 +157,18 @@ impl OutboxRelay {
                 }
             }
         }
+    }
+
+    /// Deletes rows published longer than the retention ago.
+    async fn prune(&self) -> Result<(), SagaError> {
+        sqlx::query(
+            "DELETE FROM outbox WHERE published_at < clock_timestamp() - $1 * interval '1 microsecond'",
+        )
+        .bind(self.policy.retention.as_micros() as f64)
+        .execute(&self.pool)
+        .await
+        .map_err(SagaError::db("pruning the outbox"))?;
+        Ok(())
     }
 
     /// One batch: read unpublished rows in id order, publish them all, then mark them.
@@ -181,6 +210,8 @@ impl OutboxRelay {
             );
         }
         self.metrics.add("relay.published", rows.len() as u64);
+        let bytes: usize = rows.iter().map(|r| r.payload.len()).sum();
+        self.metrics.add("relay.bytes", bytes as u64);
         common::failpoint::pass("relay-after-publish").await;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         // The mark need not be forced to disk: if it is lost, the rows go out again and the
@@ -216,7 +247,7 @@ impl OutboxRelay {
             .payload(&row.payload)
             .headers(headers);
         self.producer
-            .send(record, Duration::from_secs(5))
+            .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
             .map_err(|(source, _)| SagaError::Kafka {
