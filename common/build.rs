@@ -14,6 +14,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|rest| rest.split("</kafka.version>").next())
         .ok_or("kafka/pom.xml has no <kafka.version> property")?;
     println!("cargo:rustc-env=TXLAB_KAFKA_VERSION={}", version.trim());
-    tonic_prost_build::configure().compile_protos(&["proto/order_api.proto", "proto/metrics.proto", "proto/twopc.proto"], &["proto"])?;
+    tonic_prost_build::configure().compile_protos(
+        &[
+            "proto/order_api.proto",
+            "proto/metrics.proto",
+            "proto/twopc.proto",
+        ],
+        &["proto"],
+    )?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 //! and reported, never hidden.
 
 use crate::datagen::DataSet;
-use crate::domain::{Cents, CustomerId, OrderId, OrderStatus, PaymentStatus, ReservationStatus, Sku};
-use crate::storage::{Databases, Store, StorageError};
+use crate::domain::{
+    Cents, CustomerId, OrderId, OrderStatus, PaymentStatus, ReservationStatus, Sku,
+};
+use crate::storage::{Databases, StorageError, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
@@ -15,13 +17,30 @@ use uuid::Uuid;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Violation {
     /// Units were created or lost: initial ≠ available + held (RESERVED or COMMITTED) units.
-    Stock { sku: Sku, initial: i64, available: i64, held: i64 },
+    Stock {
+        sku: Sku,
+        initial: i64,
+        available: i64,
+        held: i64,
+    },
     /// Money was created or lost: initial balance ≠ balance + captured payments, per customer.
-    Money { customer: CustomerId, initial: Cents, balance: Cents, captured: Cents },
+    Money {
+        customer: CustomerId,
+        initial: Cents,
+        balance: Cents,
+        captured: Cents,
+    },
     /// An order's services disagree on its fate.
-    Atomicity { order: OrderEvidence, problem: String },
+    Atomicity {
+        order: OrderEvidence,
+        problem: String,
+    },
     /// A row whose status text the domain does not know.
-    UnknownStatus { table: String, key: String, status: String },
+    UnknownStatus {
+        table: String,
+        key: String,
+        status: String,
+    },
 }
 
 /// Something left unfinished after the run: not a broken invariant, but never to be hidden.
@@ -29,7 +48,11 @@ pub enum Violation {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Leftover {
     /// A 2PC branch still prepared: it holds its locks.
-    PreparedTransaction { database: String, gid: String, prepared_at: String },
+    PreparedTransaction {
+        database: String,
+        gid: String,
+        prepared_at: String,
+    },
     /// An order whose outcome was never recorded.
     PendingOrder { order: OrderEvidence },
     /// A saga whose state machine is not in a final state.
@@ -77,8 +100,16 @@ impl CheckReport {
 
     /// One line per finding, for terminals and logs.
     pub fn describe(&self) -> Vec<String> {
-        let violations = self.violations.iter().map(|v| format!("violation: {}", serde_json::to_string(v).unwrap_or_default()));
-        let leftovers = self.leftovers.iter().map(|l| format!("leftover: {}", serde_json::to_string(l).unwrap_or_default()));
+        let violations = self.violations.iter().map(|v| {
+            format!(
+                "violation: {}",
+                serde_json::to_string(v).unwrap_or_default()
+            )
+        });
+        let leftovers = self
+            .leftovers
+            .iter()
+            .map(|l| format!("leftover: {}", serde_json::to_string(l).unwrap_or_default()));
         violations.chain(leftovers).collect()
     }
 }
@@ -94,7 +125,11 @@ pub async fn check(dbs: &Databases, initial: &DataSet) -> Result<CheckReport, St
     Ok(report)
 }
 
-async fn check_stock(dbs: &Databases, initial: &DataSet, report: &mut CheckReport) -> Result<(), StorageError> {
+async fn check_stock(
+    dbs: &Databases,
+    initial: &DataSet,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
     let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
         "SELECT s.sku, s.available::bigint,
                 COALESCE((SELECT sum(r.qty) FROM reservations r
@@ -104,20 +139,38 @@ async fn check_stock(dbs: &Databases, initial: &DataSet, report: &mut CheckRepor
     .fetch_all(&dbs.inventory)
     .await
     .map_err(StorageError::query(Store::Inventory, "reading stock"))?;
-    let mut expected: BTreeMap<i32, i64> = initial.stock.iter().map(|s| (s.sku.0, i64::from(s.available))).collect();
+    let mut expected: BTreeMap<i32, i64> = initial
+        .stock
+        .iter()
+        .map(|s| (s.sku.0, i64::from(s.available)))
+        .collect();
     for (sku, available, held) in rows {
         let initial = expected.remove(&sku).unwrap_or(0);
         if initial != available + held {
-            report.violations.push(Violation::Stock { sku: Sku(sku), initial, available, held });
+            report.violations.push(Violation::Stock {
+                sku: Sku(sku),
+                initial,
+                available,
+                held,
+            });
         }
     }
     for (sku, initial) in expected {
-        report.violations.push(Violation::Stock { sku: Sku(sku), initial, available: 0, held: 0 });
+        report.violations.push(Violation::Stock {
+            sku: Sku(sku),
+            initial,
+            available: 0,
+            held: 0,
+        });
     }
     Ok(())
 }
 
-async fn check_money(dbs: &Databases, initial: &DataSet, report: &mut CheckReport) -> Result<(), StorageError> {
+async fn check_money(
+    dbs: &Databases,
+    initial: &DataSet,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
     let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
         "SELECT w.customer_id, w.balance_cents,
                 COALESCE((SELECT sum(p.amount_cents) FROM payments p
@@ -127,7 +180,11 @@ async fn check_money(dbs: &Databases, initial: &DataSet, report: &mut CheckRepor
     .fetch_all(&dbs.payments)
     .await
     .map_err(StorageError::query(Store::Payments, "reading wallets"))?;
-    let mut expected: BTreeMap<i32, i64> = initial.wallets.iter().map(|w| (w.customer.0, w.balance.0)).collect();
+    let mut expected: BTreeMap<i32, i64> = initial
+        .wallets
+        .iter()
+        .map(|w| (w.customer.0, w.balance.0))
+        .collect();
     for (customer, balance, captured) in rows {
         let initial = expected.remove(&customer).unwrap_or(0);
         if initial != balance + captured {
@@ -152,10 +209,11 @@ async fn check_money(dbs: &Databases, initial: &DataSet, report: &mut CheckRepor
 
 async fn check_atomicity(dbs: &Databases, report: &mut CheckReport) -> Result<(), StorageError> {
     let mut evidence: HashMap<Uuid, OrderEvidence> = HashMap::new();
-    let orders: Vec<(Uuid, String, i64)> = sqlx::query_as("SELECT id, status, amount_cents FROM orders")
-        .fetch_all(&dbs.orders)
-        .await
-        .map_err(StorageError::query(Store::Orders, "reading orders"))?;
+    let orders: Vec<(Uuid, String, i64)> =
+        sqlx::query_as("SELECT id, status, amount_cents FROM orders")
+            .fetch_all(&dbs.orders)
+            .await
+            .map_err(StorageError::query(Store::Orders, "reading orders"))?;
     for (id, status, amount) in orders {
         evidence.entry(id).or_default().order = Some((status, Cents(amount)));
     }
@@ -166,19 +224,28 @@ async fn check_atomicity(dbs: &Databases, report: &mut CheckReport) -> Result<()
     for (id, sku, qty) in lines {
         evidence.entry(id).or_default().lines.insert(sku, qty);
     }
-    let payments: Vec<(Uuid, String, i64)> = sqlx::query_as("SELECT order_id, status, amount_cents FROM payments")
-        .fetch_all(&dbs.payments)
-        .await
-        .map_err(StorageError::query(Store::Payments, "reading payments"))?;
+    let payments: Vec<(Uuid, String, i64)> =
+        sqlx::query_as("SELECT order_id, status, amount_cents FROM payments")
+            .fetch_all(&dbs.payments)
+            .await
+            .map_err(StorageError::query(Store::Payments, "reading payments"))?;
     for (id, status, amount) in payments {
         evidence.entry(id).or_default().payment = Some((status, Cents(amount)));
     }
-    let reservations: Vec<(Uuid, i32, i32, String)> = sqlx::query_as("SELECT order_id, sku, qty, status FROM reservations")
-        .fetch_all(&dbs.inventory)
-        .await
-        .map_err(StorageError::query(Store::Inventory, "reading reservations"))?;
+    let reservations: Vec<(Uuid, i32, i32, String)> =
+        sqlx::query_as("SELECT order_id, sku, qty, status FROM reservations")
+            .fetch_all(&dbs.inventory)
+            .await
+            .map_err(StorageError::query(
+                Store::Inventory,
+                "reading reservations",
+            ))?;
     for (id, sku, qty, status) in reservations {
-        evidence.entry(id).or_default().reservations.insert(sku, (qty, status));
+        evidence
+            .entry(id)
+            .or_default()
+            .reservations
+            .insert(sku, (qty, status));
     }
 
     let ids: BTreeSet<Uuid> = evidence.keys().copied().collect();
@@ -241,36 +308,55 @@ fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
     }
 
     let captured = payment == Some(PaymentStatus::Captured);
-    let any_held = reservation_statuses.iter().any(|s| *s != ReservationStatus::Released);
+    let any_held = reservation_statuses
+        .iter()
+        .any(|s| *s != ReservationStatus::Released);
     let problem = match status {
         Some(OrderStatus::Confirmed) => {
             let amount = order.order.as_ref().map(|(_, a)| *a);
             let paid = order.payment.as_ref().map(|(_, a)| *a);
-            let reserved: BTreeMap<i32, i32> = order.reservations.iter().map(|(sku, (qty, _))| (*sku, *qty)).collect();
+            let reserved: BTreeMap<i32, i32> = order
+                .reservations
+                .iter()
+                .map(|(sku, (qty, _))| (*sku, *qty))
+                .collect();
             if !captured {
                 Some("CONFIRMED order without a captured payment".to_string())
             } else if paid != amount {
                 Some("CONFIRMED order whose payment differs from its amount".to_string())
             } else if reserved != order.lines {
                 Some("CONFIRMED order whose reservations differ from its lines".to_string())
-            } else if reservation_statuses.iter().any(|s| *s != ReservationStatus::Committed) {
+            } else if reservation_statuses
+                .iter()
+                .any(|s| *s != ReservationStatus::Committed)
+            {
                 Some("CONFIRMED order with stock not committed".to_string())
             } else {
                 None
             }
         }
-        Some(OrderStatus::Cancelled) if captured => Some("CANCELLED order whose payment is still captured".to_string()),
-        Some(OrderStatus::Cancelled) if any_held => Some("CANCELLED order whose stock is still held".to_string()),
+        Some(OrderStatus::Cancelled) if captured => {
+            Some("CANCELLED order whose payment is still captured".to_string())
+        }
+        Some(OrderStatus::Cancelled) if any_held => {
+            Some("CANCELLED order whose stock is still held".to_string())
+        }
         Some(OrderStatus::Cancelled) => None,
         Some(OrderStatus::Pending) => {
-            report.leftovers.push(Leftover::PendingOrder { order: order.clone() });
+            report.leftovers.push(Leftover::PendingOrder {
+                order: order.clone(),
+            });
             None
         }
-        None if captured || any_held => Some("payment or stock taken for an order that does not exist".to_string()),
+        None if captured || any_held => {
+            Some("payment or stock taken for an order that does not exist".to_string())
+        }
         None => None,
     };
     if let Some(problem) = problem {
-        report.violations.push(Violation::Atomicity { order, problem });
+        report
+            .violations
+            .push(Violation::Atomicity { order, problem });
     }
 }
 
@@ -286,19 +372,27 @@ async fn find_prepared(dbs: &Databases, report: &mut CheckReport) -> Result<(), 
         .await
         .map_err(StorageError::query(store, "reading pg_prepared_xacts"))?;
         for (database, gid, prepared_at) in rows {
-            report.leftovers.push(Leftover::PreparedTransaction { database, gid, prepared_at });
+            report.leftovers.push(Leftover::PreparedTransaction {
+                database,
+                gid,
+                prepared_at,
+            });
         }
     }
     Ok(())
 }
 
 async fn find_open_sagas(dbs: &Databases, report: &mut CheckReport) -> Result<(), StorageError> {
-    let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT order_id, state FROM sagas WHERE NOT terminal ORDER BY created_at")
-        .fetch_all(&dbs.orchestrator)
-        .await
-        .map_err(StorageError::query(Store::Orchestrator, "reading sagas"))?;
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT order_id, state FROM sagas WHERE NOT terminal ORDER BY created_at")
+            .fetch_all(&dbs.orchestrator)
+            .await
+            .map_err(StorageError::query(Store::Orchestrator, "reading sagas"))?;
     for (id, state) in rows {
-        report.leftovers.push(Leftover::OpenSaga { order_id: OrderId(id), state });
+        report.leftovers.push(Leftover::OpenSaga {
+            order_id: OrderId(id),
+            state,
+        });
     }
     Ok(())
 }

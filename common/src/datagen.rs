@@ -70,7 +70,12 @@ pub struct DataSet {
 
 impl DataSetSpec {
     pub fn validate(&self) -> Result<(), InvalidDataSetSpec> {
-        let err = |field, reason: &str| Err(InvalidDataSetSpec { field, reason: reason.to_string() });
+        let err = |field, reason: &str| {
+            Err(InvalidDataSetSpec {
+                field,
+                reason: reason.to_string(),
+            })
+        };
         if self.customers == 0 || self.customers > i32::MAX as u32 {
             return err("customers", "must be between 1 and 2^31-1");
         }
@@ -107,7 +112,11 @@ impl DataSet {
                 price: Cents(rng.gen_range(spec.price_cents.0..=spec.price_cents.1)),
             })
             .collect();
-        Ok(DataSet { spec: spec.clone(), wallets, stock })
+        Ok(DataSet {
+            spec: spec.clone(),
+            wallets,
+            stock,
+        })
     }
 
     /// Σ of all initial balances.
@@ -116,7 +125,9 @@ impl DataSet {
     }
 
     pub fn price_of(&self, sku: Sku) -> Option<Cents> {
-        self.stock.get(usize::try_from(sku.0).ok()?.checked_sub(1)?).map(|s| s.price)
+        self.stock
+            .get(usize::try_from(sku.0).ok()?.checked_sub(1)?)
+            .map(|s| s.price)
     }
 }
 
@@ -126,22 +137,39 @@ mod tests {
 
     #[test]
     fn same_seed_same_data_other_seed_other_data() {
-        let spec = DataSetSpec { customers: 200, skus: 50, ..DataSetSpec::default() };
+        let spec = DataSetSpec {
+            customers: 200,
+            skus: 50,
+            ..DataSetSpec::default()
+        };
         let a = DataSet::generate(&spec).unwrap();
         let b = DataSet::generate(&spec).unwrap();
         assert_eq!(a, b);
-        let c = DataSet::generate(&DataSetSpec { seed: spec.seed + 1, ..spec.clone() }).unwrap();
+        let c = DataSet::generate(&DataSetSpec {
+            seed: spec.seed + 1,
+            ..spec.clone()
+        })
+        .unwrap();
         assert_ne!(a.wallets, c.wallets);
         assert_ne!(a.stock, c.stock);
         assert_eq!(a.wallets.len(), 200);
         assert_eq!(a.price_of(Sku(50)), Some(a.stock[49].price));
         assert_eq!(a.price_of(Sku(51)), None);
-        assert!(a.stock.iter().all(|s| (1_000..=5_000).contains(&s.available)));
+        assert!(a
+            .stock
+            .iter()
+            .all(|s| (1_000..=5_000).contains(&s.available)));
     }
 
     #[test]
     fn bad_spec_names_the_field() {
-        let spec = DataSetSpec { stock: (10, 5), ..DataSetSpec::default() };
-        assert_eq!(DataSet::generate(&spec).unwrap_err().to_string(), "dataset.stock: needs 0 <= min <= max");
+        let spec = DataSetSpec {
+            stock: (10, 5),
+            ..DataSetSpec::default()
+        };
+        assert_eq!(
+            DataSet::generate(&spec).unwrap_err().to_string(),
+            "dataset.stock: needs 0 <= min <= max"
+        );
     }
 }

@@ -30,7 +30,9 @@ pub struct CustomerId(pub i32);
 pub struct Sku(pub i32);
 
 /// An amount of money in integer cents.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Cents(pub i64);
 
 impl Cents {
@@ -86,7 +88,11 @@ pub enum InvalidOrder {
 
 impl Order {
     /// Builds an order, checking every rule; lines keep the client's order.
-    pub fn new(id: OrderId, customer: CustomerId, lines: Vec<OrderLine>) -> Result<Order, InvalidOrder> {
+    pub fn new(
+        id: OrderId,
+        customer: CustomerId,
+        lines: Vec<OrderLine>,
+    ) -> Result<Order, InvalidOrder> {
         if lines.is_empty() {
             return Err(InvalidOrder::NoLines);
         }
@@ -94,25 +100,44 @@ impl Order {
         let mut seen = std::collections::HashSet::new();
         for (index, line) in lines.iter().enumerate() {
             if line.sku.0 <= 0 {
-                return Err(InvalidOrder::BadSku { index, sku: line.sku.0 as u32 });
+                return Err(InvalidOrder::BadSku {
+                    index,
+                    sku: line.sku.0 as u32,
+                });
             }
             if !(1..=1_000_000).contains(&line.qty) {
-                return Err(InvalidOrder::BadQuantity { index, qty: line.qty as u32 });
+                return Err(InvalidOrder::BadQuantity {
+                    index,
+                    qty: line.qty as u32,
+                });
             }
             if line.unit_price.0 <= 0 {
-                return Err(InvalidOrder::BadPrice { index, price: line.unit_price.0 });
+                return Err(InvalidOrder::BadPrice {
+                    index,
+                    price: line.unit_price.0,
+                });
             }
             if !seen.insert(line.sku) {
-                return Err(InvalidOrder::DuplicateSku { index, sku: line.sku.0 });
+                return Err(InvalidOrder::DuplicateSku {
+                    index,
+                    sku: line.sku.0,
+                });
             }
             let line_amount = line
                 .unit_price
                 .0
                 .checked_mul(i64::from(line.qty))
                 .ok_or(InvalidOrder::AmountOverflow)?;
-            amount = amount.checked_add(Cents(line_amount)).ok_or(InvalidOrder::AmountOverflow)?;
+            amount = amount
+                .checked_add(Cents(line_amount))
+                .ok_or(InvalidOrder::AmountOverflow)?;
         }
-        Ok(Order { id, customer, lines, amount })
+        Ok(Order {
+            id,
+            customer,
+            lines,
+            amount,
+        })
     }
 
     pub fn lines(&self) -> &[OrderLine] {
@@ -148,8 +173,12 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 4] =
-        [OutcomeKind::Committed, OutcomeKind::Rejected, OutcomeKind::Aborted, OutcomeKind::Undecided];
+    pub const ALL: [OutcomeKind; 4] = [
+        OutcomeKind::Committed,
+        OutcomeKind::Rejected,
+        OutcomeKind::Aborted,
+        OutcomeKind::Undecided,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -249,14 +278,27 @@ mod tests {
     use super::*;
 
     fn line(sku: i32, qty: i32, price: i64) -> OrderLine {
-        OrderLine { sku: Sku(sku), qty, unit_price: Cents(price) }
+        OrderLine {
+            sku: Sku(sku),
+            qty,
+            unit_price: Cents(price),
+        }
     }
 
     #[test]
     fn amount_is_sum_of_lines() {
-        let order = Order::new(OrderId::new_random(), CustomerId(1), vec![line(3, 2, 150), line(1, 1, 99)]).unwrap();
+        let order = Order::new(
+            OrderId::new_random(),
+            CustomerId(1),
+            vec![line(3, 2, 150), line(1, 1, 99)],
+        )
+        .unwrap();
         assert_eq!(order.amount(), Cents(399));
-        let skus: Vec<i32> = order.lines_in_lock_order().iter().map(|l| l.sku.0).collect();
+        let skus: Vec<i32> = order
+            .lines_in_lock_order()
+            .iter()
+            .map(|l| l.sku.0)
+            .collect();
         assert_eq!(skus, vec![1, 3]);
     }
 
@@ -270,16 +312,24 @@ mod tests {
         assert!(err.to_string().starts_with("lines[1].qty"), "{err}");
         let err = Order::new(id, CustomerId(1), vec![line(1, 1, 10), line(1, 1, 10)]).unwrap_err();
         assert!(matches!(err, InvalidOrder::DuplicateSku { index: 1, .. }));
-        let err = Order::new(id, CustomerId(1), vec![line(1, 1_000_000, i64::MAX / 2)]).unwrap_err();
+        let err =
+            Order::new(id, CustomerId(1), vec![line(1, 1_000_000, i64::MAX / 2)]).unwrap_err();
         assert_eq!(err, InvalidOrder::AmountOverflow);
     }
 
     #[test]
     fn statuses_round_trip_through_text() {
-        for s in [OrderStatus::Pending, OrderStatus::Confirmed, OrderStatus::Cancelled] {
+        for s in [
+            OrderStatus::Pending,
+            OrderStatus::Confirmed,
+            OrderStatus::Cancelled,
+        ] {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
-        assert_eq!(ReservationStatus::parse("RESERVED"), Some(ReservationStatus::Reserved));
+        assert_eq!(
+            ReservationStatus::parse("RESERVED"),
+            Some(ReservationStatus::Reserved)
+        );
         assert_eq!(PaymentStatus::parse("nope"), None);
     }
 }

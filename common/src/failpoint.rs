@@ -24,7 +24,9 @@ mod armed {
     pub fn parse(spec: &str) -> Result<HashMap<String, Action>, String> {
         let mut points = HashMap::new();
         for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, action) = item.split_once('=').ok_or_else(|| format!("{item:?} is not name=action"))?;
+            let (name, action) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not name=action"))?;
             let number = |text: &str, prefix: &str| -> Result<u64, String> {
                 text.strip_prefix(prefix)
                     .and_then(|t| t.strip_suffix(')'))
@@ -33,9 +35,17 @@ mod armed {
             };
             let action = match action {
                 "crash" => Action::Crash,
-                a if a.starts_with("sleep(") => Action::Sleep(Duration::from_millis(number(a, "sleep(")?)),
-                a if a.starts_with("crash-after(") => Action::CrashAfter(number(a, "crash-after(")?, AtomicU64::new(0)),
-                other => return Err(format!("unknown action {other:?} (crash, sleep(ms), crash-after(n))")),
+                a if a.starts_with("sleep(") => {
+                    Action::Sleep(Duration::from_millis(number(a, "sleep(")?))
+                }
+                a if a.starts_with("crash-after(") => {
+                    Action::CrashAfter(number(a, "crash-after(")?, AtomicU64::new(0))
+                }
+                other => {
+                    return Err(format!(
+                        "unknown action {other:?} (crash, sleep(ms), crash-after(n))"
+                    ))
+                }
             };
             points.insert(name.to_string(), action);
         }
@@ -101,7 +111,9 @@ mod tests {
     fn parses_specs_and_rejects_nonsense() {
         let points = super::armed::parse("a=crash; b=sleep(250);c=crash-after(3)").unwrap();
         assert_eq!(points.len(), 3);
-        assert!(super::armed::parse("a=explode").unwrap_err().contains("unknown action"));
+        assert!(super::armed::parse("a=explode")
+            .unwrap_err()
+            .contains("unknown action"));
         assert!(super::armed::parse("a=sleep(x)").is_err());
     }
 }

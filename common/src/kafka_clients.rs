@@ -20,7 +20,11 @@ pub struct ClientTuning {
 
 impl Default for ClientTuning {
     fn default() -> Self {
-        ClientTuning { fetch_wait_max_ms: 10, fetch_min_bytes: 1, linger_ms: 0 }
+        ClientTuning {
+            fetch_wait_max_ms: 10,
+            fetch_min_bytes: 1,
+            linger_ms: 0,
+        }
     }
 }
 
@@ -39,7 +43,11 @@ pub fn idempotent_producer_config(bootstrap: &str, tuning: &ClientTuning) -> Cli
 
 /// A group consumer that never commits by itself: offsets are stored only after the effect of a
 /// message is durable (at-least-once), and committed by the caller.
-pub fn manual_commit_consumer_config(bootstrap: &str, group: &str, tuning: &ClientTuning) -> ClientConfig {
+pub fn manual_commit_consumer_config(
+    bootstrap: &str,
+    group: &str,
+    tuning: &ClientTuning,
+) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -54,9 +62,18 @@ pub fn manual_commit_consumer_config(bootstrap: &str, group: &str, tuning: &Clie
 }
 
 /// Creates the topics (single replica); topics that exist already are fine.
-pub async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+pub async fn create_topics(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &options).await? {
         match result {

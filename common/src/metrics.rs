@@ -47,16 +47,28 @@ pub struct MetricsRegistry {
 
 impl MetricsRegistry {
     pub fn new(service: impl Into<String>) -> Self {
-        MetricsRegistry { service: service.into(), inner: Arc::default() }
+        MetricsRegistry {
+            service: service.into(),
+            inner: Arc::default(),
+        }
     }
 
     pub fn record(&self, name: &'static str, value: Duration) {
         let mut inner = self.inner.lock().expect("metrics lock");
-        record(inner.histograms.entry(name).or_insert_with(new_histogram), value);
+        record(
+            inner.histograms.entry(name).or_insert_with(new_histogram),
+            value,
+        );
     }
 
     pub fn add(&self, counter: &'static str, n: u64) {
-        *self.inner.lock().expect("metrics lock").counters.entry(counter).or_default() += n;
+        *self
+            .inner
+            .lock()
+            .expect("metrics lock")
+            .counters
+            .entry(counter)
+            .or_default() += n;
     }
 
     /// Keeps the largest value seen (e.g. the longest in-doubt time), in microseconds.
@@ -73,14 +85,27 @@ impl MetricsRegistry {
         let mut histograms = Vec::new();
         for (name, histogram) in &inner.histograms {
             let mut bytes = Vec::new();
-            serializer.serialize(histogram, &mut bytes).expect("serializing into memory");
-            histograms.push(pb::HistogramSnapshot { name: name.to_string(), hdr_v2_deflate: bytes });
+            serializer
+                .serialize(histogram, &mut bytes)
+                .expect("serializing into memory");
+            histograms.push(pb::HistogramSnapshot {
+                name: name.to_string(),
+                hdr_v2_deflate: bytes,
+            });
         }
         let snapshot = pb::Snapshot {
             service: self.service.clone(),
             histograms,
-            counters: inner.counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            maxima: inner.maxima.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            counters: inner
+                .counters
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            maxima: inner
+                .maxima
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         };
         if reset {
             *inner = Inner::default();
@@ -95,7 +120,9 @@ impl pb::metrics_server::Metrics for MetricsRegistry {
         &self,
         request: tonic::Request<pb::SnapshotRequest>,
     ) -> Result<tonic::Response<pb::Snapshot>, tonic::Status> {
-        Ok(tonic::Response::new(self.snapshot(request.into_inner().reset)))
+        Ok(tonic::Response::new(
+            self.snapshot(request.into_inner().reset),
+        ))
     }
 }
 
@@ -112,11 +139,13 @@ pub fn decode(snapshot: &pb::Snapshot) -> Result<BTreeMap<String, Histogram<u64>
     let mut deserializer = Deserializer::new();
     let mut out = BTreeMap::new();
     for h in &snapshot.histograms {
-        let histogram: Histogram<u64> = deserializer.deserialize(&mut h.hdr_v2_deflate.as_slice()).map_err(|e| DecodeError {
-            service: snapshot.service.clone(),
-            name: h.name.clone(),
-            reason: format!("{e:?}"),
-        })?;
+        let histogram: Histogram<u64> = deserializer
+            .deserialize(&mut h.hdr_v2_deflate.as_slice())
+            .map_err(|e| DecodeError {
+                service: snapshot.service.clone(),
+                name: h.name.clone(),
+                reason: format!("{e:?}"),
+            })?;
         out.insert(h.name.clone(), histogram);
     }
     Ok(out)
@@ -139,9 +168,16 @@ mod tests {
         let histograms = decode(&snapshot).unwrap();
         let hold = &histograms["lock_hold"];
         assert_eq!(hold.len(), 100);
-        assert!((hold.value_at_quantile(0.5) as i64 - 50_000).abs() < 100, "{}", hold.value_at_quantile(0.5));
+        assert!(
+            (hold.value_at_quantile(0.5) as i64 - 50_000).abs() < 100,
+            "{}",
+            hold.value_at_quantile(0.5)
+        );
         assert_eq!(snapshot.counters["prepared"], 3);
         assert_eq!(snapshot.maxima["in_doubt_max"], 5_000);
-        assert!(registry.snapshot(false).histograms.is_empty(), "reset clears");
+        assert!(
+            registry.snapshot(false).histograms.is_empty(),
+            "reset clears"
+        );
     }
 }

@@ -16,12 +16,19 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff { initial, max, attempt: 0 }
+        Backoff {
+            initial,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next delay: uniform in [0, min(max, initial · 2^attempt)].
     pub fn next_delay(&mut self) -> Duration {
-        let cap = self.initial.saturating_mul(1u32 << self.attempt.min(16)).min(self.max);
+        let cap = self
+            .initial
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let micros = cap.as_micros() as u64;
         Duration::from_micros(rand::thread_rng().gen_range(0..=micros))

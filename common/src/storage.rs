@@ -21,7 +21,13 @@ pub enum Store {
 }
 
 impl Store {
-    pub const ALL: [Store; 5] = [Store::Orders, Store::Payments, Store::Inventory, Store::Coordinator, Store::Orchestrator];
+    pub const ALL: [Store; 5] = [
+        Store::Orders,
+        Store::Payments,
+        Store::Inventory,
+        Store::Coordinator,
+        Store::Orchestrator,
+    ];
 
     /// The database's name in a lab-provisioned cluster.
     pub fn name(self) -> &'static str {
@@ -88,23 +94,49 @@ impl DatabaseUrls {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{store:?} database URL {url:?} is not a valid PostgreSQL URL ({source}); expected postgres://user@host:port/dbname")]
-    BadUrl { store: Store, url: String, source: sqlx::Error },
+    BadUrl {
+        store: Store,
+        url: String,
+        source: sqlx::Error,
+    },
     #[error("cannot connect to the {store:?} database at {url}: {source}; is PostgreSQL running there and does the database exist?")]
-    Connect { store: Store, url: String, source: sqlx::Error },
+    Connect {
+        store: Store,
+        url: String,
+        source: sqlx::Error,
+    },
     #[error("migrating the {store:?} database failed: {source}")]
-    Migrate { store: Store, source: sqlx::migrate::MigrateError },
+    Migrate {
+        store: Store,
+        source: sqlx::migrate::MigrateError,
+    },
     #[error("{what} in the {store:?} database failed: {source}")]
-    Query { store: Store, what: &'static str, source: sqlx::Error },
+    Query {
+        store: Store,
+        what: &'static str,
+        source: sqlx::Error,
+    },
 }
 
 impl StorageError {
-    pub(crate) fn query(store: Store, what: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
-        move |source| StorageError::Query { store, what, source }
+    pub(crate) fn query(
+        store: Store,
+        what: &'static str,
+    ) -> impl FnOnce(sqlx::Error) -> StorageError {
+        move |source| StorageError::Query {
+            store,
+            what,
+            source,
+        }
     }
 }
 
 /// Opens a pool on one database. Fails fast (5 s) with an error naming the database and URL.
-pub async fn connect(store: Store, url: &str, max_connections: u32) -> Result<PgPool, StorageError> {
+pub async fn connect(
+    store: Store,
+    url: &str,
+    max_connections: u32,
+) -> Result<PgPool, StorageError> {
     let options = PgConnectOptions::from_str(url).map_err(|source| StorageError::BadUrl {
         store,
         url: redact(url),
@@ -115,7 +147,11 @@ pub async fn connect(store: Store, url: &str, max_connections: u32) -> Result<Pg
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-        .map_err(|source| StorageError::Connect { store, url: redact(url), source })
+        .map_err(|source| StorageError::Connect {
+            store,
+            url: redact(url),
+            source,
+        })
 }
 
 /// Applies every migration the database needs; applying twice is a no-op.
@@ -123,7 +159,10 @@ pub async fn migrate(store: Store, pool: &PgPool) -> Result<(), StorageError> {
     for mut migrator in store.migrators() {
         // Two migrators share one `_sqlx_migrations` table; each ignores the other's versions.
         migrator.set_ignore_missing(true);
-        migrator.run(pool).await.map_err(|source| StorageError::Migrate { store, source })?;
+        migrator
+            .run(pool)
+            .await
+            .map_err(|source| StorageError::Migrate { store, source })?;
     }
     Ok(())
 }
@@ -139,7 +178,10 @@ pub struct Databases {
 }
 
 impl Databases {
-    pub async fn connect(urls: &DatabaseUrls, max_connections: u32) -> Result<Databases, StorageError> {
+    pub async fn connect(
+        urls: &DatabaseUrls,
+        max_connections: u32,
+    ) -> Result<Databases, StorageError> {
         Ok(Databases {
             orders: connect(Store::Orders, &urls.orders, max_connections).await?,
             payments: connect(Store::Payments, &urls.payments, max_connections).await?,
@@ -178,8 +220,11 @@ impl Databases {
                 .await
                 .map_err(StorageError::query(store, "truncate"))?;
         }
-        let (customers, balances): (Vec<i32>, Vec<i64>) =
-            data.wallets.iter().map(|w| (w.customer.0, w.balance.0)).unzip();
+        let (customers, balances): (Vec<i32>, Vec<i64>) = data
+            .wallets
+            .iter()
+            .map(|w| (w.customer.0, w.balance.0))
+            .unzip();
         sqlx::query("INSERT INTO wallets (customer_id, balance_cents) SELECT * FROM UNNEST($1::int[], $2::bigint[])")
             .bind(customers)
             .bind(balances)
@@ -203,16 +248,20 @@ impl Databases {
 }
 
 async fn rollback_prepared(store: Store, pool: &PgPool) -> Result<(), StorageError> {
-    let gids: Vec<String> = sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()")
-        .fetch_all(pool)
-        .await
-        .map_err(StorageError::query(store, "listing prepared transactions"))?;
+    let gids: Vec<String> =
+        sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()")
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::query(store, "listing prepared transactions"))?;
     for gid in gids {
         // The gid is not a bind parameter in PostgreSQL's grammar: quote it as a literal.
         sqlx::query(&format!("ROLLBACK PREPARED {}", quote_literal(&gid)))
             .execute(pool)
             .await
-            .map_err(StorageError::query(store, "rolling back a prepared transaction"))?;
+            .map_err(StorageError::query(
+                store,
+                "rolling back a prepared transaction",
+            ))?;
     }
     Ok(())
 }
@@ -229,7 +278,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -243,8 +297,14 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact("postgres://lab:secret@127.0.0.1:5/orders"), "postgres://lab:***@127.0.0.1:5/orders");
-        assert_eq!(redact("postgres://lab@127.0.0.1:5/orders"), "postgres://lab@127.0.0.1:5/orders");
+        assert_eq!(
+            redact("postgres://lab:secret@127.0.0.1:5/orders"),
+            "postgres://lab:***@127.0.0.1:5/orders"
+        );
+        assert_eq!(
+            redact("postgres://lab@127.0.0.1:5/orders"),
+            "postgres://lab@127.0.0.1:5/orders"
+        );
         assert_eq!(quote_literal("a'b"), "'a''b'");
     }
 }

@@ -17,7 +17,12 @@ pub struct CheckOutcome {
 }
 
 pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, LoadgenError> {
-    let spec = DataSetSpec { seed: args.seed, customers: args.customers, skus: args.skus, ..DataSetSpec::default() };
+    let spec = DataSetSpec {
+        seed: args.seed,
+        customers: args.customers,
+        skus: args.skus,
+        ..DataSetSpec::default()
+    };
     let data_set = DataSet::generate(&spec)?;
     tracing::info!(run_dir = %args.run_dir.display(), "starting PostgreSQL and Kafka");
     let env = LabEnv::start(&LabEnvConfig::new(&args.run_dir)).await?;
@@ -31,5 +36,9 @@ pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, LoadgenError> {
     dbs.orders.close().await;
     let env_start = env.start_time;
     env.stop();
-    Ok(CheckOutcome { report, env_start, data_set })
+    Ok(CheckOutcome {
+        report,
+        env_start,
+        data_set,
+    })
 }

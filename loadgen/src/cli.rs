@@ -5,7 +5,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about = "Measures two-phase commit against sagas on real PostgreSQL and Kafka.")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Measures two-phase commit against sagas on real PostgreSQL and Kafka."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -54,7 +54,12 @@ struct Worker {
     errors: BTreeMap<String, u64>,
 }
 
-pub async fn run(url: &str, data: &DataSet, workload: &WorkloadSpec, load: &ClosedLoop) -> Result<LoadResult, tonic::transport::Error> {
+pub async fn run(
+    url: &str,
+    data: &DataSet,
+    workload: &WorkloadSpec,
+    load: &ClosedLoop,
+) -> Result<LoadResult, tonic::transport::Error> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .expect("the lab's own URL")
         .tcp_nodelay(true)
@@ -70,7 +75,10 @@ pub async fn run(url: &str, data: &DataSet, workload: &WorkloadSpec, load: &Clos
         let mut orders = OrderGenerator::new(workload, data, load.stream_base + index as u64);
         let (next, load) = (next.clone(), load.clone());
         tasks.push(tokio::spawn(async move {
-            let mut worker = Worker { latency: BTreeMap::new(), errors: BTreeMap::new() };
+            let mut worker = Worker {
+                latency: BTreeMap::new(),
+                errors: BTreeMap::new(),
+            };
             let mut client = client;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -88,18 +96,35 @@ pub async fn run(url: &str, data: &DataSet, workload: &WorkloadSpec, load: &Clos
                             common::api::pb::OutcomeKind::Aborted => OutcomeKind::Aborted,
                             _ => OutcomeKind::Undecided,
                         };
-                        record(worker.latency.entry(kind).or_insert_with(new_histogram), started.elapsed());
+                        record(
+                            worker.latency.entry(kind).or_insert_with(new_histogram),
+                            started.elapsed(),
+                        );
                     }
-                    Err(status) => *worker.errors.entry(format!("{:?}", status.code())).or_default() += 1,
+                    Err(status) => {
+                        *worker
+                            .errors
+                            .entry(format!("{:?}", status.code()))
+                            .or_default() += 1
+                    }
                 }
             }
         }));
     }
-    let mut result = LoadResult { latency: BTreeMap::new(), errors: BTreeMap::new(), elapsed: Duration::ZERO };
+    let mut result = LoadResult {
+        latency: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+    };
     for task in tasks {
         let worker = task.await.expect("workers do not panic");
         for (kind, h) in worker.latency {
-            result.latency.entry(kind).or_insert_with(new_histogram).add(&h).expect("same bounds");
+            result
+                .latency
+                .entry(kind)
+                .or_insert_with(new_histogram)
+                .add(&h)
+                .expect("same bounds");
         }
         for (kind, n) in worker.errors {
             *result.errors.entry(kind).or_default() += n;

@@ -23,5 +23,8 @@ pub enum LoadgenError {
     #[error("a service's metrics: {0}")]
     Metrics(String),
     #[error("{what}: {source}")]
-    Io { what: &'static str, source: std::io::Error },
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }

@@ -25,9 +25,23 @@ pub fn run_report(report: &RunReport) -> String {
     let load = &report.load;
     let secs = load.elapsed.as_secs_f64();
     let committed = load.count(OutcomeKind::Committed);
-    let _ = writeln!(out, "environment started in {:.1} s", report.env_start.as_secs_f64());
-    let _ = writeln!(out, "measured {:.1} s: {:.0} committed orders/s, {:.0} answers/s", secs, committed as f64 / secs, load.all().len() as f64 / secs);
-    let _ = writeln!(out, "latency, all outcomes     {}", percentiles(&load.all()));
+    let _ = writeln!(
+        out,
+        "environment started in {:.1} s",
+        report.env_start.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "measured {:.1} s: {:.0} committed orders/s, {:.0} answers/s",
+        secs,
+        committed as f64 / secs,
+        load.all().len() as f64 / secs
+    );
+    let _ = writeln!(
+        out,
+        "latency, all outcomes     {}",
+        percentiles(&load.all())
+    );
     for (kind, h) in &load.latency {
         let _ = writeln!(out, "latency, {:<16} {}", kind.as_str(), percentiles(h));
     }
@@ -37,12 +51,26 @@ pub fn run_report(report: &RunReport) -> String {
     for snapshot in &report.services {
         let histograms = decode(snapshot).unwrap_or_default();
         for (name, h) in &histograms {
-            let _ = writeln!(out, "{:<22} {:<14} {}", snapshot.service, name, percentiles(h));
+            let _ = writeln!(
+                out,
+                "{:<22} {:<14} {}",
+                snapshot.service,
+                name,
+                percentiles(h)
+            );
         }
         if !snapshot.maxima.is_empty() {
-            let _ = writeln!(out, "{:<22} maxima (µs)    {:?}", snapshot.service, snapshot.maxima);
+            let _ = writeln!(
+                out,
+                "{:<22} maxima (µs)    {:?}",
+                snapshot.service, snapshot.maxima
+            );
         }
-        let _ = writeln!(out, "{:<22} counters       {:?}", snapshot.service, snapshot.counters);
+        let _ = writeln!(
+            out,
+            "{:<22} counters       {:?}",
+            snapshot.service, snapshot.counters
+        );
     }
     for line in report.check.describe() {
         let _ = writeln!(out, "{line}");

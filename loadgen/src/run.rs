@@ -25,7 +25,12 @@ pub struct RunReport {
 }
 
 pub async fn run(args: &RunArgs) -> Result<RunReport, LoadgenError> {
-    let spec = DataSetSpec { seed: args.seed, customers: args.customers, skus: args.skus, ..DataSetSpec::default() };
+    let spec = DataSetSpec {
+        seed: args.seed,
+        customers: args.customers,
+        skus: args.skus,
+        ..DataSetSpec::default()
+    };
     let data = DataSet::generate(&spec)?;
     let env = LabEnv::start(&LabEnvConfig::new(&args.run_dir)).await?;
     let urls = env.postgres.recreate_databases("").await?;
@@ -33,27 +38,57 @@ pub async fn run(args: &RunArgs) -> Result<RunReport, LoadgenError> {
     dbs.migrate().await?;
     dbs.reset_and_seed(&data).await?;
 
-    let bin_dir = std::env::current_exe().map_err(|source| LoadgenError::Io { what: "locating loadgen", source })?;
-    let bin_dir = bin_dir.parent().expect("an executable lives in a directory");
+    let bin_dir = std::env::current_exe().map_err(|source| LoadgenError::Io {
+        what: "locating loadgen",
+        source,
+    })?;
+    let bin_dir = bin_dir
+        .parent()
+        .expect("an executable lives in a directory");
     let mut config = DeploymentConfig::new(bin_dir, args.run_dir.join("logs"), urls);
     config.prepare_order = args.prepare_order;
     config.prepare_timeout = Duration::from_millis(args.prepare_timeout_ms);
     config.default_deadline = Duration::from_millis(args.deadline_ms);
     let deployment = Deployment::start(config).await?;
 
-    let workload = WorkloadSpec { seed: args.seed, sku_skew: args.sku_skew, ..WorkloadSpec::default() };
+    let workload = WorkloadSpec {
+        seed: args.seed,
+        sku_skew: args.sku_skew,
+        ..WorkloadSpec::default()
+    };
     let mut endpoints = vec![deployment.url()];
-    endpoints.extend(ServiceKind::ALL.iter().map(|k| deployment.participant_url(*k)));
+    endpoints.extend(
+        ServiceKind::ALL
+            .iter()
+            .map(|k| deployment.participant_url(*k)),
+    );
     let deadline = Duration::from_millis(args.deadline_ms);
     if args.warmup > 0 {
         eprintln!("warm-up: {} orders", args.warmup);
-        let warmup = ClosedLoop { clients: args.clients, orders: args.warmup, stream_base: 1_000_000, deadline };
-        closed_loop::run(&deployment.url(), &data, &workload, &warmup).await.map_err(LoadgenError::Connect)?;
+        let warmup = ClosedLoop {
+            clients: args.clients,
+            orders: args.warmup,
+            stream_base: 1_000_000,
+            deadline,
+        };
+        closed_loop::run(&deployment.url(), &data, &workload, &warmup)
+            .await
+            .map_err(LoadgenError::Connect)?;
         snapshots(&endpoints, true).await?; // Services' metrics start over with the measurement.
     }
-    eprintln!("measuring: {} orders from {} clients", args.orders, args.clients);
-    let load = ClosedLoop { clients: args.clients, orders: args.orders, stream_base: 0, deadline };
-    let result = closed_loop::run(&deployment.url(), &data, &workload, &load).await.map_err(LoadgenError::Connect)?;
+    eprintln!(
+        "measuring: {} orders from {} clients",
+        args.orders, args.clients
+    );
+    let load = ClosedLoop {
+        clients: args.clients,
+        orders: args.orders,
+        stream_base: 0,
+        deadline,
+    };
+    let result = closed_loop::run(&deployment.url(), &data, &workload, &load)
+        .await
+        .map_err(LoadgenError::Connect)?;
     let services = snapshots(&endpoints, false).await?;
 
     // Quiescence: every decision delivered, no branch prepared. Leftovers after 30 s are reported.
@@ -68,14 +103,21 @@ pub async fn run(args: &RunArgs) -> Result<RunReport, LoadgenError> {
     drop(deployment);
     let env_start = env.start_time;
     env.stop();
-    Ok(RunReport { load: result, services, check: report, env_start })
+    Ok(RunReport {
+        load: result,
+        services,
+        check: report,
+        env_start,
+    })
 }
 
 /// Every service's metrics; with `reset`, they start over.
 async fn snapshots(endpoints: &[String], reset: bool) -> Result<Vec<Snapshot>, LoadgenError> {
     let mut out = Vec::new();
     for url in endpoints {
-        let mut client = MetricsClient::connect(url.clone()).await.map_err(LoadgenError::Connect)?;
+        let mut client = MetricsClient::connect(url.clone())
+            .await
+            .map_err(LoadgenError::Connect)?;
         let snapshot = client
             .get_snapshot(SnapshotRequest { reset })
             .await

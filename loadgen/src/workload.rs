@@ -22,7 +22,12 @@ pub struct WorkloadSpec {
 
 impl Default for WorkloadSpec {
     fn default() -> Self {
-        WorkloadSpec { seed: 7, lines: (1, 3), qty: (1, 3), sku_skew: 0.0 }
+        WorkloadSpec {
+            seed: 7,
+            lines: (1, 3),
+            qty: (1, 3),
+            sku_skew: 0.0,
+        }
     }
 }
 
@@ -39,7 +44,9 @@ pub struct OrderGenerator {
 
 impl OrderGenerator {
     pub fn new(spec: &WorkloadSpec, data: &DataSet, stream: u64) -> OrderGenerator {
-        let weights: Vec<f64> = (1..=data.stock.len()).map(|rank| 1.0 / (rank as f64).powf(spec.sku_skew)).collect();
+        let weights: Vec<f64> = (1..=data.stock.len())
+            .map(|rank| 1.0 / (rank as f64).powf(spec.sku_skew))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
         let sku_cdf = weights
@@ -62,12 +69,18 @@ impl OrderGenerator {
 
     fn sku(&mut self) -> Sku {
         let u: f64 = self.rng.gen();
-        let index = self.sku_cdf.partition_point(|c| *c < u).min(self.prices.len() - 1);
+        let index = self
+            .sku_cdf
+            .partition_point(|c| *c < u)
+            .min(self.prices.len() - 1);
         Sku(index as i32 + 1)
     }
 
     pub fn next_order(&mut self) -> Order {
-        let wanted = self.rng.gen_range(self.spec.lines.0..=self.spec.lines.1).min(self.prices.len() as u32);
+        let wanted = self
+            .rng
+            .gen_range(self.spec.lines.0..=self.spec.lines.1)
+            .min(self.prices.len() as u32);
         let mut lines: Vec<OrderLine> = Vec::with_capacity(wanted as usize);
         while lines.len() < wanted as usize {
             let sku = self.sku();
@@ -75,7 +88,11 @@ impl OrderGenerator {
                 continue;
             }
             let qty = self.rng.gen_range(self.spec.qty.0..=self.spec.qty.1) as i32;
-            lines.push(OrderLine { sku, qty, unit_price: self.prices[sku.0 as usize - 1] });
+            lines.push(OrderLine {
+                sku,
+                qty,
+                unit_price: self.prices[sku.0 as usize - 1],
+            });
         }
         let customer = CustomerId(self.rng.gen_range(1..=self.customers));
         let id = OrderId(uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid());
@@ -90,14 +107,33 @@ mod tests {
 
     #[test]
     fn seeded_and_skewed() {
-        let data = DataSet::generate(&DataSetSpec { skus: 50, ..DataSetSpec::default() }).unwrap();
-        let spec = WorkloadSpec { sku_skew: 1.2, ..WorkloadSpec::default() };
-        let a: Vec<Order> = { let mut g = OrderGenerator::new(&spec, &data, 0); (0..100).map(|_| g.next_order()).collect() };
-        let b: Vec<Order> = { let mut g = OrderGenerator::new(&spec, &data, 0); (0..100).map(|_| g.next_order()).collect() };
+        let data = DataSet::generate(&DataSetSpec {
+            skus: 50,
+            ..DataSetSpec::default()
+        })
+        .unwrap();
+        let spec = WorkloadSpec {
+            sku_skew: 1.2,
+            ..WorkloadSpec::default()
+        };
+        let a: Vec<Order> = {
+            let mut g = OrderGenerator::new(&spec, &data, 0);
+            (0..100).map(|_| g.next_order()).collect()
+        };
+        let b: Vec<Order> = {
+            let mut g = OrderGenerator::new(&spec, &data, 0);
+            (0..100).map(|_| g.next_order()).collect()
+        };
         assert_eq!(a, b, "same seed and stream, same orders");
         let mut g = OrderGenerator::new(&spec, &data, 0);
-        let hot = (0..2_000).flat_map(|_| g.next_order().lines().to_vec()).filter(|l| l.sku.0 <= 5).count();
-        assert!(hot > 2_000 / 2, "Zipf 1.2 over 50 skus puts most lines on the first 5: {hot}");
+        let hot = (0..2_000)
+            .flat_map(|_| g.next_order().lines().to_vec())
+            .filter(|l| l.sku.0 <= 5)
+            .count();
+        assert!(
+            hot > 2_000 / 2,
+            "Zipf 1.2 over 50 skus puts most lines on the first 5: {hot}"
+        );
         assert!(a.iter().all(|o| (1..=3).contains(&o.lines().len())));
     }
 }

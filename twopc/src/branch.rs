@@ -14,7 +14,11 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 3] = [ServiceKind::Order, ServiceKind::Payment, ServiceKind::Inventory];
+    pub const ALL: [ServiceKind; 3] = [
+        ServiceKind::Order,
+        ServiceKind::Payment,
+        ServiceKind::Inventory,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -40,7 +44,11 @@ pub fn to_branch(order: &Order) -> pb::Branch {
         lines: order
             .lines()
             .iter()
-            .map(|l| pb::BranchLine { sku: l.sku.0 as u32, qty: l.qty as u32, unit_price_cents: l.unit_price.0 })
+            .map(|l| pb::BranchLine {
+                sku: l.sku.0 as u32,
+                qty: l.qty as u32,
+                unit_price_cents: l.unit_price.0,
+            })
             .collect(),
         amount_cents: order.amount().0,
     }
@@ -48,15 +56,25 @@ pub fn to_branch(order: &Order) -> pb::Branch {
 
 /// Rebuilds and re-validates the order; the amount must match the lines.
 pub fn from_branch(branch: &pb::Branch) -> Result<Order, String> {
-    let id = uuid::Uuid::parse_str(&branch.order_id).map_err(|_| format!("branch.order_id {:?} is not a UUID", branch.order_id))?;
+    let id = uuid::Uuid::parse_str(&branch.order_id)
+        .map_err(|_| format!("branch.order_id {:?} is not a UUID", branch.order_id))?;
     let lines = branch
         .lines
         .iter()
-        .map(|l| OrderLine { sku: Sku(l.sku as i32), qty: l.qty as i32, unit_price: Cents(l.unit_price_cents) })
+        .map(|l| OrderLine {
+            sku: Sku(l.sku as i32),
+            qty: l.qty as i32,
+            unit_price: Cents(l.unit_price_cents),
+        })
         .collect();
-    let order = Order::new(OrderId(id), CustomerId(branch.customer_id as i32), lines).map_err(|e| format!("branch: {e}"))?;
+    let order = Order::new(OrderId(id), CustomerId(branch.customer_id as i32), lines)
+        .map_err(|e| format!("branch: {e}"))?;
     if order.amount().0 != branch.amount_cents {
-        return Err(format!("branch.amount_cents {} differs from the lines' {}", branch.amount_cents, order.amount().0));
+        return Err(format!(
+            "branch.amount_cents {} differs from the lines' {}",
+            branch.amount_cents,
+            order.amount().0
+        ));
     }
     Ok(order)
 }
@@ -79,7 +97,11 @@ pub async fn apply(
 
 /// The order row is written CONFIRMED: under 2PC it becomes visible only if the global
 /// transaction commits, and a global abort leaves no trace (presumed abort).
-async fn create_order(tx: &mut PgConnection, order: &Order, on_locked: impl FnOnce()) -> Result<Option<RejectReason>, sqlx::Error> {
+async fn create_order(
+    tx: &mut PgConnection,
+    order: &Order,
+    on_locked: impl FnOnce(),
+) -> Result<Option<RejectReason>, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, 'CONFIRMED') ON CONFLICT (id) DO NOTHING",
     )
@@ -108,13 +130,20 @@ async fn create_order(tx: &mut PgConnection, order: &Order, on_locked: impl FnOn
     Ok(None)
 }
 
-async fn charge(tx: &mut PgConnection, order: &Order, on_locked: impl FnOnce()) -> Result<Option<RejectReason>, sqlx::Error> {
-    let balance: Option<i64> = sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
-        .bind(order.customer.0)
-        .fetch_optional(&mut *tx)
-        .await?;
+async fn charge(
+    tx: &mut PgConnection,
+    order: &Order,
+    on_locked: impl FnOnce(),
+) -> Result<Option<RejectReason>, sqlx::Error> {
+    let balance: Option<i64> =
+        sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
+            .bind(order.customer.0)
+            .fetch_optional(&mut *tx)
+            .await?;
     on_locked();
-    let Some(balance) = balance else { return Ok(Some(RejectReason::UnknownCustomer)) };
+    let Some(balance) = balance else {
+        return Ok(Some(RejectReason::UnknownCustomer));
+    };
     if balance < order.amount().0 {
         return Ok(Some(RejectReason::InsufficientFunds));
     }
@@ -135,20 +164,27 @@ async fn charge(tx: &mut PgConnection, order: &Order, on_locked: impl FnOnce()) 
     Ok((inserted.rows_affected() == 0).then_some(RejectReason::DuplicateOrder))
 }
 
-async fn reserve(tx: &mut PgConnection, order: &Order, on_locked: impl FnOnce()) -> Result<Option<RejectReason>, sqlx::Error> {
+async fn reserve(
+    tx: &mut PgConnection,
+    order: &Order,
+    on_locked: impl FnOnce(),
+) -> Result<Option<RejectReason>, sqlx::Error> {
     let lines = order.lines_in_lock_order();
     // One row at a time in sku order: two orders can never hold each other's next lock.
     let mut rows = Vec::with_capacity(lines.len());
     for line in &lines {
-        let row: Option<(i32, i64)> = sqlx::query_as("SELECT available, price_cents FROM stock WHERE sku = $1 FOR UPDATE")
-            .bind(line.sku.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<(i32, i64)> =
+            sqlx::query_as("SELECT available, price_cents FROM stock WHERE sku = $1 FOR UPDATE")
+                .bind(line.sku.0)
+                .fetch_optional(&mut *tx)
+                .await?;
         rows.push(row);
     }
     on_locked();
     for (line, row) in lines.iter().zip(&rows) {
-        let Some((available, price)) = row else { return Ok(Some(RejectReason::UnknownSku)) };
+        let Some((available, price)) = row else {
+            return Ok(Some(RejectReason::UnknownSku));
+        };
         if *price != line.unit_price.0 {
             return Ok(Some(RejectReason::PriceMismatch));
         }

@@ -31,7 +31,11 @@ pub struct DeploymentConfig {
 }
 
 impl DeploymentConfig {
-    pub fn new(bin_dir: impl Into<PathBuf>, log_dir: impl Into<PathBuf>, databases: DatabaseUrls) -> Self {
+    pub fn new(
+        bin_dir: impl Into<PathBuf>,
+        log_dir: impl Into<PathBuf>,
+        databases: DatabaseUrls,
+    ) -> Self {
         DeploymentConfig {
             bin_dir: bin_dir.into(),
             log_dir: log_dir.into(),
@@ -73,13 +77,25 @@ impl Deployment {
                 });
             }
         }
-        let port = || free_port().map_err(|source| EnvError::Io { what: "finding a free port", path: "127.0.0.1".into(), source });
+        let port = || {
+            free_port().map_err(|source| EnvError::Io {
+                what: "finding a free port",
+                path: "127.0.0.1".into(),
+                source,
+            })
+        };
         let coordinator_addr = loopback(port()?);
         let mut participant_addrs = Vec::new();
         for kind in ServiceKind::ALL {
             participant_addrs.push((kind, loopback(port()?)));
         }
-        let mut deployment = Deployment { config, coordinator_addr, participant_addrs, coordinator: None, participants: Vec::new() };
+        let mut deployment = Deployment {
+            config,
+            coordinator_addr,
+            participant_addrs,
+            coordinator: None,
+            participants: Vec::new(),
+        };
         for kind in ServiceKind::ALL {
             let process = deployment.start_participant(kind, &[]).await?;
             deployment.participants.push((kind, Some(process)));
@@ -98,17 +114,41 @@ impl Deployment {
     }
 
     fn participant_addr(&self, kind: ServiceKind) -> SocketAddr {
-        self.participant_addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a).expect("every kind has an address")
+        self.participant_addrs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+            .expect("every kind has an address")
     }
 
-    fn spec(&self, name: &str, program: &str, args: Vec<String>, listen: SocketAddr, extra_env: &[(&str, &str)]) -> ServiceSpec {
+    fn spec(
+        &self,
+        name: &str,
+        program: &str,
+        args: Vec<String>,
+        listen: SocketAddr,
+        extra_env: &[(&str, &str)],
+    ) -> ServiceSpec {
         let mut env = self.config.env.clone();
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        ServiceSpec { name: name.into(), program: self.config.bin_dir.join(program), args, env, listen }
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        ServiceSpec {
+            name: name.into(),
+            program: self.config.bin_dir.join(program),
+            args,
+            env,
+            listen,
+        }
     }
 
     /// Starts (or restarts) the coordinator with `extra_env` added (e.g. an armed fail point).
-    pub async fn start_coordinator(&self, extra_env: &[(&str, &str)]) -> Result<ServiceProcess, EnvError> {
+    pub async fn start_coordinator(
+        &self,
+        extra_env: &[(&str, &str)],
+    ) -> Result<ServiceProcess, EnvError> {
         let c = &self.config;
         let mut args = vec![
             "--listen".into(),
@@ -128,12 +168,22 @@ impl Deployment {
             args.push("--participant".into());
             args.push(format!("{}=http://{addr}", kind.name()));
         }
-        let spec = self.spec("coordinator", "coordinator", args, self.coordinator_addr, extra_env);
+        let spec = self.spec(
+            "coordinator",
+            "coordinator",
+            args,
+            self.coordinator_addr,
+            extra_env,
+        );
         ServiceProcess::start(spec, &c.log_dir, READY).await
     }
 
     /// Starts (or restarts) one participant with `extra_env` added.
-    pub async fn start_participant(&self, kind: ServiceKind, extra_env: &[(&str, &str)]) -> Result<ServiceProcess, EnvError> {
+    pub async fn start_participant(
+        &self,
+        kind: ServiceKind,
+        extra_env: &[(&str, &str)],
+    ) -> Result<ServiceProcess, EnvError> {
         let c = &self.config;
         let addr = self.participant_addr(kind);
         let args = vec![
@@ -150,12 +200,23 @@ impl Deployment {
             "--pool-size".into(),
             c.pool_size.to_string(),
         ];
-        let spec = self.spec(&format!("participant-{}", kind.name()), "participant", args, addr, extra_env);
+        let spec = self.spec(
+            &format!("participant-{}", kind.name()),
+            "participant",
+            args,
+            addr,
+            extra_env,
+        );
         ServiceProcess::start(spec, &c.log_dir, READY).await
     }
 
     pub fn participant(&mut self, kind: ServiceKind) -> &mut Option<ServiceProcess> {
-        &mut self.participants.iter_mut().find(|(k, _)| *k == kind).expect("every kind runs").1
+        &mut self
+            .participants
+            .iter_mut()
+            .find(|(k, _)| *k == kind)
+            .expect("every kind runs")
+            .1
     }
 
     pub fn log_dir(&self) -> &Path {

@@ -9,7 +9,11 @@ pub enum TwoPcError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{peer} answered {code:?}: {message}")]
-    Rpc { peer: String, code: tonic::Code, message: String },
+    Rpc {
+        peer: String,
+        code: tonic::Code,
+        message: String,
+    },
     #[error("{peer} did not answer within {timeout_ms} ms")]
     Timeout { peer: String, timeout_ms: u64 },
     #[error("bad request: {0}")]
@@ -20,7 +24,11 @@ pub enum TwoPcError {
 
 impl TwoPcError {
     pub fn rpc(peer: &str, status: tonic::Status) -> TwoPcError {
-        TwoPcError::Rpc { peer: peer.to_string(), code: status.code(), message: status.message().to_string() }
+        TwoPcError::Rpc {
+            peer: peer.to_string(),
+            code: status.code(),
+            message: status.message().to_string(),
+        }
     }
 
     /// Transport trouble and timeouts may pass; a refusal or a bad request will not.
@@ -29,9 +37,15 @@ impl TwoPcError {
             TwoPcError::Timeout { .. } | TwoPcError::Transport(_) => true,
             TwoPcError::Rpc { code, .. } => matches!(
                 code,
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Internal
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Internal
             ),
-            TwoPcError::Database(err) => matches!(err, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed),
+            TwoPcError::Database(err) => matches!(
+                err,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+            ),
             TwoPcError::Storage(_) | TwoPcError::BadRequest(_) => false,
         }
     }

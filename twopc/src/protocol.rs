@@ -36,10 +36,16 @@ impl Tally {
     /// Counts the votes: unanimity commits; any NO aborts. A business reason wins over a failure
     /// as the reported cause, so that an order that could never succeed reads REJECTED.
     pub fn of(votes: &[(String, VoteResult)]) -> Tally {
-        if let Some((who, VoteResult::BusinessNo(reason))) = votes.iter().find(|(_, v)| matches!(v, VoteResult::BusinessNo(_))) {
+        if let Some((who, VoteResult::BusinessNo(reason))) = votes
+            .iter()
+            .find(|(_, v)| matches!(v, VoteResult::BusinessNo(_)))
+        {
             return Tally::Rejected(format!("{who}: {reason}"));
         }
-        if let Some((who, VoteResult::Failed(reason))) = votes.iter().find(|(_, v)| matches!(v, VoteResult::Failed(_))) {
+        if let Some((who, VoteResult::Failed(reason))) = votes
+            .iter()
+            .find(|(_, v)| matches!(v, VoteResult::Failed(_)))
+        {
             return Tally::Failed(format!("{who}: {reason}"));
         }
         Tally::AllYes
@@ -112,12 +118,20 @@ impl Phase {
 pub fn client_outcome(phase: Phase, tally: &Tally) -> (OutcomeKind, String) {
     match (phase, tally) {
         (Phase::Committing | Phase::Done, Tally::AllYes) => (OutcomeKind::Committed, String::new()),
-        (Phase::Aborting | Phase::Done, Tally::Rejected(reason)) => (OutcomeKind::Rejected, reason.clone()),
-        (Phase::Aborting | Phase::Done, Tally::Failed(reason)) => (OutcomeKind::Aborted, reason.clone()),
-        (Phase::Aborting, Tally::AllYes) => (OutcomeKind::Aborted, "the commit record was not written".into()),
-        (Phase::Undetermined | Phase::LoggingCommit, _) => {
-            (OutcomeKind::Undecided, "the decision log did not answer; recovery will finish it".into())
+        (Phase::Aborting | Phase::Done, Tally::Rejected(reason)) => {
+            (OutcomeKind::Rejected, reason.clone())
         }
+        (Phase::Aborting | Phase::Done, Tally::Failed(reason)) => {
+            (OutcomeKind::Aborted, reason.clone())
+        }
+        (Phase::Aborting, Tally::AllYes) => (
+            OutcomeKind::Aborted,
+            "the commit record was not written".into(),
+        ),
+        (Phase::Undetermined | Phase::LoggingCommit, _) => (
+            OutcomeKind::Undecided,
+            "the decision log did not answer; recovery will finish it".into(),
+        ),
         (phase, tally) => panic!("2PC protocol bug: no outcome for {tally:?} in phase {phase:?}"),
     }
 }
@@ -127,35 +141,70 @@ mod tests {
     use super::*;
 
     fn votes(v: &[VoteResult]) -> Vec<(String, VoteResult)> {
-        ["order", "payment", "inventory"].iter().zip(v).map(|(n, v)| (n.to_string(), v.clone())).collect()
+        ["order", "payment", "inventory"]
+            .iter()
+            .zip(v)
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
     fn unanimity_commits_any_no_aborts_business_reason_wins() {
-        assert_eq!(Tally::of(&votes(&[VoteResult::Yes, VoteResult::Yes, VoteResult::Yes])), Tally::AllYes);
-        let t = Tally::of(&votes(&[VoteResult::Failed("timeout".into()), VoteResult::BusinessNo("insufficient_funds".into()), VoteResult::Yes]));
+        assert_eq!(
+            Tally::of(&votes(&[VoteResult::Yes, VoteResult::Yes, VoteResult::Yes])),
+            Tally::AllYes
+        );
+        let t = Tally::of(&votes(&[
+            VoteResult::Failed("timeout".into()),
+            VoteResult::BusinessNo("insufficient_funds".into()),
+            VoteResult::Yes,
+        ]));
         assert_eq!(t, Tally::Rejected("payment: insufficient_funds".into()));
         assert_eq!(t.decision(), Decision::Abort);
-        let t = Tally::of(&votes(&[VoteResult::Yes, VoteResult::Yes, VoteResult::Failed("unreachable".into())]));
+        let t = Tally::of(&votes(&[
+            VoteResult::Yes,
+            VoteResult::Yes,
+            VoteResult::Failed("unreachable".into()),
+        ]));
         assert_eq!(t, Tally::Failed("inventory: unreachable".into()));
     }
 
     #[test]
     fn phases_and_outcomes() {
-        let committed = Phase::Preparing.next(Event::Tallied(Decision::Commit)).next(Event::CommitLogged);
+        let committed = Phase::Preparing
+            .next(Event::Tallied(Decision::Commit))
+            .next(Event::CommitLogged);
         assert_eq!(committed, Phase::Committing);
         assert_eq!(committed.inquiry_answer(), Some(Decision::Commit));
-        assert_eq!(client_outcome(committed, &Tally::AllYes).0, OutcomeKind::Committed);
+        assert_eq!(
+            client_outcome(committed, &Tally::AllYes).0,
+            OutcomeKind::Committed
+        );
 
-        let unsure = Phase::Preparing.next(Event::Tallied(Decision::Commit)).next(Event::LogFailed);
-        assert_eq!(unsure.inquiry_answer(), None, "never guess while the log is unknown");
-        assert_eq!(client_outcome(unsure, &Tally::AllYes).0, OutcomeKind::Undecided);
+        let unsure = Phase::Preparing
+            .next(Event::Tallied(Decision::Commit))
+            .next(Event::LogFailed);
+        assert_eq!(
+            unsure.inquiry_answer(),
+            None,
+            "never guess while the log is unknown"
+        );
+        assert_eq!(
+            client_outcome(unsure, &Tally::AllYes).0,
+            OutcomeKind::Undecided
+        );
         assert_eq!(unsure.next(Event::LogResolved(false)), Phase::Aborting);
-        assert_eq!(client_outcome(Phase::Aborting, &Tally::AllYes).0, OutcomeKind::Aborted);
+        assert_eq!(
+            client_outcome(Phase::Aborting, &Tally::AllYes).0,
+            OutcomeKind::Aborted
+        );
 
         assert_eq!(Phase::Preparing.inquiry_answer(), None);
         let rejected = Phase::Preparing.next(Event::Tallied(Decision::Abort));
-        assert_eq!(client_outcome(rejected, &Tally::Rejected("x".into())).0, OutcomeKind::Rejected);
+        assert_eq!(
+            client_outcome(rejected, &Tally::Rejected("x".into())).0,
+            OutcomeKind::Rejected
+        );
     }
 
     #[test]

@@ -63,7 +63,9 @@ impl Default for KafkaConfig {
 
 /// `$JAVA_HOME/bin/java` when set, else `java` from PATH.
 pub fn default_java() -> PathBuf {
-    std::env::var_os("JAVA_HOME").map(|home| PathBuf::from(home).join("bin/java")).unwrap_or_else(|| "java".into())
+    std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin/java"))
+        .unwrap_or_else(|| "java".into())
 }
 
 /// `$TXLAB_CACHE` (default `~/.cache/txlab`): where setup puts what it downloads.
@@ -71,12 +73,16 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("TXLAB_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
     home.join(".cache/txlab")
 }
 
 pub fn default_libs_dir() -> PathBuf {
-    cache_dir().join(format!("kafka-{KAFKA_VERSION}")).join("libs")
+    cache_dir()
+        .join(format!("kafka-{KAFKA_VERSION}"))
+        .join("libs")
 }
 
 /// A running broker; stopped on drop.
@@ -99,7 +105,10 @@ impl KafkaBroker {
         let mut listeners = Vec::new();
         for listener in &config.client_listeners {
             validate_listener_name(&listener.name)?;
-            listeners.push((listener.name.clone(), ports::choose_port(listener.port, "Kafka client listener")?));
+            listeners.push((
+                listener.name.clone(),
+                ports::choose_port(listener.port, "Kafka client listener")?,
+            ));
         }
         let properties = server_properties(config, &dir, port, controller_port, &listeners);
         write(&dir.join("server.properties"), &properties)?;
@@ -109,16 +118,32 @@ impl KafkaBroker {
             format_storage(config, &dir, &logs)?;
         }
         let mut command = java_command(config, &dir, &logs);
-        command.arg("kafka.Kafka").arg(dir.join("server.properties"));
-        let stop = StopPolicy { signal: libc::SIGTERM, grace: Duration::from_secs(20) };
+        command
+            .arg("kafka.Kafka")
+            .arg(dir.join("server.properties"));
+        let stop = StopPolicy {
+            signal: libc::SIGTERM,
+            grace: Duration::from_secs(20),
+        };
         let pid_file = dir.join("broker.pid");
-        if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
             stop_leftover(pid, &dir.display().to_string(), libc::SIGTERM);
         }
-        let server = ManagedChild::spawn("kafka", command, &logs.join("kafka.log"), stop)
-            .map_err(|source| EnvError::Spawn { what: "kafka (java)", source })?;
+        let server = ManagedChild::spawn("kafka", command, &logs.join("kafka.log"), stop).map_err(
+            |source| EnvError::Spawn {
+                what: "kafka (java)",
+                source,
+            },
+        )?;
         write(&pid_file, &server.pid().to_string())?;
-        let mut broker = KafkaBroker { port, listeners, server };
+        let mut broker = KafkaBroker {
+            port,
+            listeners,
+            server,
+        };
         broker.wait_ready(config.ready_timeout).await?;
         Ok(broker)
     }
@@ -126,8 +151,14 @@ impl KafkaBroker {
     /// What must be true before anything starts: Java 17+ runs and the jars are in place.
     pub fn preflight(config: &KafkaConfig) -> Result<(), EnvError> {
         check_java(&config.java)?;
-        if !config.libs_dir.join(format!("kafka_2.13-{KAFKA_VERSION}.jar")).exists() {
-            return Err(EnvError::KafkaJarsMissing { dir: config.libs_dir.clone() });
+        if !config
+            .libs_dir
+            .join(format!("kafka_2.13-{KAFKA_VERSION}.jar"))
+            .exists()
+        {
+            return Err(EnvError::KafkaJarsMissing {
+                dir: config.libs_dir.clone(),
+            });
         }
         Ok(())
     }
@@ -139,7 +170,10 @@ impl KafkaBroker {
 
     /// The bound port of a named client listener.
     pub fn listener_port(&self, name: &str) -> Option<u16> {
-        self.listeners.iter().find(|(n, _)| n == name).map(|(_, p)| *p)
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
     }
 
     pub fn pid(&self) -> u32 {
@@ -169,7 +203,9 @@ impl KafkaBroker {
                 });
             }
             let probe = bootstrap.clone();
-            let ready = tokio::task::spawn_blocking(move || broker_in_metadata(&probe)).await.unwrap_or(false);
+            let ready = tokio::task::spawn_blocking(move || broker_in_metadata(&probe))
+                .await
+                .unwrap_or(false);
             if ready {
                 tracing::info!(port = self.port, elapsed = ?started.elapsed(), "Kafka ready");
                 return Ok(());
@@ -203,21 +239,41 @@ fn broker_in_metadata(bootstrap: &str) -> bool {
     }
 }
 
-fn server_properties(config: &KafkaConfig, dir: &Path, port: u16, controller_port: u16, extra: &[(String, u16)]) -> String {
-    let mut listeners = vec![format!("LAB://127.0.0.1:{port}"), format!("CONTROLLER://127.0.0.1:{controller_port}")];
+fn server_properties(
+    config: &KafkaConfig,
+    dir: &Path,
+    port: u16,
+    controller_port: u16,
+    extra: &[(String, u16)],
+) -> String {
+    let mut listeners = vec![
+        format!("LAB://127.0.0.1:{port}"),
+        format!("CONTROLLER://127.0.0.1:{controller_port}"),
+    ];
     let mut advertised = vec![format!("LAB://127.0.0.1:{port}")];
-    let mut protocols = vec!["LAB:PLAINTEXT".to_string(), "CONTROLLER:PLAINTEXT".to_string()];
+    let mut protocols = vec![
+        "LAB:PLAINTEXT".to_string(),
+        "CONTROLLER:PLAINTEXT".to_string(),
+    ];
     for ((name, bound), spec) in extra.iter().zip(&config.client_listeners) {
         listeners.push(format!("{name}://127.0.0.1:{bound}"));
-        let shown = spec.advertised.map(|a| a.to_string()).unwrap_or_else(|| format!("127.0.0.1:{bound}"));
+        let shown = spec
+            .advertised
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| format!("127.0.0.1:{bound}"));
         advertised.push(format!("{name}://{shown}"));
         protocols.push(format!("{name}:PLAINTEXT"));
     }
-    let mut text = String::from("# Written by the lab for one single-node KRaft broker; see common/src/env/kafka.rs.\n");
+    let mut text = String::from(
+        "# Written by the lab for one single-node KRaft broker; see common/src/env/kafka.rs.\n",
+    );
     let settings = [
         ("process.roles", "broker,controller".to_string()),
         ("node.id", "1".into()),
-        ("controller.quorum.voters", format!("1@127.0.0.1:{controller_port}")),
+        (
+            "controller.quorum.voters",
+            format!("1@127.0.0.1:{controller_port}"),
+        ),
         ("controller.listener.names", "CONTROLLER".into()),
         ("inter.broker.listener.name", "LAB".into()),
         ("listeners", listeners.join(",")),
@@ -232,7 +288,10 @@ fn server_properties(config: &KafkaConfig, dir: &Path, port: u16, controller_por
         ("transaction.state.log.replication.factor", "1".into()),
         ("transaction.state.log.min.isr", "1".into()),
         ("transaction.state.log.num.partitions", "4".into()),
-        ("share.coordinator.state.topic.replication.factor", "1".into()),
+        (
+            "share.coordinator.state.topic.replication.factor",
+            "1".into(),
+        ),
         ("share.coordinator.state.topic.min.isr", "1".into()),
         ("group.initial.rebalance.delay.ms", "0".into()),
         ("log.flush.interval.messages", "9223372036854775807".into()),
@@ -249,9 +308,19 @@ fn java_command(config: &KafkaConfig, dir: &Path, log_dir: &Path) -> Command {
     command
         .arg(format!("-Xmx{}", config.heap))
         .arg("-Xms256m")
-        .args(["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35"])
-        .args(["-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"])
-        .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()))
+        .args([
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+        ])
+        .args([
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+        ])
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            dir.join("log4j2.properties").display()
+        ))
         .arg(format!("-Dkafka.logs.dir={}", log_dir.display()))
         .arg("-cp")
         .arg(format!("{}/*", config.libs_dir.display()));
@@ -270,9 +339,17 @@ fn format_storage(config: &KafkaConfig, dir: &Path, logs: &Path) -> Result<(), E
         .arg("--config")
         .arg(dir.join("server.properties"))
         .arg("--ignore-formatted");
-    let status = run_to_completion(command, log).map_err(|source| EnvError::Spawn { what: "kafka storage format", source })?;
+    let status = run_to_completion(command, log).map_err(|source| EnvError::Spawn {
+        what: "kafka storage format",
+        source,
+    })?;
     if !status.success() {
-        return Err(EnvError::Exited { what: "kafka storage format", status: status.to_string(), log: log.into(), tail: log_tail(log, 15) });
+        return Err(EnvError::Exited {
+            what: "kafka storage format",
+            status: status.to_string(),
+            log: log.into(),
+            tail: log_tail(log, 15),
+        });
     }
     Ok(())
 }
@@ -285,7 +362,10 @@ fn new_cluster_id() -> String {
 
 /// Java must run and be 17 or newer (Kafka 4's brokers need 17).
 fn check_java(java: &Path) -> Result<(), EnvError> {
-    let output = Command::new(java).arg("-version").output().map_err(|_| EnvError::JavaMissing { java: java.into() })?;
+    let output = Command::new(java)
+        .arg("-version")
+        .output()
+        .map_err(|_| EnvError::JavaMissing { java: java.into() })?;
     let text = String::from_utf8_lossy(&output.stderr);
     let major = text
         .split('"')
@@ -294,13 +374,18 @@ fn check_java(java: &Path) -> Result<(), EnvError> {
         .and_then(|m| m.parse::<u32>().ok());
     match major {
         Some(m) if m >= 17 => Ok(()),
-        _ => Err(EnvError::JavaTooOld { java: java.into(), version: text.lines().next().unwrap_or("").to_string() }),
+        _ => Err(EnvError::JavaTooOld {
+            java: java.into(),
+            version: text.lines().next().unwrap_or("").to_string(),
+        }),
     }
 }
 
 fn validate_listener_name(name: &str) -> Result<(), EnvError> {
     let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         && name != "LAB"
         && name != "CONTROLLER";
     if ok {
@@ -312,7 +397,15 @@ fn validate_listener_name(name: &str) -> Result<(), EnvError> {
 
 fn write(path: &Path, text: &str) -> Result<(), EnvError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| EnvError::Io { what: "creating", path: parent.into(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| EnvError::Io {
+            what: "creating",
+            path: parent.into(),
+            source,
+        })?;
     }
-    std::fs::write(path, text).map_err(|source| EnvError::Io { what: "writing", path: path.into(), source })
+    std::fs::write(path, text).map_err(|source| EnvError::Io {
+        what: "writing",
+        path: path.into(),
+        source,
+    })
 }

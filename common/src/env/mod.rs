@@ -30,19 +30,43 @@ pub enum EnvError {
     #[error("running as root, but there is no `postgres` OS user to run PostgreSQL as: install the postgresql package (`bash scripts/setup.sh`)")]
     NoUnprivilegedUser,
     #[error("{what} port {port} on 127.0.0.1 is already in use ({source}); choose another port or stop what is listening there")]
-    PortTaken { what: &'static str, port: u16, source: std::io::Error },
+    PortTaken {
+        what: &'static str,
+        port: u16,
+        source: std::io::Error,
+    },
     #[error("Kafka listener name {name:?} is not valid: use upper-case letters, digits and _, and not LAB or CONTROLLER")]
     BadListenerName { name: String },
     #[error("{what} {path:?} failed: {source}")]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("could not start {what}: {source}")]
-    Spawn { what: &'static str, source: std::io::Error },
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("{what} exited ({status}); its log {log:?} ends with:\n{tail}")]
-    Exited { what: &'static str, status: String, log: PathBuf, tail: String },
+    Exited {
+        what: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{what} was not ready after {after:?}; its log {log:?} ends with:\n{tail}")]
-    NotReady { what: &'static str, after: Duration, log: PathBuf, tail: String },
+    NotReady {
+        what: &'static str,
+        after: Duration,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{what} failed: {source}")]
-    Sql { what: &'static str, source: sqlx::Error },
+    Sql {
+        what: &'static str,
+        source: sqlx::Error,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -55,7 +79,11 @@ pub struct LabEnvConfig {
 
 impl LabEnvConfig {
     pub fn new(run_dir: impl Into<PathBuf>) -> LabEnvConfig {
-        LabEnvConfig { run_dir: run_dir.into(), postgres: PostgresConfig::default(), kafka: KafkaConfig::default() }
+        LabEnvConfig {
+            run_dir: run_dir.into(),
+            postgres: PostgresConfig::default(),
+            kafka: KafkaConfig::default(),
+        }
     }
 }
 
@@ -78,13 +106,22 @@ impl LabEnv {
         PostgresCluster::preflight(&config.postgres)?;
         KafkaBroker::preflight(&config.kafka)?;
         let logs = config.run_dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|source| EnvError::Io { what: "creating", path: logs.clone(), source })?;
+        std::fs::create_dir_all(&logs).map_err(|source| EnvError::Io {
+            what: "creating",
+            path: logs.clone(),
+            source,
+        })?;
         let postgres = PostgresCluster::start(&config.postgres, &config.run_dir).await?;
         // On error `postgres` is dropped here, which stops it.
         let kafka = KafkaBroker::start(&config.kafka, &config.run_dir).await?;
         let start_time = started.elapsed();
         tracing::info!(run_dir = %config.run_dir.display(), ?start_time, "environment ready");
-        Ok(LabEnv { kafka, postgres, run_dir: config.run_dir.clone(), start_time })
+        Ok(LabEnv {
+            kafka,
+            postgres,
+            run_dir: config.run_dir.clone(),
+            start_time,
+        })
     }
 
     pub fn run_dir(&self) -> &Path {

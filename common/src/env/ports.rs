@@ -9,7 +9,9 @@ pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// A port nobody listens on right now. Another process could take it before we do; the lab's
 /// servers then fail to bind and say so.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind(SocketAddr::from((LOOPBACK, 0)))?.local_addr()?.port())
+    Ok(TcpListener::bind(SocketAddr::from((LOOPBACK, 0)))?
+        .local_addr()?
+        .port())
 }
 
 /// `Some(port)` checked to be free, or a fresh free port.
@@ -19,6 +21,10 @@ pub fn choose_port(requested: Option<u16>, what: &'static str) -> Result<u16, su
             Ok(_) => Ok(port),
             Err(source) => Err(super::EnvError::PortTaken { what, port, source }),
         },
-        None => free_port().map_err(|source| super::EnvError::Io { what: "finding a free port", path: "127.0.0.1".into(), source }),
+        None => free_port().map_err(|source| super::EnvError::Io {
+            what: "finding a free port",
+            path: "127.0.0.1".into(),
+            source,
+        }),
     }
 }

@@ -51,7 +51,10 @@ pub struct PostgresCluster {
 impl PostgresCluster {
     /// Creates the cluster on first use (warm starts reuse its data), stops a server an earlier lab
     /// left on the same data, starts it, and creates the service databases.
-    pub async fn start(config: &PostgresConfig, run_dir: &Path) -> Result<PostgresCluster, EnvError> {
+    pub async fn start(
+        config: &PostgresConfig,
+        run_dir: &Path,
+    ) -> Result<PostgresCluster, EnvError> {
         let bin = Self::preflight(config)?;
         let port = ports::choose_port(config.port, "PostgreSQL")?;
         let logs = run_dir.join("logs");
@@ -70,10 +73,20 @@ impl PostgresCluster {
         if let Some((uid, gid)) = owner {
             command.uid(uid).gid(gid);
         }
-        let stop = StopPolicy { signal: libc::SIGINT, grace: Duration::from_secs(30) };
+        let stop = StopPolicy {
+            signal: libc::SIGINT,
+            grace: Duration::from_secs(30),
+        };
         let server = ManagedChild::spawn("postgres", command, &logs.join("postgres.log"), stop)
-            .map_err(|source| EnvError::Spawn { what: "postgres", source })?;
-        let mut cluster = PostgresCluster { port, data_dir, server };
+            .map_err(|source| EnvError::Spawn {
+                what: "postgres",
+                source,
+            })?;
+        let mut cluster = PostgresCluster {
+            port,
+            data_dir,
+            server,
+        };
         cluster.wait_ready(config.ready_timeout).await?;
         cluster.create_databases("").await?;
         Ok(cluster)
@@ -119,16 +132,23 @@ impl PostgresCluster {
         let mut admin = self.admin_connection().await?;
         for store in Store::ALL {
             let name = format!("{prefix}{}", store.name());
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&name)
-                .fetch_one(&mut admin)
-                .await
-                .map_err(|source| EnvError::Sql { what: "looking up a database", source })?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .map_err(|source| EnvError::Sql {
+                        what: "looking up a database",
+                        source,
+                    })?;
             if !exists {
                 admin
                     .execute(format!("CREATE DATABASE {}", quote_ident(&name)).as_str())
                     .await
-                    .map_err(|source| EnvError::Sql { what: "creating a database", source })?;
+                    .map_err(|source| EnvError::Sql {
+                        what: "creating a database",
+                        source,
+                    })?;
             }
         }
         Ok(self.urls(prefix))
@@ -140,24 +160,46 @@ impl PostgresCluster {
         for store in Store::ALL {
             let name = format!("{prefix}{}", store.name());
             // Prepared transactions pin a database; roll back any left in it.
-            let gids: Vec<String> = sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE database = $1")
-                .bind(&name)
-                .fetch_all(&mut admin)
-                .await
-                .map_err(|source| EnvError::Sql { what: "listing prepared transactions", source })?;
+            let gids: Vec<String> =
+                sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE database = $1")
+                    .bind(&name)
+                    .fetch_all(&mut admin)
+                    .await
+                    .map_err(|source| EnvError::Sql {
+                        what: "listing prepared transactions",
+                        source,
+                    })?;
             if !gids.is_empty() {
                 let url = self.url(&name);
-                let mut conn = PgConnection::connect(&url).await.map_err(|source| EnvError::Sql { what: "connecting", source })?;
+                let mut conn =
+                    PgConnection::connect(&url)
+                        .await
+                        .map_err(|source| EnvError::Sql {
+                            what: "connecting",
+                            source,
+                        })?;
                 for gid in gids {
                     conn.execute(format!("ROLLBACK PREPARED {}", quote_literal(&gid)).as_str())
                         .await
-                        .map_err(|source| EnvError::Sql { what: "rolling back a prepared transaction", source })?;
+                        .map_err(|source| EnvError::Sql {
+                            what: "rolling back a prepared transaction",
+                            source,
+                        })?;
                 }
             }
             admin
-                .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)).as_str())
+                .execute(
+                    format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&name)
+                    )
+                    .as_str(),
+                )
                 .await
-                .map_err(|source| EnvError::Sql { what: "dropping a database", source })?;
+                .map_err(|source| EnvError::Sql {
+                    what: "dropping a database",
+                    source,
+                })?;
         }
         self.create_databases(prefix).await
     }
@@ -175,7 +217,10 @@ impl PostgresCluster {
     async fn admin_connection(&self) -> Result<PgConnection, EnvError> {
         PgConnection::connect(&self.url("postgres"))
             .await
-            .map_err(|source| EnvError::Sql { what: "connecting to the lab cluster", source })
+            .map_err(|source| EnvError::Sql {
+                what: "connecting to the lab cluster",
+                source,
+            })
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), EnvError> {
@@ -195,7 +240,9 @@ impl PostgresCluster {
                     tracing::info!(port = self.port, elapsed = ?started.elapsed(), "PostgreSQL ready");
                     return Ok(());
                 }
-                Err(_) if started.elapsed() < timeout => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if started.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(_) => {
                     return Err(EnvError::NotReady {
                         what: "postgres",
@@ -219,31 +266,58 @@ fn server_settings(config: &PostgresConfig, port: u16) -> Vec<(&'static str, Str
         ("fsync", "on".into()),
         ("synchronous_commit", "on".into()),
         ("max_connections", config.max_connections.to_string()),
-        ("max_prepared_transactions", config.max_prepared_transactions.to_string()),
+        (
+            "max_prepared_transactions",
+            config.max_prepared_transactions.to_string(),
+        ),
         ("shared_buffers", "256MB".into()),
         ("logging_collector", "off".into()),
         ("log_line_prefix", "%m [%p] %d ".into()),
     ]
 }
 
-fn init_cluster(bin: &Path, data_dir: &Path, owner: Option<(u32, u32)>, log: &Path) -> Result<(), EnvError> {
+fn init_cluster(
+    bin: &Path,
+    data_dir: &Path,
+    owner: Option<(u32, u32)>,
+    log: &Path,
+) -> Result<(), EnvError> {
     let parent = data_dir.parent().unwrap_or(data_dir);
-    std::fs::create_dir_all(parent).map_err(|source| EnvError::Io { what: "creating", path: parent.into(), source })?;
+    std::fs::create_dir_all(parent).map_err(|source| EnvError::Io {
+        what: "creating",
+        path: parent.into(),
+        source,
+    })?;
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(parent, Some(uid), Some(gid))
-            .map_err(|source| EnvError::Io { what: "handing over", path: parent.into(), source })?;
+        std::os::unix::fs::chown(parent, Some(uid), Some(gid)).map_err(|source| EnvError::Io {
+            what: "handing over",
+            path: parent.into(),
+            source,
+        })?;
     }
     let mut command = Command::new(bin.join("initdb"));
-    command
-        .arg("-D")
-        .arg(data_dir)
-        .args(["-U", LAB_USER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"]);
+    command.arg("-D").arg(data_dir).args([
+        "-U",
+        LAB_USER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-instructions",
+    ]);
     if let Some((uid, gid)) = owner {
         command.uid(uid).gid(gid);
     }
-    let status = run_to_completion(command, log).map_err(|source| EnvError::Spawn { what: "initdb", source })?;
+    let status = run_to_completion(command, log).map_err(|source| EnvError::Spawn {
+        what: "initdb",
+        source,
+    })?;
     if !status.success() {
-        return Err(EnvError::Exited { what: "initdb", status: status.to_string(), log: log.into(), tail: log_tail(log, 15) });
+        return Err(EnvError::Exited {
+            what: "initdb",
+            status: status.to_string(),
+            log: log.into(),
+            tail: log_tail(log, 15),
+        });
     }
     Ok(())
 }
@@ -252,7 +326,10 @@ fn init_cluster(bin: &Path, data_dir: &Path, owner: Option<(u32, u32)>, log: &Pa
 /// immediate), so that one data directory never has two owners.
 fn stop_stale_server(data_dir: &Path) {
     let pid_file = data_dir.join("postmaster.pid");
-    if let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|t| t.lines().next()?.trim().parse::<i32>().ok()) {
+    if let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+    {
         stop_leftover(pid, &data_dir.display().to_string(), libc::SIGQUIT);
     }
 }
@@ -281,10 +358,16 @@ pub fn data_dir(run_dir: &Path) -> Result<PathBuf, EnvError> {
     if unprivileged_owner()?.is_none() {
         return Ok(run_dir.join("pg").join("data"));
     }
-    std::fs::create_dir_all(run_dir).map_err(|source| EnvError::Io { what: "creating", path: run_dir.into(), source })?;
-    let canonical = run_dir
-        .canonicalize()
-        .map_err(|source| EnvError::Io { what: "resolving", path: run_dir.into(), source })?;
+    std::fs::create_dir_all(run_dir).map_err(|source| EnvError::Io {
+        what: "creating",
+        path: run_dir.into(),
+        source,
+    })?;
+    let canonical = run_dir.canonicalize().map_err(|source| EnvError::Io {
+        what: "resolving",
+        path: run_dir.into(),
+        source,
+    })?;
     let mut hash: u64 = 0xcbf29ce484222325; // FNV-1a: stable across Rust versions
     for byte in canonical.as_os_str().as_encoded_bytes() {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x100000001b3);
@@ -296,7 +379,10 @@ fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, EnvError> {
     let mut candidates: Vec<PathBuf> = configured.map(Path::to_path_buf).into_iter().collect();
     if configured.is_none() {
         if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-            let mut versions: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect();
+            let mut versions: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect();
             versions.sort();
             candidates.extend(versions.into_iter().rev());
         }
@@ -305,7 +391,9 @@ fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, EnvError> {
         .into_iter()
         .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
         .ok_or_else(|| EnvError::PostgresMissing {
-            searched: configured.map(|p| p.display().to_string()).unwrap_or_else(|| "/usr/lib/postgresql/*/bin".into()),
+            searched: configured
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "/usr/lib/postgresql/*/bin".into()),
         })
 }
 

@@ -55,7 +55,9 @@ fn spawn_from_lab_thread(command: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("spawner lock poisoned"))?
         .send((command, reply_tx))
         .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    reply_rx.recv().map_err(|_| io::Error::other("spawner thread is gone"))?
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("spawner thread is gone"))?
 }
 
 /// Makes the child its own process group (so a terminal's Ctrl-C reaches only the lab, which then
@@ -78,13 +80,27 @@ fn own_and_tie_to_lab(command: &mut Command) {
 
 impl ManagedChild {
     /// Starts `command` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path, stop: StopPolicy) -> io::Result<ManagedChild> {
+    pub fn spawn(
+        name: &str,
+        mut command: Command,
+        log: &Path,
+        stop: StopPolicy,
+    ) -> io::Result<ManagedChild> {
         let out = File::options().create(true).append(true).open(log)?;
-        command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
         own_and_tie_to_lab(&mut command);
         let child = spawn_from_lab_thread(command)?;
         tracing::debug!(name, pid = child.id(), log = %log.display(), "started child");
-        Ok(ManagedChild { name: name.to_string(), child, log: log.to_path_buf(), stop, exited: None })
+        Ok(ManagedChild {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            stop,
+            exited: None,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -174,7 +190,10 @@ fn signal_group(pgid: u32, sig: i32) {
 /// Runs a short-lived command to completion with its output appended to `log`.
 pub fn run_to_completion(mut command: Command, log: &Path) -> io::Result<ExitStatus> {
     let out = File::options().create(true).append(true).open(log)?;
-    command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+    command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
     own_and_tie_to_lab(&mut command);
     spawn_from_lab_thread(command)?.wait()
 }
@@ -188,7 +207,10 @@ pub fn pid_alive(pid: i32) -> bool {
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the parenthesised command name, which may itself hold spaces.
-    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X"))
 }
 

@@ -29,17 +29,32 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     /// Starts the service and waits until its port accepts connections.
-    pub async fn start(spec: ServiceSpec, log_dir: &Path, timeout: Duration) -> Result<ServiceProcess, EnvError> {
-        std::fs::create_dir_all(log_dir).map_err(|source| EnvError::Io { what: "creating", path: log_dir.into(), source })?;
+    pub async fn start(
+        spec: ServiceSpec,
+        log_dir: &Path,
+        timeout: Duration,
+    ) -> Result<ServiceProcess, EnvError> {
+        std::fs::create_dir_all(log_dir).map_err(|source| EnvError::Io {
+            what: "creating",
+            path: log_dir.into(),
+            source,
+        })?;
         let mut command = Command::new(&spec.program);
         command.args(&spec.args);
         for (key, value) in &spec.env {
             command.env(key, value);
         }
-        let stop = StopPolicy { signal: libc::SIGTERM, grace: Duration::from_secs(10) };
+        let stop = StopPolicy {
+            signal: libc::SIGTERM,
+            grace: Duration::from_secs(10),
+        };
         let log = log_dir.join(format!("{}.log", spec.name));
-        let child = ManagedChild::spawn(&spec.name, command, &log, stop)
-            .map_err(|source| EnvError::Spawn { what: "a lab service", source })?;
+        let child = ManagedChild::spawn(&spec.name, command, &log, stop).map_err(|source| {
+            EnvError::Spawn {
+                what: "a lab service",
+                source,
+            }
+        })?;
         let mut service = ServiceProcess { spec, child };
         service.wait_ready(timeout).await?;
         Ok(service)
@@ -94,7 +109,10 @@ impl ServiceProcess {
                     tail: self.child.log_tail(20),
                 });
             }
-            if tokio::net::TcpStream::connect(self.spec.listen).await.is_ok() {
+            if tokio::net::TcpStream::connect(self.spec.listen)
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             if started.elapsed() > timeout {

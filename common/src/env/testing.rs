@@ -41,9 +41,25 @@ pub async fn shared_env() -> &'static LabEnv {
 /// A fresh, migrated set of the five databases named after `test`, in the shared environment.
 pub async fn fresh_databases(test: &str) -> (DatabaseUrls, Databases) {
     let env = shared_env().await;
-    let prefix: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(40).collect();
-    let urls = env.postgres.recreate_databases(&format!("{prefix}_")).await.expect("test databases are created");
-    let dbs = Databases::connect(&urls, 8).await.expect("test databases accept connections");
+    let prefix: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    let urls = env
+        .postgres
+        .recreate_databases(&format!("{prefix}_"))
+        .await
+        .expect("test databases are created");
+    let dbs = Databases::connect(&urls, 8)
+        .await
+        .expect("test databases accept connections");
     dbs.migrate().await.expect("test databases migrate");
     (urls, dbs)
 }

@@ -13,7 +13,13 @@ use uuid::Uuid;
 /// (CANCELLED), written the way a correct protocol would leave them.
 async fn seeded_with_history(test: &str) -> (Databases, DataSet, Uuid) {
     let (_, dbs) = fresh_databases(test).await;
-    let data = DataSet::generate(&DataSetSpec { seed: 7, customers: 20, skus: 10, ..DataSetSpec::default() }).unwrap();
+    let data = DataSet::generate(&DataSetSpec {
+        seed: 7,
+        customers: 20,
+        skus: 10,
+        ..DataSetSpec::default()
+    })
+    .unwrap();
     dbs.reset_and_seed(&data).await.unwrap();
     let confirmed = Uuid::new_v4();
     apply_order(&dbs, &data, confirmed, 1, &[(2, 3), (5, 1)], "CONFIRMED").await;
@@ -23,17 +29,29 @@ async fn seeded_with_history(test: &str) -> (Databases, DataSet, Uuid) {
 
 /// Writes an order's rows in every service. CONFIRMED takes money and stock for good; CANCELLED
 /// leaves a refunded payment and released reservations (a saga that compensated).
-async fn apply_order(dbs: &Databases, data: &DataSet, id: Uuid, customer: i32, lines: &[(i32, i32)], status: &str) {
-    let amount: i64 = lines.iter().map(|(sku, qty)| data.price_of(Sku(*sku)).unwrap().0 * i64::from(*qty)).sum();
+async fn apply_order(
+    dbs: &Databases,
+    data: &DataSet,
+    id: Uuid,
+    customer: i32,
+    lines: &[(i32, i32)],
+    status: &str,
+) {
+    let amount: i64 = lines
+        .iter()
+        .map(|(sku, qty)| data.price_of(Sku(*sku)).unwrap().0 * i64::from(*qty))
+        .sum();
     let confirmed = status == "CONFIRMED";
-    sqlx::query("INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(customer)
-        .bind(amount)
-        .bind(status)
-        .execute(&dbs.orders)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(customer)
+    .bind(amount)
+    .bind(status)
+    .execute(&dbs.orders)
+    .await
+    .unwrap();
     for (sku, qty) in lines {
         sqlx::query("INSERT INTO order_lines (order_id, sku, qty, unit_price_cents) VALUES ($1, $2, $3, $4)")
             .bind(id)
@@ -43,14 +61,16 @@ async fn apply_order(dbs: &Databases, data: &DataSet, id: Uuid, customer: i32, l
             .execute(&dbs.orders)
             .await
             .unwrap();
-        sqlx::query("INSERT INTO reservations (order_id, sku, qty, status) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(sku)
-            .bind(qty)
-            .bind(if confirmed { "COMMITTED" } else { "RELEASED" })
-            .execute(&dbs.inventory)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO reservations (order_id, sku, qty, status) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(sku)
+        .bind(qty)
+        .bind(if confirmed { "COMMITTED" } else { "RELEASED" })
+        .execute(&dbs.inventory)
+        .await
+        .unwrap();
         if confirmed {
             sqlx::query("UPDATE stock SET available = available - $2 WHERE sku = $1")
                 .bind(sku)
@@ -79,8 +99,17 @@ async fn apply_order(dbs: &Databases, data: &DataSet, id: Uuid, customer: i32, l
 }
 
 fn only_violation(report: &CheckReport) -> &Violation {
-    assert!(report.leftovers.is_empty(), "unexpected leftovers: {:?}", report.leftovers);
-    assert_eq!(report.violations.len(), 1, "expected exactly one violation: {:#?}", report.violations);
+    assert!(
+        report.leftovers.is_empty(),
+        "unexpected leftovers: {:?}",
+        report.leftovers
+    );
+    assert_eq!(
+        report.violations.len(),
+        1,
+        "expected exactly one violation: {:#?}",
+        report.violations
+    );
     &report.violations[0]
 }
 
@@ -98,19 +127,38 @@ async fn a_correct_history_is_clean() {
 #[tokio::test]
 async fn finds_created_stock() {
     let (dbs, data, _) = seeded_with_history("checker_stock").await;
-    sqlx::query("UPDATE stock SET available = available + 1 WHERE sku = 2").execute(&dbs.inventory).await.unwrap();
+    sqlx::query("UPDATE stock SET available = available + 1 WHERE sku = 2")
+        .execute(&dbs.inventory)
+        .await
+        .unwrap();
     let report = check(&dbs, &data).await.unwrap();
     let initial = i64::from(data.stock[1].available);
-    assert_eq!(only_violation(&report), &Violation::Stock { sku: Sku(2), initial, available: initial - 3 + 1, held: 3 });
+    assert_eq!(
+        only_violation(&report),
+        &Violation::Stock {
+            sku: Sku(2),
+            initial,
+            available: initial - 3 + 1,
+            held: 3
+        }
+    );
 }
 
 #[tokio::test]
 async fn finds_lost_money() {
     let (dbs, data, _) = seeded_with_history("checker_money").await;
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - 1 WHERE customer_id = 3").execute(&dbs.payments).await.unwrap();
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - 1 WHERE customer_id = 3")
+        .execute(&dbs.payments)
+        .await
+        .unwrap();
     let report = check(&dbs, &data).await.unwrap();
     match only_violation(&report) {
-        Violation::Money { customer, initial, balance, captured } => {
+        Violation::Money {
+            customer,
+            initial,
+            balance,
+            captured,
+        } => {
             assert_eq!(*customer, CustomerId(3));
             assert_eq!(initial.0, balance.0 + 1 + captured.0);
         }
@@ -127,13 +175,23 @@ async fn finds_a_confirmed_order_without_stock_and_a_cancelled_one_still_charged
         .execute(&dbs.inventory)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM reservations WHERE order_id = $1").bind(confirmed).execute(&dbs.inventory).await.unwrap();
+    sqlx::query("DELETE FROM reservations WHERE order_id = $1")
+        .bind(confirmed)
+        .execute(&dbs.inventory)
+        .await
+        .unwrap();
     let report = check(&dbs, &data).await.unwrap();
     match only_violation(&report) {
         Violation::Atomicity { order, problem } => {
             assert_eq!(order.order_id.unwrap().0, confirmed);
-            assert!(problem.contains("CONFIRMED") && problem.contains("reservations"), "{problem}");
-            assert!(order.payment.is_some() && order.reservations.is_empty(), "the evidence shows the rows: {order:?}");
+            assert!(
+                problem.contains("CONFIRMED") && problem.contains("reservations"),
+                "{problem}"
+            );
+            assert!(
+                order.payment.is_some() && order.reservations.is_empty(),
+                "the evidence shows the rows: {order:?}"
+            );
         }
         other => panic!("not an atomicity violation: {other:?}"),
     }
@@ -142,12 +200,26 @@ async fn finds_a_confirmed_order_without_stock_and_a_cancelled_one_still_charged
     // A cancelled order whose payment was never refunded, money consistent with the capture.
     let charged = Uuid::new_v4();
     apply_order(&dbs, &data, charged, 6, &[(7, 1)], "CONFIRMED").await;
-    sqlx::query("UPDATE orders SET status = 'CANCELLED' WHERE id = $1").bind(charged).execute(&dbs.orders).await.unwrap();
-    sqlx::query("UPDATE reservations SET status = 'RELEASED' WHERE order_id = $1").bind(charged).execute(&dbs.inventory).await.unwrap();
-    sqlx::query("UPDATE stock SET available = available + 1 WHERE sku = 7").execute(&dbs.inventory).await.unwrap();
+    sqlx::query("UPDATE orders SET status = 'CANCELLED' WHERE id = $1")
+        .bind(charged)
+        .execute(&dbs.orders)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE reservations SET status = 'RELEASED' WHERE order_id = $1")
+        .bind(charged)
+        .execute(&dbs.inventory)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE stock SET available = available + 1 WHERE sku = 7")
+        .execute(&dbs.inventory)
+        .await
+        .unwrap();
     let report = check(&dbs, &data).await.unwrap();
     match only_violation(&report) {
-        Violation::Atomicity { problem, .. } => assert!(problem.contains("CANCELLED order whose payment"), "{problem}"),
+        Violation::Atomicity { problem, .. } => assert!(
+            problem.contains("CANCELLED order whose payment"),
+            "{problem}"
+        ),
         other => panic!("not an atomicity violation: {other:?}"),
     }
 }
@@ -157,8 +229,12 @@ async fn finds_a_hanging_prepared_transaction() {
     let (dbs, data, _) = seeded_with_history("checker_prepared").await;
     let mut conn = dbs.inventory.acquire().await.unwrap();
     conn.execute("BEGIN").await.unwrap();
-    conn.execute("SELECT available FROM stock WHERE sku = 1 FOR UPDATE").await.unwrap();
-    conn.execute("PREPARE TRANSACTION 'planted-branch-1'").await.unwrap();
+    conn.execute("SELECT available FROM stock WHERE sku = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    conn.execute("PREPARE TRANSACTION 'planted-branch-1'")
+        .await
+        .unwrap();
     drop(conn);
     let report = check(&dbs, &data).await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
@@ -170,26 +246,38 @@ async fn finds_a_hanging_prepared_transaction() {
         }
         other => panic!("expected the prepared branch: {other:?}"),
     }
-    dbs.inventory.execute("ROLLBACK PREPARED 'planted-branch-1'").await.unwrap();
+    dbs.inventory
+        .execute("ROLLBACK PREPARED 'planted-branch-1'")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn reports_unfinished_orders_and_sagas_as_leftovers() {
     let (dbs, data, _) = seeded_with_history("checker_unfinished").await;
     let pending = Uuid::new_v4();
-    sqlx::query("INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, 5, 100, 'PENDING')")
-        .bind(pending)
-        .execute(&dbs.orders)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO sagas (order_id, state, order_json) VALUES ($1, 'RESERVING_STOCK', '{}')")
-        .bind(pending)
-        .execute(&dbs.orchestrator)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, 5, 100, 'PENDING')",
+    )
+    .bind(pending)
+    .execute(&dbs.orders)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sagas (order_id, state, order_json) VALUES ($1, 'RESERVING_STOCK', '{}')",
+    )
+    .bind(pending)
+    .execute(&dbs.orchestrator)
+    .await
+    .unwrap();
     let report = check(&dbs, &data).await.unwrap();
     assert!(report.violations.is_empty(), "{:?}", report.violations);
     assert_eq!(report.leftovers.len(), 2, "{:?}", report.leftovers);
-    assert!(report.leftovers.iter().any(|l| matches!(l, Leftover::PendingOrder { order } if order.order_id.unwrap().0 == pending)));
-    assert!(report.leftovers.iter().any(|l| matches!(l, Leftover::OpenSaga { state, .. } if state == "RESERVING_STOCK")));
+    assert!(report.leftovers.iter().any(
+        |l| matches!(l, Leftover::PendingOrder { order } if order.order_id.unwrap().0 == pending)
+    ));
+    assert!(report
+        .leftovers
+        .iter()
+        .any(|l| matches!(l, Leftover::OpenSaga { state, .. } if state == "RESERVING_STOCK")));
 }

@@ -23,7 +23,9 @@ fn fresh_dir(name: &str) -> std::path::PathBuf {
 fn processes_mentioning(needle: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(needle) {
             found.push(pid);
@@ -33,14 +35,23 @@ fn processes_mentioning(needle: &str) -> Vec<i32> {
 }
 
 async fn assert_usable(env: &LabEnv) {
-    let dbs = Databases::connect(&env.database_urls(), 2).await.expect("databases accept connections");
+    let dbs = Databases::connect(&env.database_urls(), 2)
+        .await
+        .expect("databases accept connections");
     dbs.migrate().await.expect("databases migrate");
-    let max_prepared: String =
-        sqlx::query_scalar("SHOW max_prepared_transactions").fetch_one(&dbs.orders).await.unwrap();
+    let max_prepared: String = sqlx::query_scalar("SHOW max_prepared_transactions")
+        .fetch_one(&dbs.orders)
+        .await
+        .unwrap();
     assert!(max_prepared.parse::<u32>().unwrap() >= 256);
-    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&dbs.orders).await.unwrap();
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&dbs.orders)
+        .await
+        .unwrap();
     assert_eq!(fsync, "on");
-    common::kafka_clients::create_topics(&env.bootstrap_servers(), &["env-probe"], 1).await.expect("broker answers");
+    common::kafka_clients::create_topics(&env.bootstrap_servers(), &["env-probe"], 1)
+        .await
+        .expect("broker answers");
 }
 
 fn wait_dead(pid: u32) -> bool {
@@ -57,31 +68,53 @@ fn wait_dead(pid: u32) -> bool {
 async fn starts_cold_then_warm_and_stop_leaves_nothing() {
     let _guard = OWN_ENV.lock().await;
     let dir = fresh_dir("cold-warm");
-    let cold = LabEnv::start(&LabEnvConfig::new(&dir)).await.expect("cold start");
+    let cold = LabEnv::start(&LabEnvConfig::new(&dir))
+        .await
+        .expect("cold start");
     assert_usable(&cold).await;
     let (pg_pid, kafka_pid) = (cold.postgres.pid(), cold.kafka.pid());
     let data_dir = cold.postgres.data_dir().display().to_string();
     println!("cold start: {:?}", cold.start_time);
     cold.stop();
-    assert!(wait_dead(pg_pid) && wait_dead(kafka_pid), "servers still alive after stop");
+    assert!(
+        wait_dead(pg_pid) && wait_dead(kafka_pid),
+        "servers still alive after stop"
+    );
 
-    let warm = LabEnv::start(&LabEnvConfig::new(&dir)).await.expect("warm start");
+    let warm = LabEnv::start(&LabEnvConfig::new(&dir))
+        .await
+        .expect("warm start");
     assert_usable(&warm).await;
     println!("warm start: {:?}", warm.start_time);
     drop(warm); // Drop stops too.
-    assert_eq!(processes_mentioning(&dir.display().to_string()), Vec::<i32>::new(), "stray processes");
-    assert_eq!(processes_mentioning(&data_dir), Vec::<i32>::new(), "stray postgres processes");
+    assert_eq!(
+        processes_mentioning(&dir.display().to_string()),
+        Vec::<i32>::new(),
+        "stray processes"
+    );
+    assert_eq!(
+        processes_mentioning(&data_dir),
+        Vec::<i32>::new(),
+        "stray postgres processes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_over_a_running_environment_takes_it_over() {
     let _guard = OWN_ENV.lock().await;
     let dir = fresh_dir("twice");
-    let first = LabEnv::start(&LabEnvConfig::new(&dir)).await.expect("first start");
+    let first = LabEnv::start(&LabEnvConfig::new(&dir))
+        .await
+        .expect("first start");
     let (pg_pid, kafka_pid) = (first.postgres.pid(), first.kafka.pid());
     // The first is still running: the second start stops it and runs on the same data.
-    let second = LabEnv::start(&LabEnvConfig::new(&dir)).await.expect("second start over a running one");
-    assert!(wait_dead(pg_pid) && wait_dead(kafka_pid), "the first environment's servers survived");
+    let second = LabEnv::start(&LabEnvConfig::new(&dir))
+        .await
+        .expect("second start over a running one");
+    assert!(
+        wait_dead(pg_pid) && wait_dead(kafka_pid),
+        "the first environment's servers survived"
+    );
     assert_usable(&second).await;
     drop(first); // Stopping what is already gone is harmless.
     assert_usable(&second).await;
@@ -101,12 +134,23 @@ async fn missing_java_is_one_clear_line_and_starts_nothing() {
     let _guard = OWN_ENV.lock().await;
     let dir = fresh_dir("no-java");
     let mut config = LabEnvConfig::new(&dir);
-    config.kafka = KafkaConfig { java: "/nonexistent/bin/java".into(), ..KafkaConfig::default() };
-    let err = LabEnv::start(&config).await.expect_err("must fail without java");
+    config.kafka = KafkaConfig {
+        java: "/nonexistent/bin/java".into(),
+        ..KafkaConfig::default()
+    };
+    let err = LabEnv::start(&config)
+        .await
+        .expect_err("must fail without java");
     let text = one_line(&err);
     assert!(matches!(err, EnvError::JavaMissing { .. }), "{text}");
-    assert!(text.contains("Java 17") && text.contains("apt-get install"), "{text}");
-    assert!(!dir.join("logs/postgres.log").exists(), "PostgreSQL was started before the check");
+    assert!(
+        text.contains("Java 17") && text.contains("apt-get install"),
+        "{text}"
+    );
+    assert!(
+        !dir.join("logs/postgres.log").exists(),
+        "PostgreSQL was started before the check"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,21 +162,43 @@ async fn port_taken_is_one_clear_line_and_leaves_nothing_running() {
     let dir = fresh_dir("pg-port");
     let mut config = LabEnvConfig::new(&dir);
     config.postgres.port = Some(port);
-    let err = LabEnv::start(&config).await.expect_err("PostgreSQL port is taken");
+    let err = LabEnv::start(&config)
+        .await
+        .expect_err("PostgreSQL port is taken");
     let text = one_line(&err);
-    assert!(text.contains(&port.to_string()) && text.contains("already in use") && text.starts_with("PostgreSQL"), "{text}");
+    assert!(
+        text.contains(&port.to_string())
+            && text.contains("already in use")
+            && text.starts_with("PostgreSQL"),
+        "{text}"
+    );
 
     // Kafka's port taken: PostgreSQL started first and must be stopped again.
     let dir = fresh_dir("kafka-port");
     let mut config = LabEnvConfig::new(&dir);
     config.kafka.port = Some(port);
-    let err = LabEnv::start(&config).await.expect_err("Kafka port is taken");
+    let err = LabEnv::start(&config)
+        .await
+        .expect_err("Kafka port is taken");
     let text = one_line(&err);
-    assert!(text.starts_with("Kafka port") && text.contains("already in use"), "{text}");
-    assert!(dir.join("logs/postgres.log").exists(), "PostgreSQL should have started first");
-    assert_eq!(processes_mentioning(&dir.display().to_string()), Vec::<i32>::new());
+    assert!(
+        text.starts_with("Kafka port") && text.contains("already in use"),
+        "{text}"
+    );
+    assert!(
+        dir.join("logs/postgres.log").exists(),
+        "PostgreSQL should have started first"
+    );
+    assert_eq!(
+        processes_mentioning(&dir.display().to_string()),
+        Vec::<i32>::new()
+    );
     let data_dir = common::env::postgres::data_dir(&dir).unwrap();
-    assert_eq!(processes_mentioning(&data_dir.display().to_string()), Vec::<i32>::new(), "half-started PostgreSQL");
+    assert_eq!(
+        processes_mentioning(&data_dir.display().to_string()),
+        Vec::<i32>::new(),
+        "half-started PostgreSQL"
+    );
 }
 
 #[tokio::test]
@@ -147,16 +213,26 @@ async fn bad_database_urls_are_one_clear_line() {
     let err = Databases::connect(&urls, 1).await.expect_err("not a URL");
     assert!(matches!(err, StorageError::BadUrl { .. }));
     let text = err.to_string();
-    assert!(text.starts_with("Orders database URL") && text.contains("postgres://"), "{text}");
+    assert!(
+        text.starts_with("Orders database URL") && text.contains("postgres://"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 1);
 
     // A port where nothing listens: a connection error that names the database and the URL.
     let port = common::env::ports::free_port().unwrap();
-    let err = common::storage::connect(common::storage::Store::Payments, &format!("postgres://lab:pw@127.0.0.1:{port}/payments"), 1)
-        .await
-        .expect_err("nothing listens there");
+    let err = common::storage::connect(
+        common::storage::Store::Payments,
+        &format!("postgres://lab:pw@127.0.0.1:{port}/payments"),
+        1,
+    )
+    .await
+    .expect_err("nothing listens there");
     let text = err.to_string();
-    assert!(text.starts_with("cannot connect to the Payments database") && text.contains("lab:***@"), "{text}");
+    assert!(
+        text.starts_with("cannot connect to the Payments database") && text.contains("lab:***@"),
+        "{text}"
+    );
     assert!(!text.contains("pw@"), "password leaked: {text}");
     assert_eq!(text.lines().count(), 1);
 }

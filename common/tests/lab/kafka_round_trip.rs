@@ -2,7 +2,9 @@
 //! a consumer group that stores offsets only after handling, commits them, and resumes there.
 
 use common::env::testing::{shared_env, unique_topic};
-use common::kafka_clients::{create_topics, idempotent_producer_config, manual_commit_consumer_config, ClientTuning};
+use common::kafka_clients::{
+    create_topics, idempotent_producer_config, manual_commit_consumer_config, ClientTuning,
+};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -32,18 +34,25 @@ async fn idempotent_produce_group_consume_commit_and_resume() {
     let topic = unique_topic("round-trip");
     create_topics(&bootstrap, &[&topic], 1).await.unwrap();
     let tuning = ClientTuning::default();
-    let producer: FutureProducer = idempotent_producer_config(&bootstrap, &tuning).create().unwrap();
+    let producer: FutureProducer = idempotent_producer_config(&bootstrap, &tuning)
+        .create()
+        .unwrap();
 
     for i in 0..10 {
         let (key, value) = (format!("order-{}", i % 3), format!("event-{i}"));
         producer
-            .send(FutureRecord::to(&topic).key(&key).payload(&value), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
             .await
             .expect("delivered");
     }
 
     let group = unique_topic("group");
-    let consumer: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning).create().unwrap();
+    let consumer: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning)
+        .create()
+        .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
     let seen = consume(&consumer, 10).await;
     let values: Vec<&str> = seen.iter().map(|(_, v)| v.as_str()).collect();
@@ -53,16 +62,26 @@ async fn idempotent_produce_group_consume_commit_and_resume() {
 
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition(&topic, 0);
-    let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).unwrap();
-    assert_eq!(committed.find_partition(&topic, 0).unwrap().offset(), Offset::Offset(10));
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        committed.find_partition(&topic, 0).unwrap().offset(),
+        Offset::Offset(10)
+    );
     drop(consumer);
 
     // A new member of the same group resumes after the committed offset: it sees only new data.
     producer
-        .send(FutureRecord::to(&topic).key("order-9").payload("event-10"), Duration::from_secs(10))
+        .send(
+            FutureRecord::to(&topic).key("order-9").payload("event-10"),
+            Duration::from_secs(10),
+        )
         .await
         .expect("delivered");
-    let resumed: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning).create().unwrap();
+    let resumed: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning)
+        .create()
+        .unwrap();
     resumed.subscribe(&[&topic]).unwrap();
     let seen = consume(&resumed, 1).await;
     assert_eq!(seen, vec![("order-9".to_string(), "event-10".to_string())]);

@@ -7,7 +7,9 @@ use twopc::branch::ServiceKind;
 use twopc::coordinator::{run, CoordinatorConfig, PrepareOrder};
 
 #[derive(Parser)]
-#[command(about = "2PC coordinator: serves OrderApi and Coordinator.Decision, forces decisions to its log")]
+#[command(
+    about = "2PC coordinator: serves OrderApi and Coordinator.Decision, forces decisions to its log"
+)]
 struct Args {
     /// Address to serve on.
     #[arg(long, default_value = "127.0.0.1:7000")]
@@ -32,8 +34,11 @@ struct Args {
 }
 
 fn parse_participant(text: &str) -> Result<(ServiceKind, String), String> {
-    let (service, url) = text.split_once('=').ok_or("expected SERVICE=URL, e.g. payment=http://127.0.0.1:7002")?;
-    let service = <ServiceKind as clap::ValueEnum>::from_str(service, true).map_err(|_| format!("unknown service {service:?}"))?;
+    let (service, url) = text
+        .split_once('=')
+        .ok_or("expected SERVICE=URL, e.g. payment=http://127.0.0.1:7002")?;
+    let service = <ServiceKind as clap::ValueEnum>::from_str(service, true)
+        .map_err(|_| format!("unknown service {service:?}"))?;
     Ok((service, url.to_string()))
 }
 
@@ -41,7 +46,9 @@ fn parse_participant(text: &str) -> Result<(ServiceKind, String), String> {
 async fn main() -> anyhow::Result<()> {
     twopc::shutdown::init_tracing();
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("--listen {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("--listen {}", args.listen))?;
     let config = CoordinatorConfig {
         database_url: args.database_url,
         participants: args.participants,

@@ -31,7 +31,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     twopc::shutdown::init_tracing();
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("--listen {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("--listen {}", args.listen))?;
     let config = ParticipantConfig {
         service: args.service,
         database_url: args.database_url,

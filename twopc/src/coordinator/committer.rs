@@ -34,7 +34,11 @@ pub enum PrepareOrder {
 }
 
 /// The fixed participant order of [`PrepareOrder::Ordered`]: the most contended first.
-const PREPARE_SEQUENCE: [ServiceKind; 3] = [ServiceKind::Inventory, ServiceKind::Payment, ServiceKind::Order];
+const PREPARE_SEQUENCE: [ServiceKind; 3] = [
+    ServiceKind::Inventory,
+    ServiceKind::Payment,
+    ServiceKind::Order,
+];
 
 /// What the client is told, with the moments that matter to the load generator.
 #[derive(Clone, Debug)]
@@ -66,7 +70,14 @@ impl Committer {
     ) -> Self {
         let mut participants = participants;
         participants.sort_by_key(|p| PREPARE_SEQUENCE.iter().position(|k| *k == p.service));
-        Committer { participants: Arc::new(participants), log, metrics, phases: Arc::default(), prepare_timeout, prepare_order }
+        Committer {
+            participants: Arc::new(participants),
+            log,
+            metrics,
+            phases: Arc::default(),
+            prepare_timeout,
+            prepare_order,
+        }
     }
 
     fn set_phase(&self, gid: &str, phase: Phase) {
@@ -84,19 +95,32 @@ impl Committer {
         match self.log.is_committed(&gid).await {
             Ok(true) => return placed(OutcomeKind::Committed, "already committed", 0),
             Ok(false) => {}
-            Err(err) => return placed(OutcomeKind::Aborted, &format!("decision log unreadable: {err}"), 0),
+            Err(err) => {
+                return placed(
+                    OutcomeKind::Aborted,
+                    &format!("decision log unreadable: {err}"),
+                    0,
+                )
+            }
         }
         {
             let mut phases = self.phases.lock().expect("phases lock");
             if phases.contains_key(&gid) {
-                return placed(OutcomeKind::Aborted, "this order is already being placed", 0);
+                return placed(
+                    OutcomeKind::Aborted,
+                    "this order is already being placed",
+                    0,
+                );
             }
             phases.insert(gid.clone(), Phase::Preparing);
         }
         let started = Instant::now();
 
         // Phase one: every participant votes; silence past the timeout is NO.
-        let timeout = self.prepare_timeout.min(deadline.saturating_duration_since(started)).max(Duration::from_millis(1));
+        let timeout = self
+            .prepare_timeout
+            .min(deadline.saturating_duration_since(started))
+            .max(Duration::from_millis(1));
         let votes = self.collect_votes(&gid, &to_branch(order), timeout).await;
         self.metrics.record("prepare_phase", started.elapsed());
         let tally = Tally::of(&votes);
@@ -108,12 +132,19 @@ impl Committer {
             let forced = Instant::now();
             phase = match self.log.force_commit(&gid, order.id.0, &names).await {
                 Ok(()) => phase.next(Event::CommitLogged),
-                Err(_) => self.resolve_unknown_log(&gid, phase.next(Event::LogFailed), deadline).await,
+                Err(_) => {
+                    self.resolve_unknown_log(&gid, phase.next(Event::LogFailed), deadline)
+                        .await
+                }
             };
             self.metrics.record("decision_wait", forced.elapsed());
             self.set_phase(&gid, phase);
         }
-        let decided_unix_us = if matches!(phase, Phase::Committing | Phase::Aborting) { unix_micros_now() } else { 0 };
+        let decided_unix_us = if matches!(phase, Phase::Committing | Phase::Aborting) {
+            unix_micros_now()
+        } else {
+            0
+        };
         if phase == Phase::Committing {
             failpoint::pass(AFTER_DECISION_LOGGED).await;
         }
@@ -123,7 +154,14 @@ impl Committer {
             let delivery = tokio::spawn(self.clone().deliver(gid.clone(), decision, phase));
             let phase_two = Instant::now();
             let _ = tokio::time::timeout_at(deadline.into(), delivery).await;
-            self.metrics.record(if decision == Decision::Commit { "commit_phase" } else { "abort_phase" }, phase_two.elapsed());
+            self.metrics.record(
+                if decision == Decision::Commit {
+                    "commit_phase"
+                } else {
+                    "abort_phase"
+                },
+                phase_two.elapsed(),
+            );
         }
         let (kind, reason) = client_outcome(phase, &tally);
         self.metrics.record("total", started.elapsed());
@@ -133,11 +171,19 @@ impl Committer {
 
     /// Sends Prepare as configured. In ordered mode a NO ends the round: the participants not
     /// asked hold nothing (an Abort still reaches them, harmlessly).
-    async fn collect_votes(&self, gid: &str, branch: &Branch, timeout: Duration) -> Vec<(String, VoteResult)> {
+    async fn collect_votes(
+        &self,
+        gid: &str,
+        branch: &Branch,
+        timeout: Duration,
+    ) -> Vec<(String, VoteResult)> {
         match self.prepare_order {
             PrepareOrder::Parallel => {
                 futures::future::join_all(self.participants.iter().map(|p| async move {
-                    (p.name().to_string(), p.prepare(gid, branch.clone(), timeout).await)
+                    (
+                        p.name().to_string(),
+                        p.prepare(gid, branch.clone(), timeout).await,
+                    )
                 }))
                 .await
             }
@@ -172,7 +218,8 @@ impl Committer {
 
     /// Whether the COMMIT record exists, asking until the log answers (or `deadline` passes).
     async fn read_log(&self, gid: &str, deadline: Option<Instant>) -> Option<bool> {
-        let mut backoff = common::retry::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
+        let mut backoff =
+            common::retry::Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
         loop {
             match self.log.is_committed(gid).await {
                 Ok(found) => return Some(found),
@@ -183,7 +230,9 @@ impl Committer {
     }
 
     async fn finish_undetermined(self, gid: String) {
-        let Some(found) = self.read_log(&gid, None).await else { return };
+        let Some(found) = self.read_log(&gid, None).await else {
+            return;
+        };
         let phase = Phase::Undetermined.next(Event::LogResolved(found));
         self.set_phase(&gid, phase);
         if let Some(decision) = phase.inquiry_answer() {
@@ -193,7 +242,11 @@ impl Committer {
 
     /// Sends `decision` to every participant until all acknowledge, then ends the transaction.
     async fn deliver(self, gid: String, decision: Decision, phase: Phase) {
-        let mut acks: FuturesUnordered<_> = self.participants.iter().map(|p| p.deliver_decision(&gid, decision)).collect();
+        let mut acks: FuturesUnordered<_> = self
+            .participants
+            .iter()
+            .map(|p| p.deliver_decision(&gid, decision))
+            .collect();
         let mut first = true;
         while acks.next().await.is_some() {
             if first && decision == Decision::Commit {
@@ -212,7 +265,9 @@ impl Committer {
     pub async fn recover(&self, gid: String) {
         self.set_phase(&gid, Phase::Committing);
         self.metrics.add("recovered_commits", 1);
-        self.clone().deliver(gid, Decision::Commit, Phase::Committing).await;
+        self.clone()
+            .deliver(gid, Decision::Commit, Phase::Committing)
+            .await;
     }
 
     /// The answer to a participant's inquiry. `None` means "ask again later".
@@ -232,5 +287,9 @@ impl Committer {
 }
 
 fn placed(kind: OutcomeKind, reason: &str, decided_unix_us: u64) -> Placed {
-    Placed { kind, reason: reason.to_string(), decided_unix_us }
+    Placed {
+        kind,
+        reason: reason.to_string(),
+        decided_unix_us,
+    }
 }

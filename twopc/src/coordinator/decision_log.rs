@@ -43,13 +43,22 @@ impl DecisionLog {
         let (ends, end_rx) = mpsc::unbounded_channel();
         tokio::spawn(group_commit_writer(pool.clone(), commit_rx, metrics));
         tokio::spawn(end_writer(pool.clone(), end_rx));
-        DecisionLog { pool, commits, ends }
+        DecisionLog {
+            pool,
+            commits,
+            ends,
+        }
     }
 
     /// Forces a COMMIT record. `Ok` means durable. `Err` means unknown: the write may or may not
     /// have reached the disk (e.g. the connection broke during COMMIT), so the caller must read
     /// the log before deciding anything.
-    pub async fn force_commit(&self, gid: &str, order_id: uuid::Uuid, participants: &[&str]) -> Result<(), String> {
+    pub async fn force_commit(
+        &self,
+        gid: &str,
+        order_id: uuid::Uuid,
+        participants: &[&str],
+    ) -> Result<(), String> {
         let (done, result) = oneshot::channel();
         let record = CommitRecord {
             gid: gid.to_string(),
@@ -57,13 +66,21 @@ impl DecisionLog {
             participants: participants.iter().map(|p| p.to_string()).collect(),
             done,
         };
-        self.commits.send(record).await.map_err(|_| "the log writer stopped".to_string())?;
-        result.await.map_err(|_| "the log writer stopped".to_string())?
+        self.commits
+            .send(record)
+            .await
+            .map_err(|_| "the log writer stopped".to_string())?;
+        result
+            .await
+            .map_err(|_| "the log writer stopped".to_string())?
     }
 
     /// Whether a COMMIT record exists for `gid` (`Err` when the log cannot be read).
     pub async fn is_committed(&self, gid: &str) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM decisions WHERE gid = $1)").bind(gid).fetch_one(&self.pool).await
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM decisions WHERE gid = $1)")
+            .bind(gid)
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Queues the END record of `gid` (not forced).
@@ -77,15 +94,24 @@ impl DecisionLog {
             sqlx::query_as("SELECT gid, participants FROM decisions WHERE completed_at IS NULL ORDER BY decided_at")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(|(gid, participants)| UnfinishedCommit { gid, participants }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(gid, participants)| UnfinishedCommit { gid, participants })
+            .collect())
     }
 }
 
-async fn group_commit_writer(pool: PgPool, mut requests: mpsc::Receiver<CommitRecord>, metrics: MetricsRegistry) {
+async fn group_commit_writer(
+    pool: PgPool,
+    mut requests: mpsc::Receiver<CommitRecord>,
+    metrics: MetricsRegistry,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
-        let result = write_commits(&pool, &batch).await.map_err(|e| e.to_string());
+        let result = write_commits(&pool, &batch)
+            .await
+            .map_err(|e| e.to_string());
         metrics.record("log_force", started.elapsed());
         metrics.add("log_forces", 1);
         metrics.add("log_records", batch.len() as u64);
@@ -121,8 +147,13 @@ async fn end_writer(pool: PgPool, mut gids: mpsc::UnboundedReceiver<String>) {
     while gids.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let result = async {
             let mut tx = pool.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-            sqlx::query("UPDATE decisions SET completed_at = now() WHERE gid = ANY($1)").bind(&batch).execute(&mut *tx).await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE decisions SET completed_at = now() WHERE gid = ANY($1)")
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await
         }
         .await;

@@ -10,11 +10,11 @@ pub use committer::PrepareOrder;
 
 use crate::branch::ServiceKind;
 use crate::error::TwoPcError;
+use committer::Committer;
 use common::api::twopc_pb::coordinator_server::CoordinatorServer;
 use common::api::OrderApiServer;
 use common::metrics::{MetricsRegistry, MetricsServer};
 use common::storage::Store;
-use committer::Committer;
 use decision_log::DecisionLog;
 use participants::ParticipantLink;
 use service::CoordinatorService;
@@ -39,8 +39,13 @@ pub struct CoordinatorConfig {
 }
 
 /// Serves until `shutdown` completes.
-pub async fn run(config: CoordinatorConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), TwoPcError> {
-    let pool = common::storage::connect(Store::Coordinator, &config.database_url, config.pool_size).await?;
+pub async fn run(
+    config: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TwoPcError> {
+    let pool = common::storage::connect(Store::Coordinator, &config.database_url, config.pool_size)
+        .await?;
     let metrics = MetricsRegistry::new("coordinator");
     let log = DecisionLog::start(pool, metrics.clone());
     let links = config
@@ -49,19 +54,31 @@ pub async fn run(config: CoordinatorConfig, listener: TcpListener, shutdown: imp
         .map(|(service, url)| ParticipantLink::new(*service, url))
         .collect::<Result<Vec<_>, _>>()
         .map_err(TwoPcError::BadRequest)?;
-    let committer = Committer::new(links, log.clone(), metrics.clone(), config.prepare_timeout, config.prepare_order);
+    let committer = Committer::new(
+        links,
+        log.clone(),
+        metrics.clone(),
+        config.prepare_timeout,
+        config.prepare_order,
+    );
 
     // Recovery: every COMMIT without END is re-sent until every participant acknowledges.
     let unfinished = log.unfinished().await?;
     if !unfinished.is_empty() {
-        tracing::warn!(count = unfinished.len(), "re-driving logged commits from before the restart");
+        tracing::warn!(
+            count = unfinished.len(),
+            "re-driving logged commits from before the restart"
+        );
     }
     for commit in unfinished {
         let committer = committer.clone();
         tokio::spawn(async move { committer.recover(commit.gid).await });
     }
 
-    let service = CoordinatorService { committer, default_deadline: config.default_deadline };
+    let service = CoordinatorService {
+        committer,
+        default_deadline: config.default_deadline,
+    };
     tracing::info!(addr = ?listener.local_addr().ok(), "coordinator serving");
     tonic::transport::Server::builder()
         .tcp_nodelay(true)

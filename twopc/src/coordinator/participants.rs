@@ -3,7 +3,9 @@
 
 use crate::branch::ServiceKind;
 use crate::protocol::{Decision, VoteResult};
-use common::api::twopc_pb::{participant_client::ParticipantClient, Branch, GidRequest, PrepareRequest, VoteKind};
+use common::api::twopc_pb::{
+    participant_client::ParticipantClient, Branch, GidRequest, PrepareRequest, VoteKind,
+};
 use common::retry::Backoff;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -21,7 +23,10 @@ impl ParticipantLink {
             .map_err(|e| format!("participant URL {url:?} for {}: {e}", service.name()))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true);
-        Ok(ParticipantLink { service, client: ParticipantClient::new(endpoint.connect_lazy()) })
+        Ok(ParticipantLink {
+            service,
+            client: ParticipantClient::new(endpoint.connect_lazy()),
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -30,12 +35,18 @@ impl ParticipantLink {
 
     /// Sends Prepare; an error or no answer within `timeout` is a NO vote.
     pub async fn prepare(&self, gid: &str, branch: Branch, timeout: Duration) -> VoteResult {
-        let mut request = tonic::Request::new(PrepareRequest { gid: gid.to_string(), branch: Some(branch), timeout_ms: timeout.as_millis() as u32 });
+        let mut request = tonic::Request::new(PrepareRequest {
+            gid: gid.to_string(),
+            branch: Some(branch),
+            timeout_ms: timeout.as_millis() as u32,
+        });
         request.set_timeout(timeout);
         let mut client = self.client.clone();
         match tokio::time::timeout(timeout, client.prepare(request)).await {
             Err(_) => VoteResult::Failed(format!("no vote within {} ms", timeout.as_millis())),
-            Ok(Err(status)) => VoteResult::Failed(format!("{:?}: {}", status.code(), status.message())),
+            Ok(Err(status)) => {
+                VoteResult::Failed(format!("{:?}: {}", status.code(), status.message()))
+            }
             Ok(Ok(reply)) => {
                 let vote = reply.into_inner();
                 match (vote.vote(), vote.business) {
@@ -48,8 +59,15 @@ impl ParticipantLink {
     }
 
     /// Sends the decision once; `Ok` when acknowledged.
-    pub async fn send_decision(&self, gid: &str, decision: Decision, timeout: Duration) -> Result<(), String> {
-        let mut request = tonic::Request::new(GidRequest { gid: gid.to_string() });
+    pub async fn send_decision(
+        &self,
+        gid: &str,
+        decision: Decision,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut request = tonic::Request::new(GidRequest {
+            gid: gid.to_string(),
+        });
         request.set_timeout(timeout);
         let mut client = self.client.clone();
         let call = async {
@@ -59,8 +77,17 @@ impl ParticipantLink {
             }
         };
         match tokio::time::timeout(timeout, call).await {
-            Err(_) => Err(format!("{}: no ack within {} ms", self.name(), timeout.as_millis())),
-            Ok(Err(status)) => Err(format!("{}: {:?}: {}", self.name(), status.code(), status.message())),
+            Err(_) => Err(format!(
+                "{}: no ack within {} ms",
+                self.name(),
+                timeout.as_millis()
+            )),
+            Ok(Err(status)) => Err(format!(
+                "{}: {:?}: {}",
+                self.name(),
+                status.code(),
+                status.message()
+            )),
             Ok(Ok(())) => Ok(()),
         }
     }
@@ -69,7 +96,10 @@ impl ParticipantLink {
     /// a logged COMMIT must reach every participant.
     pub async fn deliver_decision(&self, gid: &str, decision: Decision) {
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
-        while let Err(err) = self.send_decision(gid, decision, Duration::from_secs(2)).await {
+        while let Err(err) = self
+            .send_decision(gid, decision, Duration::from_secs(2))
+            .await
+        {
             tracing::debug!(gid, cause = %err, ?decision, "decision not acknowledged; retrying");
             tokio::time::sleep(backoff.next_delay()).await;
         }

@@ -31,24 +31,48 @@ pub struct ParticipantConfig {
 
 /// Serves until `shutdown` completes. Branches found prepared at start-up are resolved first
 /// thing, through the coordinator.
-pub async fn run(config: ParticipantConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), TwoPcError> {
-    let pool = common::storage::connect(config.service.store(), &config.database_url, config.pool_size).await?;
+pub async fn run(
+    config: ParticipantConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TwoPcError> {
+    let pool = common::storage::connect(
+        config.service.store(),
+        &config.database_url,
+        config.pool_size,
+    )
+    .await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.name()));
     let branches = PreparedBranches::new(config.service.name(), pool.clone(), metrics.clone());
     let recovered = branches.recover().await?;
     if recovered > 0 {
-        tracing::warn!(recovered, "found prepared branches from before the restart; asking the coordinator");
+        tracing::warn!(
+            recovered,
+            "found prepared branches from before the restart; asking the coordinator"
+        );
     }
     let endpoint = tonic::transport::Endpoint::from_shared(config.coordinator_url.clone())
-        .map_err(|e| TwoPcError::BadRequest(format!("--coordinator {:?}: {e}", config.coordinator_url)))?
+        .map_err(|e| {
+            TwoPcError::BadRequest(format!("--coordinator {:?}: {e}", config.coordinator_url))
+        })?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true);
     let coordinator = CoordinatorClient::new(endpoint.connect_lazy());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let resolver = InDoubtResolver::new(branches.clone(), coordinator, metrics.clone(), config.ask_after);
+    let resolver = InDoubtResolver::new(
+        branches.clone(),
+        coordinator,
+        metrics.clone(),
+        config.ask_after,
+    );
     let resolver_task = tokio::spawn(resolver.run(stop_rx));
 
-    let service = ParticipantService { service: config.service, pool, branches, metrics: metrics.clone() };
+    let service = ParticipantService {
+        service: config.service,
+        pool,
+        branches,
+        metrics: metrics.clone(),
+    };
     tracing::info!(service = config.service.name(), addr = ?listener.local_addr().ok(), "participant serving");
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)

@@ -47,7 +47,13 @@ pub struct PreparedBranches {
 
 impl PreparedBranches {
     pub fn new(service: &'static str, pool: PgPool, metrics: MetricsRegistry) -> Self {
-        PreparedBranches { service, pool, metrics, branches: Arc::default(), early_aborts: Arc::default() }
+        PreparedBranches {
+            service,
+            pool,
+            metrics,
+            branches: Arc::default(),
+            early_aborts: Arc::default(),
+        }
     }
 
     /// The name of this participant's branch of `gid` in PostgreSQL. Prepared-transaction names
@@ -57,17 +63,26 @@ impl PreparedBranches {
     }
 
     pub fn insert(&self, gid: &str, branch: PreparedBranch) {
-        self.branches.lock().expect("branches lock").insert(gid.to_string(), branch);
+        self.branches
+            .lock()
+            .expect("branches lock")
+            .insert(gid.to_string(), branch);
     }
 
     /// Branches prepared for longer than `after` (or recovered), excluding `busy`.
-    pub fn in_doubt(&self, after: Duration, busy: &std::collections::HashSet<String>) -> Vec<String> {
+    pub fn in_doubt(
+        &self,
+        after: Duration,
+        busy: &std::collections::HashSet<String>,
+    ) -> Vec<String> {
         let now = Instant::now();
         self.branches
             .lock()
             .expect("branches lock")
             .iter()
-            .filter(|(gid, b)| (b.recovered || now.duration_since(b.prepared_at) >= after) && !busy.contains(*gid))
+            .filter(|(gid, b)| {
+                (b.recovered || now.duration_since(b.prepared_at) >= after) && !busy.contains(*gid)
+            })
             .map(|(gid, _)| gid.clone())
             .collect()
     }
@@ -90,16 +105,28 @@ impl PreparedBranches {
 
     /// Whether an Abort for `gid` already arrived (and forgets it).
     pub fn take_early_abort(&self, gid: &str) -> bool {
-        self.early_aborts.lock().expect("aborts lock").remove(gid).is_some()
+        self.early_aborts
+            .lock()
+            .expect("aborts lock")
+            .remove(gid)
+            .is_some()
     }
 
     pub fn is_prepared(&self, gid: &str) -> bool {
-        self.branches.lock().expect("branches lock").contains_key(gid)
+        self.branches
+            .lock()
+            .expect("branches lock")
+            .contains_key(gid)
     }
 
     /// Applies `decision` to the branch `gid`. Idempotent: a gid that is not prepared (already
     /// decided, or never prepared) is success.
-    pub async fn decide(&self, gid: &str, decision: Decision, by: DecidedBy) -> Result<(), sqlx::Error> {
+    pub async fn decide(
+        &self,
+        gid: &str,
+        decision: Decision,
+        by: DecidedBy,
+    ) -> Result<(), sqlx::Error> {
         let statement = match decision {
             Decision::Commit => format!("COMMIT PREPARED {}", quote_literal(&self.pg_gid(gid))),
             Decision::Abort => format!("ROLLBACK PREPARED {}", quote_literal(&self.pg_gid(gid))),
@@ -114,9 +141,17 @@ impl PreparedBranches {
         let known = self.branches.lock().expect("branches lock").remove(gid);
         if applied {
             self.metrics.record("decision", released - started);
-            self.metrics.add(if decision == Decision::Commit { "committed" } else { "aborted" }, 1);
+            self.metrics.add(
+                if decision == Decision::Commit {
+                    "committed"
+                } else {
+                    "aborted"
+                },
+                1,
+            );
             if let Some(branch) = known {
-                self.metrics.record("lock_hold", released - branch.locked_at);
+                self.metrics
+                    .record("lock_hold", released - branch.locked_at);
                 let blocked = released - branch.prepared_at;
                 self.metrics.observe_max("prepared_max", blocked);
                 if by == DecidedBy::Inquiry {
@@ -141,10 +176,22 @@ impl PreparedBranches {
         .await?;
         let now = Instant::now();
         let suffix = format!("@{}", self.service);
-        let rows: Vec<(&str, f64)> = rows.iter().filter_map(|(name, age)| Some((name.strip_suffix(&suffix)?, *age))).collect();
+        let rows: Vec<(&str, f64)> = rows
+            .iter()
+            .filter_map(|(name, age)| Some((name.strip_suffix(&suffix)?, *age)))
+            .collect();
         for (gid, age_secs) in &rows {
-            let since = now.checked_sub(Duration::from_secs_f64(age_secs.max(0.0))).unwrap_or(now);
-            self.insert(gid, PreparedBranch { locked_at: since, prepared_at: since, recovered: true });
+            let since = now
+                .checked_sub(Duration::from_secs_f64(age_secs.max(0.0)))
+                .unwrap_or(now);
+            self.insert(
+                gid,
+                PreparedBranch {
+                    locked_at: since,
+                    prepared_at: since,
+                    recovered: true,
+                },
+            );
         }
         Ok(rows.len())
     }

@@ -23,13 +23,25 @@ pub struct InDoubtResolver {
 }
 
 impl InDoubtResolver {
-    pub fn new(branches: PreparedBranches, coordinator: CoordinatorClient<Channel>, metrics: MetricsRegistry, ask_after: Duration) -> Self {
-        InDoubtResolver { branches, coordinator, metrics, ask_after, busy: Arc::default() }
+    pub fn new(
+        branches: PreparedBranches,
+        coordinator: CoordinatorClient<Channel>,
+        metrics: MetricsRegistry,
+        ask_after: Duration,
+    ) -> Self {
+        InDoubtResolver {
+            branches,
+            coordinator,
+            metrics,
+            ask_after,
+            busy: Arc::default(),
+        }
     }
 
     /// Scans for branches in doubt until `shutdown` fires; each gets its own inquiry task.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let scan_every = (self.ask_after / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let scan_every =
+            (self.ask_after / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
         loop {
             let busy = self.busy.lock().expect("busy lock").clone();
             for gid in self.branches.in_doubt(self.ask_after, &busy) {
@@ -55,9 +67,15 @@ impl InDoubtResolver {
             }
             self.metrics.add("inquiries", 1);
             let mut client = self.coordinator.clone();
-            let mut request = tonic::Request::new(GidRequest { gid: gid.to_string() });
+            let mut request = tonic::Request::new(GidRequest {
+                gid: gid.to_string(),
+            });
             request.set_timeout(Duration::from_secs(1));
-            let decision = match client.decision(request).await.map(|r| r.into_inner().decision()) {
+            let decision = match client
+                .decision(request)
+                .await
+                .map(|r| r.into_inner().decision())
+            {
                 Ok(DecisionKind::Commit) => Some(Decision::Commit),
                 Ok(DecisionKind::Abort) => Some(Decision::Abort),
                 Ok(_) => None,
@@ -67,12 +85,18 @@ impl InDoubtResolver {
                 }
             };
             if let Some(decision) = decision {
-                match self.branches.decide(gid, decision, DecidedBy::Inquiry).await {
+                match self
+                    .branches
+                    .decide(gid, decision, DecidedBy::Inquiry)
+                    .await
+                {
                     Ok(()) => {
                         tracing::info!(gid, ?decision, "in-doubt branch resolved");
                         return;
                     }
-                    Err(err) => tracing::warn!(gid, cause = %err, "applying the decision failed; retrying"),
+                    Err(err) => {
+                        tracing::warn!(gid, cause = %err, "applying the decision failed; retrying")
+                    }
                 }
             }
             tokio::time::sleep(backoff.next_delay()).await;

@@ -4,7 +4,9 @@
 use super::prepared::{DecidedBy, PreparedBranch, PreparedBranches};
 use crate::branch::{self, ServiceKind};
 use crate::protocol::Decision;
-use common::api::twopc_pb::{participant_server::Participant, Ack, GidRequest, PrepareRequest, Vote, VoteKind};
+use common::api::twopc_pb::{
+    participant_server::Participant, Ack, GidRequest, PrepareRequest, Vote, VoteKind,
+};
 use common::domain::RejectReason;
 use common::failpoint;
 use common::metrics::MetricsRegistry;
@@ -15,6 +17,9 @@ use tonic::{Request, Response, Status};
 
 /// Fail point: the branch is prepared (durable, locks held) but the vote is not yet sent.
 pub const AFTER_PREPARE_BEFORE_VOTE: &str = "participant-after-prepare-before-vote";
+/// Fail point: a Commit arrived but is not yet applied (a slow participant; the RPC can still be
+/// cancelled here, e.g. by the coordinator's death).
+pub const BEFORE_COMMIT: &str = "participant-before-commit";
 
 #[derive(Clone)]
 pub struct ParticipantService {
@@ -33,25 +38,48 @@ enum BranchResult {
 }
 
 fn vote_no(reason: impl Into<String>, business: bool) -> Response<Vote> {
-    Response::new(Vote { vote: VoteKind::No as i32, reason: reason.into(), business })
+    Response::new(Vote {
+        vote: VoteKind::No as i32,
+        reason: reason.into(),
+        business,
+    })
 }
 
 impl ParticipantService {
     async fn prepare_branch(&self, gid: &str, req: &PrepareRequest) -> Result<Vote, sqlx::Error> {
         let order = match req.branch.as_ref().map(branch::from_branch) {
             Some(Ok(order)) => order,
-            Some(Err(reason)) => return Ok(Vote { vote: VoteKind::No as i32, reason, business: false }),
-            None => return Ok(Vote { vote: VoteKind::No as i32, reason: "branch: missing".into(), business: false }),
+            Some(Err(reason)) => {
+                return Ok(Vote {
+                    vote: VoteKind::No as i32,
+                    reason,
+                    business: false,
+                })
+            }
+            None => {
+                return Ok(Vote {
+                    vote: VoteKind::No as i32,
+                    reason: "branch: missing".into(),
+                    business: false,
+                })
+            }
         };
         let mut conn = self.pool.acquire().await?;
         let begun = Instant::now();
         // BEGIN and PREPARE TRANSACTION are plain statements here, not sqlx's transaction guard:
         // PREPARE TRANSACTION ends the block itself, which the guard could not know.
-        match self.run_branch(&mut conn, gid, &order, req.timeout_ms, begun).await {
+        match self
+            .run_branch(&mut conn, gid, &order, req.timeout_ms, begun)
+            .await
+        {
             Ok(BranchResult::Prepared { locked_at }) => self.after_prepared(gid, locked_at).await,
             Ok(BranchResult::Refused(reason)) => {
                 self.metrics.add("voted_no", 1);
-                Ok(Vote { vote: VoteKind::No as i32, reason: reason.as_str().into(), business: true })
+                Ok(Vote {
+                    vote: VoteKind::No as i32,
+                    reason: reason.as_str().into(),
+                    business: true,
+                })
             }
             Err(err) => {
                 // The connection may be inside a failed transaction: never hand it back so.
@@ -74,9 +102,15 @@ impl ParticipantService {
     ) -> Result<BranchResult, sqlx::Error> {
         sqlx::query("BEGIN").execute(&mut *conn).await?;
         // Give up on locks a little before the coordinator gives up on the vote, so the NO says why.
-        sqlx::query(&format!("SET LOCAL lock_timeout = {}", (timeout_ms * 4 / 5).max(1))).execute(&mut *conn).await?;
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = {}",
+            (timeout_ms * 4 / 5).max(1)
+        ))
+        .execute(&mut *conn)
+        .await?;
         let mut locked_at = begun;
-        let refusal = branch::apply(self.service, conn, order, || locked_at = Instant::now()).await?;
+        let refusal =
+            branch::apply(self.service, conn, order, || locked_at = Instant::now()).await?;
         self.metrics.record("lock_wait", locked_at - begun);
         if let Some(reason) = refusal {
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
@@ -86,19 +120,38 @@ impl ParticipantService {
         // The branch is now durable and owned by PostgreSQL, locks held, whatever happens to
         // this process.
         let name = self.branches.pg_gid(gid);
-        sqlx::query(&format!("PREPARE TRANSACTION {}", quote_literal(&name))).execute(&mut *conn).await?;
+        sqlx::query(&format!("PREPARE TRANSACTION {}", quote_literal(&name)))
+            .execute(&mut *conn)
+            .await?;
         Ok(BranchResult::Prepared { locked_at })
     }
 
     async fn after_prepared(&self, gid: &str, locked_at: Instant) -> Result<Vote, sqlx::Error> {
-        self.branches.insert(gid, PreparedBranch { locked_at, prepared_at: Instant::now(), recovered: false });
+        self.branches.insert(
+            gid,
+            PreparedBranch {
+                locked_at,
+                prepared_at: Instant::now(),
+                recovered: false,
+            },
+        );
         self.metrics.add("prepared", 1);
         if self.branches.take_early_abort(gid) {
-            self.branches.decide(gid, Decision::Abort, DecidedBy::Coordinator).await?;
-            return Ok(Vote { vote: VoteKind::No as i32, reason: "aborted before the vote".into(), business: false });
+            self.branches
+                .decide(gid, Decision::Abort, DecidedBy::Coordinator)
+                .await?;
+            return Ok(Vote {
+                vote: VoteKind::No as i32,
+                reason: "aborted before the vote".into(),
+                business: false,
+            });
         }
         failpoint::pass(AFTER_PREPARE_BEFORE_VOTE).await;
-        Ok(Vote { vote: VoteKind::Yes as i32, reason: String::new(), business: false })
+        Ok(Vote {
+            vote: VoteKind::Yes as i32,
+            reason: String::new(),
+            business: false,
+        })
     }
 }
 
@@ -122,7 +175,10 @@ impl Participant for ParticipantService {
             Err(err) => {
                 tracing::warn!(cause = %err, "prepare failed; voting NO");
                 self.metrics.add("prepare_failed", 1);
-                vote_no(format!("{} prepare failed: {err}", self.service.name()), false)
+                vote_no(
+                    format!("{} prepare failed: {err}", self.service.name()),
+                    false,
+                )
             }
         };
         self.metrics.record("prepare", started.elapsed());
@@ -132,12 +188,17 @@ impl Participant for ParticipantService {
     #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
     async fn commit(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
         let gid = request.into_inner().gid;
+        failpoint::pass(BEFORE_COMMIT).await;
         let branches = self.branches.clone();
         // Not cancelled with the RPC: a decision once started is applied and accounted for.
-        tokio::spawn(async move { branches.decide(&gid, Decision::Commit, DecidedBy::Coordinator).await })
-            .await
-            .map_err(|e| Status::internal(format!("commit task failed: {e}")))?
-            .map_err(|e| Status::unavailable(format!("COMMIT PREPARED failed: {e}")))?;
+        tokio::spawn(async move {
+            branches
+                .decide(&gid, Decision::Commit, DecidedBy::Coordinator)
+                .await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("commit task failed: {e}")))?
+        .map_err(|e| Status::unavailable(format!("COMMIT PREPARED failed: {e}")))?;
         Ok(Response::new(Ack {}))
     }
 
@@ -149,11 +210,14 @@ impl Participant for ParticipantService {
             self.branches.note_early_abort(&gid);
         }
         let branches = self.branches.clone();
-        tokio::spawn(async move { branches.decide(&gid, Decision::Abort, DecidedBy::Coordinator).await })
-            .await
-            .map_err(|e| Status::internal(format!("abort task failed: {e}")))?
-            .map_err(|e| Status::unavailable(format!("ROLLBACK PREPARED failed: {e}")))?;
+        tokio::spawn(async move {
+            branches
+                .decide(&gid, Decision::Abort, DecidedBy::Coordinator)
+                .await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("abort task failed: {e}")))?
+        .map_err(|e| Status::unavailable(format!("ROLLBACK PREPARED failed: {e}")))?;
         Ok(Response::new(Ack {}))
     }
 }
-

@@ -9,29 +9,93 @@ use twopc::branch::ServiceKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_killed_after_logging_commit_recovers_and_commits_everywhere() {
-    let mut lab = start("twopc_crash_after_log", small_data_set(11), |_| {}).await;
-    // Restart the coordinator with the fail point armed: it SIGKILLs itself right after forcing
-    // the COMMIT record, before any Commit is sent.
+    // SIGKILL right after forcing the COMMIT record, before any Commit is sent: all three in doubt.
+    coordinator_crash_after_decision(
+        "twopc_crash_after_log",
+        "coordinator-after-decision-logged",
+        3,
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_killed_after_first_commit_recovers_and_commits_the_rest() {
+    // SIGKILL once one participant acknowledged Commit; payment and inventory are slow to apply
+    // theirs, so they are still in doubt when the coordinator dies.
+    coordinator_crash_after_decision(
+        "twopc_crash_after_first_commit",
+        "coordinator-after-first-commit",
+        2,
+        true,
+    )
+    .await;
+}
+
+/// Arms `failpoint=crash` in the coordinator, places one order, checks that `in_doubt` branches
+/// stay prepared while it is down, restarts it and checks that recovery commits everywhere.
+async fn coordinator_crash_after_decision(
+    test: &str,
+    failpoint: &str,
+    in_doubt: usize,
+    slow_commits: bool,
+) {
+    let mut lab = start(test, small_data_set(11), |c| {
+        c.ask_after = Duration::from_secs(60)
+    })
+    .await;
+    if slow_commits {
+        for kind in [ServiceKind::Payment, ServiceKind::Inventory] {
+            lab.deployment.participant(kind).take().unwrap().stop();
+            *lab.deployment.participant(kind) = Some(
+                lab.deployment
+                    .start_participant(kind, &[(ENV_VAR, "participant-before-commit=sleep(1500)")])
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
     lab.deployment.coordinator.take().unwrap().stop();
-    lab.deployment.coordinator = Some(lab.deployment.start_coordinator(&[(ENV_VAR, "coordinator-after-decision-logged=crash")]).await.unwrap());
+    let armed = format!("{failpoint}=crash");
+    lab.deployment.coordinator = Some(
+        lab.deployment
+            .start_coordinator(&[(ENV_VAR, armed.as_str())])
+            .await
+            .unwrap(),
+    );
     let order = lab.order(9, &[(3, 2), (8, 1)]);
-    let client = lab.client().await;
     let placing = {
-        let mut client = client.clone();
+        let mut client = lab.client().await;
         let req = common::api::pb::PlaceOrderRequest::from(&order);
         tokio::spawn(async move { client.place_order(req).await })
     };
     let mut crashed = lab.deployment.coordinator.take().unwrap();
-    assert!(crashed.wait_exit(Duration::from_secs(10)).await, "the coordinator did not crash at the fail point");
-    assert!(placing.await.unwrap().is_err(), "the client saw the connection drop");
-    // Every branch is prepared, holding locks, and the log says COMMIT.
-    assert_eq!(lab.prepared().await.len(), 3, "three branches in doubt");
+    assert!(
+        crashed.wait_exit(Duration::from_secs(10)).await,
+        "the coordinator did not crash at {failpoint}"
+    );
+    assert!(
+        placing.await.unwrap().is_err(),
+        "the client saw the connection drop"
+    );
+    // The branches not yet committed stay prepared, holding locks; the log says COMMIT.
+    assert_eq!(
+        lab.prepared().await.len(),
+        in_doubt,
+        "branches in doubt after {failpoint}"
+    );
 
     lab.deployment.coordinator = Some(lab.deployment.start_coordinator(&[]).await.unwrap());
     let report = lab.wait_quiescent_and_clean(Duration::from_secs(15)).await;
-    assert_eq!(report.counts.orders_confirmed, 1, "recovery committed the logged decision");
+    assert_eq!(
+        report.counts.orders_confirmed, 1,
+        "recovery committed the logged decision"
+    );
     // The client's retry learns the outcome from the log.
-    assert_eq!(kind(&lab.place(&order, 2_000).await), OutcomeKind::Committed);
+    assert_eq!(
+        kind(&lab.place(&order, 2_000).await),
+        OutcomeKind::Committed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,9 +106,20 @@ async fn coordinator_killed_before_deciding_leaves_participants_to_abort_after_a
     })
     .await;
     // Inventory stalls after preparing, so the coordinator is still collecting votes when killed.
-    lab.deployment.participant(ServiceKind::Inventory).take().unwrap().stop();
-    *lab.deployment.participant(ServiceKind::Inventory) =
-        Some(lab.deployment.start_participant(ServiceKind::Inventory, &[(ENV_VAR, "participant-after-prepare-before-vote=sleep(3000)")]).await.unwrap());
+    lab.deployment
+        .participant(ServiceKind::Inventory)
+        .take()
+        .unwrap()
+        .stop();
+    *lab.deployment.participant(ServiceKind::Inventory) = Some(
+        lab.deployment
+            .start_participant(
+                ServiceKind::Inventory,
+                &[(ENV_VAR, "participant-after-prepare-before-vote=sleep(3000)")],
+            )
+            .await
+            .unwrap(),
+    );
     let order = lab.order(10, &[(6, 1)]);
     let before = lab.balance(10).await;
     let placing = {
@@ -55,29 +130,46 @@ async fn coordinator_killed_before_deciding_leaves_participants_to_abort_after_a
     // Wait until all three branches are prepared, then kill the undecided coordinator.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while lab.prepared().await.len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "branches never prepared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "branches never prepared"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     lab.deployment.coordinator.take().unwrap().kill();
     let _ = placing.await;
     // Participants ask an absent coordinator and keep asking, holding their locks.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(lab.prepared().await.len(), 3, "blocked while the coordinator is down");
+    assert_eq!(
+        lab.prepared().await.len(),
+        3,
+        "blocked while the coordinator is down"
+    );
 
     lab.deployment.coordinator = Some(lab.deployment.start_coordinator(&[]).await.unwrap());
     let report = lab.wait_quiescent_and_clean(Duration::from_secs(15)).await;
-    assert_eq!(report.counts.orders_confirmed, 0, "no COMMIT record: presumed abort");
+    assert_eq!(
+        report.counts.orders_confirmed, 0,
+        "no COMMIT record: presumed abort"
+    );
     assert_eq!(lab.balance(10).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participant_killed_while_prepared_resolves_its_branch_after_restart() {
-    let mut lab = start("twopc_participant_crash", small_data_set(13), |c| c.ask_after = Duration::from_millis(200)).await;
+    let mut lab = start("twopc_participant_crash", small_data_set(13), |c| {
+        c.ask_after = Duration::from_millis(200)
+    })
+    .await;
     // The coordinator holds its Commits for 2 s after logging: the payment participant is killed
     // in that window, with its branch prepared and its vote YES.
     lab.deployment.coordinator.take().unwrap().stop();
-    lab.deployment.coordinator =
-        Some(lab.deployment.start_coordinator(&[(ENV_VAR, "coordinator-after-decision-logged=sleep(2000)")]).await.unwrap());
+    lab.deployment.coordinator = Some(
+        lab.deployment
+            .start_coordinator(&[(ENV_VAR, "coordinator-after-decision-logged=sleep(2000)")])
+            .await
+            .unwrap(),
+    );
     let order = lab.order(11, &[(9, 3)]);
     let before = lab.balance(11).await;
     let placing = {
@@ -88,20 +180,43 @@ async fn participant_killed_while_prepared_resolves_its_branch_after_restart() {
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while lab.prepared().await.len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "branches never prepared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "branches never prepared"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    lab.deployment.participant(ServiceKind::Payment).take().unwrap().kill();
+    lab.deployment
+        .participant(ServiceKind::Payment)
+        .take()
+        .unwrap()
+        .kill();
     // The branch survives the crash: it belongs to PostgreSQL, not to the process.
-    assert!(lab.prepared().await.contains(&format!("{}@payment", order.id)));
+    assert!(lab
+        .prepared()
+        .await
+        .contains(&format!("{}@payment", order.id)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    *lab.deployment.participant(ServiceKind::Payment) = Some(lab.deployment.start_participant(ServiceKind::Payment, &[]).await.unwrap());
+    *lab.deployment.participant(ServiceKind::Payment) = Some(
+        lab.deployment
+            .start_participant(ServiceKind::Payment, &[])
+            .await
+            .unwrap(),
+    );
 
-    let outcome = placing.await.unwrap().expect("the coordinator answers").into_inner();
+    let outcome = placing
+        .await
+        .unwrap()
+        .expect("the coordinator answers")
+        .into_inner();
     assert_eq!(kind(&outcome), OutcomeKind::Committed, "{outcome:?}");
     let report = lab.wait_quiescent_and_clean(Duration::from_secs(15)).await;
     assert_eq!(report.counts.orders_confirmed, 1);
     assert_eq!(lab.balance(11).await, before - order.amount().0);
-    let log = std::fs::read_to_string(lab.deployment.log_dir().join("participant-payment.log")).unwrap();
-    assert!(log.contains("found prepared branches from before the restart"), "the restarted participant did not recover its branch");
+    let log =
+        std::fs::read_to_string(lab.deployment.log_dir().join("participant-payment.log")).unwrap();
+    assert!(
+        log.contains("found prepared branches from before the restart"),
+        "the restarted participant did not recover its branch"
+    );
 }
