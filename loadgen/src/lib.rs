@@ -5,6 +5,8 @@
 pub mod check;
 pub mod cli;
 pub mod closed_loop;
+pub mod noop_server;
+pub mod open_loop;
 pub mod print;
 pub mod run;
 pub mod workload;

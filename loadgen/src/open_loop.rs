@@ -1,0 +1,190 @@
+//! Open-loop load, as wrk2 does it: orders start on a schedule (constant or Poisson arrivals)
+//! whether or not earlier ones were answered, and each latency is measured from the order's
+//! *scheduled* start, so a stalled system is charged for every order it kept waiting
+//! (coordinated omission corrected). An in-flight cap bounds memory; orders dropped at the cap
+//! are counted, never hidden.
+
+use crate::workload::{OrderGenerator, WorkloadSpec};
+use common::api::pb::{OutcomeKind as PbOutcome, PlaceOrderRequest};
+use common::api::OrderApiClient;
+use common::datagen::DataSet;
+use common::domain::OutcomeKind;
+use common::metrics::{new_histogram, record};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+/// How start times are spaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    /// Exactly 1/rate apart.
+    Constant,
+    /// Exponentially distributed gaps with mean 1/rate (a Poisson process), seeded.
+    Poisson,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenLoop {
+    /// Orders per second.
+    pub rate: f64,
+    pub duration: Duration,
+    pub arrivals: Arrivals,
+    /// Orders in flight at most; a scheduled order beyond it is dropped and counted.
+    pub max_in_flight: usize,
+    /// The deadline each request carries; answers within it count as available.
+    pub deadline: Duration,
+    /// Seed of the arrival process.
+    pub seed: u64,
+    /// Separates order streams of successive loads on one data set.
+    pub stream_base: u64,
+}
+
+/// One second of the run, by scheduled start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecondBucket {
+    pub second: u64,
+    pub scheduled: u64,
+    pub committed: u64,
+    pub rejected: u64,
+    pub aborted: u64,
+    pub undecided: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    /// COMMITTED or REJECTED within the deadline (DESIGN §6).
+    pub available: u64,
+}
+
+#[derive(Debug)]
+pub struct OpenLoopResult {
+    /// Latency from scheduled start (µs), by outcome.
+    pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
+    /// How late each order actually started (µs): the generator's own precision.
+    pub schedule_lag: Histogram<u64>,
+    /// Requests that got no Outcome (transport errors, refusals), by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    pub dropped_at_cap: u64,
+    pub timeline: Vec<SecondBucket>,
+    /// Orders started, and the span from the first start to the last.
+    pub started: u64,
+    pub start_span: Duration,
+}
+
+struct Answer {
+    scheduled_offset: Duration,
+    latency: Duration,
+    outcome: Result<OutcomeKind, String>,
+}
+
+/// Runs the schedule against `channel` and waits for every answer.
+pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load: &OpenLoop) -> OpenLoopResult {
+    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<Answer>();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut orders = OrderGenerator::new(workload, data, load.stream_base);
+    let mut gaps = ChaCha8Rng::seed_from_u64(load.seed);
+    let mut result = OpenLoopResult {
+        latency: BTreeMap::new(),
+        schedule_lag: new_histogram(),
+        errors: BTreeMap::new(),
+        dropped_at_cap: 0,
+        timeline: vec![SecondBucket::default(); load.duration.as_secs().max(1) as usize + 1],
+        started: 0,
+        start_span: Duration::ZERO,
+    };
+    for (i, bucket) in result.timeline.iter_mut().enumerate() {
+        bucket.second = i as u64;
+    }
+    let mean_gap = 1.0 / load.rate;
+    let begin = Instant::now();
+    let mut offset = 0.0_f64; // seconds after `begin` of the next scheduled start
+    let mut last_start = begin;
+    while offset < load.duration.as_secs_f64() {
+        let intended = begin + Duration::from_secs_f64(offset);
+        let now = Instant::now();
+        if intended > now {
+            let wait = intended - now;
+            // Timers tick in milliseconds: sleep most of the wait, then yield until the moment.
+            if wait > Duration::from_millis(2) {
+                tokio::time::sleep(wait - Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+            continue;
+        }
+        let bucket = &mut result.timeline[(offset as usize).min(load.duration.as_secs() as usize)];
+        bucket.scheduled += 1;
+        if in_flight.load(Ordering::Relaxed) >= load.max_in_flight {
+            bucket.dropped += 1;
+            result.dropped_at_cap += 1;
+        } else {
+            record(&mut result.schedule_lag, now - intended);
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            result.started += 1;
+            last_start = now;
+            let mut request = PlaceOrderRequest::from(&orders.next_order());
+            request.deadline_ms = load.deadline.as_millis() as u32;
+            let mut client = OrderApiClient::new(channel.clone());
+            let (answers, in_flight) = (answers_tx.clone(), in_flight.clone());
+            let scheduled_offset = intended - begin;
+            tokio::spawn(async move {
+                let outcome = match client.place_order(request).await {
+                    Ok(reply) => Ok(match reply.into_inner().kind() {
+                        PbOutcome::Committed => OutcomeKind::Committed,
+                        PbOutcome::Rejected => OutcomeKind::Rejected,
+                        PbOutcome::Aborted => OutcomeKind::Aborted,
+                        _ => OutcomeKind::Undecided,
+                    }),
+                    Err(status) => Err(format!("{:?}", status.code())),
+                };
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                let _ = answers.send(Answer { scheduled_offset, latency: intended.elapsed(), outcome });
+            });
+        }
+        offset += match load.arrivals {
+            Arrivals::Constant => mean_gap,
+            Arrivals::Poisson => -(1.0 - gaps.gen::<f64>()).ln() * mean_gap,
+        };
+    }
+    result.start_span = last_start - begin;
+    drop(answers_tx);
+    while let Some(answer) = answers_rx.recv().await {
+        let second = (answer.scheduled_offset.as_secs() as usize).min(result.timeline.len() - 1);
+        let bucket = &mut result.timeline[second];
+        match answer.outcome {
+            Ok(kind) => {
+                record(result.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
+                match kind {
+                    OutcomeKind::Committed => bucket.committed += 1,
+                    OutcomeKind::Rejected => bucket.rejected += 1,
+                    OutcomeKind::Aborted => bucket.aborted += 1,
+                    OutcomeKind::Undecided => bucket.undecided += 1,
+                }
+                if kind.is_available() && answer.latency <= load.deadline {
+                    bucket.available += 1;
+                }
+            }
+            Err(code) => {
+                bucket.errors += 1;
+                *result.errors.entry(code).or_default() += 1;
+            }
+        }
+    }
+    result
+}
+
+impl OpenLoopResult {
+    /// Started orders per second of schedule actually kept.
+    pub fn achieved_rate(&self) -> f64 {
+        self.started as f64 / self.start_span.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    pub fn count(&self, kind: OutcomeKind) -> u64 {
+        self.latency.get(&kind).map_or(0, |h| h.len())
+    }
+}
