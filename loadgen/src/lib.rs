@@ -9,6 +9,7 @@ pub mod noop_server;
 pub mod open_loop;
 pub mod print;
 pub mod run;
+pub mod scenario;
 pub mod workload;
 
 /// Why a loadgen command failed. Each variant carries the underlying error's own message.

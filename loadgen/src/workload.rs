@@ -18,6 +18,9 @@ pub struct WorkloadSpec {
     pub qty: (u32, u32),
     /// Zipf exponent of SKU popularity: 0 is uniform, 1 makes the first SKUs hot.
     pub sku_skew: f64,
+    /// Share of orders built to fail a business rule: half ask for more than the customer ever
+    /// had, half for more units than any SKU ever held.
+    pub failure_share: f64,
 }
 
 impl Default for WorkloadSpec {
@@ -27,6 +30,7 @@ impl Default for WorkloadSpec {
             lines: (1, 3),
             qty: (1, 3),
             sku_skew: 0.0,
+            failure_share: 0.0,
         }
     }
 }
@@ -38,6 +42,10 @@ pub struct OrderGenerator {
     spec: WorkloadSpec,
     customers: i32,
     prices: Vec<Cents>,
+    /// Initial balances, by customer id - 1 (balances only fall, so more than this always fails).
+    balances: Vec<Cents>,
+    /// More units than any SKU ever holds.
+    beyond_stock: i32,
     /// Cumulative SKU popularity, for Zipf sampling by binary search.
     sku_cdf: Vec<f64>,
 }
@@ -63,6 +71,8 @@ impl OrderGenerator {
             spec: spec.clone(),
             customers: data.wallets.len() as i32,
             prices: data.stock.iter().map(|s| s.price).collect(),
+            balances: data.wallets.iter().map(|w| w.balance).collect(),
+            beyond_stock: data.spec.stock.1.saturating_add(1),
             sku_cdf,
         }
     }
@@ -77,6 +87,9 @@ impl OrderGenerator {
     }
 
     pub fn next_order(&mut self) -> Order {
+        if self.spec.failure_share > 0.0 && self.rng.gen_bool(self.spec.failure_share) {
+            return self.failing_order();
+        }
         let wanted = self
             .rng
             .gen_range(self.spec.lines.0..=self.spec.lines.1)
@@ -97,6 +110,21 @@ impl OrderGenerator {
         let customer = CustomerId(self.rng.gen_range(1..=self.customers));
         let id = OrderId(uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid());
         Order::new(id, customer, lines).expect("generated orders are valid")
+    }
+
+    /// One line that cannot be served: too dear for the customer, or more than any stock.
+    fn failing_order(&mut self) -> Order {
+        let customer = CustomerId(self.rng.gen_range(1..=self.customers));
+        let sku = self.sku();
+        let price = self.prices[sku.0 as usize - 1];
+        let qty = if self.rng.gen_bool(0.5) {
+            let balance = self.balances[customer.0 as usize - 1].0;
+            (balance / price.0 + 1).min(1_000_000) as i32
+        } else {
+            self.beyond_stock.min(1_000_000)
+        };
+        let id = OrderId(uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid());
+        Order::new(id, customer, vec![OrderLine { sku, qty, unit_price: price }]).expect("generated orders are valid")
     }
 }
 

@@ -1,0 +1,328 @@
+//! Scenarios: one TOML file says the load, the data set, the workload, the protocols and the
+//! seed, so every protocol of a comparison faces exactly the same thing. A bad file gets an error
+//! that names the field (`load.rate`, `protocols[1]`) and why; never a panic.
+
+use crate::open_loop::Arrivals;
+use crate::workload::WorkloadSpec;
+use common::datagen::DataSetSpec;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A protocol the lab can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Two-phase commit: coordinator + three participants over gRPC.
+    Twopc,
+    /// Saga driven by an orchestrator over Kafka.
+    SagaOrchestrated,
+    /// Saga by choreography over Kafka.
+    SagaChoreographed,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Twopc => "twopc",
+            Protocol::SagaOrchestrated => "saga-orchestrated",
+            Protocol::SagaChoreographed => "saga-choreographed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Orders start on a schedule (rate, arrivals); latency from the scheduled start.
+    Open,
+    /// `clients` clients, each waiting for its answer before the next order.
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    pub mode: LoadMode,
+    /// Open loop: orders per second.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Open loop: how start times are spaced.
+    #[serde(default = "default_arrivals")]
+    pub arrivals: Arrivals,
+    /// Closed loop: concurrent clients.
+    #[serde(default)]
+    pub clients: Option<usize>,
+    /// Measured seconds.
+    pub duration_s: u64,
+    /// Seconds of load before measuring (its orders and metrics are discarded).
+    #[serde(default)]
+    pub warmup_s: u64,
+    /// Open loop: orders in flight at most; more are dropped and counted.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_arrivals() -> Arrivals {
+    Arrivals::Poisson
+}
+
+fn default_max_in_flight() -> usize {
+    10_000
+}
+
+/// Two-phase commit settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwopcSpec {
+    #[serde(default = "default_prepare_timeout")]
+    pub prepare_timeout_ms: u64,
+    #[serde(default = "default_prepare_order")]
+    pub prepare_order: twopc::coordinator::PrepareOrder,
+}
+
+fn default_prepare_timeout() -> u64 {
+    500
+}
+
+fn default_prepare_order() -> twopc::coordinator::PrepareOrder {
+    twopc::coordinator::PrepareOrder::Parallel
+}
+
+impl Default for TwopcSpec {
+    fn default() -> Self {
+        TwopcSpec { prepare_timeout_ms: default_prepare_timeout(), prepare_order: default_prepare_order() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seed of the data set, the workload and the arrivals.
+    pub seed: u64,
+    pub protocols: Vec<Protocol>,
+    /// The client's deadline per order; an answer within it counts toward availability.
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    pub load: LoadSpec,
+    pub dataset: DataSetFields,
+    #[serde(default)]
+    pub workload: WorkloadFields,
+    #[serde(default)]
+    pub twopc: TwopcSpec,
+}
+
+fn default_deadline() -> u64 {
+    1_000
+}
+
+/// `[dataset]`: the data set's shape; the seed is the scenario's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSetFields {
+    pub customers: u32,
+    pub skus: u32,
+    pub balance_cents: (i64, i64),
+    pub stock: (i32, i32),
+    pub price_cents: (i64, i64),
+}
+
+/// `[workload]`: the orders' shape; the seed is the scenario's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFields {
+    #[serde(default = "default_range")]
+    pub lines: (u32, u32),
+    #[serde(default = "default_range")]
+    pub qty: (u32, u32),
+    #[serde(default)]
+    pub sku_skew: f64,
+    /// Share of orders built to fail a business rule (half on funds, half on stock).
+    #[serde(default)]
+    pub failure_share: f64,
+}
+
+fn default_range() -> (u32, u32) {
+    (1, 3)
+}
+
+impl Default for WorkloadFields {
+    fn default() -> Self {
+        WorkloadFields { lines: default_range(), qty: default_range(), sku_skew: 0.0, failure_share: 0.0 }
+    }
+}
+
+/// What is wrong with a scenario, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path:?}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("scenario {path:?}: {field}: {reason}")]
+    Invalid { path: PathBuf, field: String, reason: String },
+    #[error("no scenario named {name:?}: the named ones are {known}; or give a path to a .toml file")]
+    Unknown { name: String, known: String },
+}
+
+impl Scenario {
+    /// Reads and checks a scenario: a path, or the name of one in `scenarios/`.
+    pub fn load(name_or_path: &str, scenarios_dir: &Path) -> Result<Scenario, ScenarioError> {
+        let path = if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            scenarios_dir.join(format!("{name_or_path}.toml"))
+        };
+        if !path.exists() && !name_or_path.ends_with(".toml") {
+            let mut known: Vec<String> = std::fs::read_dir(scenarios_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(String::from))
+                .collect();
+            known.sort();
+            return Err(ScenarioError::Unknown { name: name_or_path.into(), known: known.join(", ") });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read { path: path.clone(), source })?;
+        Scenario::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let invalid = |field: String, reason: String| ScenarioError::Invalid { path: path.to_path_buf(), field, reason };
+        let deserializer = toml::Deserializer::new(text);
+        let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            let reason = err.into_inner().message().trim().to_string();
+            invalid(if field == "." { "(top level)".into() } else { field }, reason)
+        })?;
+        scenario.validate().map_err(|(field, reason)| invalid(field, reason))?;
+        Ok(scenario)
+    }
+
+    /// Ranges and consistency that types alone cannot say.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let load = &self.load;
+        match load.mode {
+            LoadMode::Open => match load.rate {
+                Some(rate) if rate > 0.0 && rate <= 1_000_000.0 => {}
+                Some(rate) => return Err(("load.rate".to_string(), format!("must be in (0, 1000000] orders/s, got {rate}"))),
+                None => return Err(("load.rate".to_string(), "an open loop needs a rate (orders/s)".into())),
+            },
+            LoadMode::Closed => match load.clients {
+                Some(c) if (1..=4096).contains(&c) => {}
+                Some(c) => return Err(("load.clients".to_string(), format!("must be between 1 and 4096, got {c}"))),
+                None => return Err(("load.clients".to_string(), "a closed loop needs a number of clients".into())),
+            },
+        }
+        if load.mode == LoadMode::Open && load.clients.is_some() {
+            return Err(("load.clients".to_string(), "only a closed loop has clients; an open loop has a rate".into()));
+        }
+        if load.mode == LoadMode::Closed && load.rate.is_some() {
+            return Err(("load.rate".to_string(), "only an open loop has a rate; a closed loop has clients".into()));
+        }
+        if load.duration_s == 0 || load.duration_s > 24 * 3600 {
+            return Err(("load.duration_s".to_string(), format!("must be between 1 and 86400, got {}", load.duration_s)));
+        }
+        if load.max_in_flight == 0 {
+            return Err(("load.max_in_flight".to_string(), "must be at least 1".into()));
+        }
+        if self.protocols.is_empty() {
+            return Err(("protocols".to_string(), "name at least one of twopc, saga-orchestrated, saga-choreographed".into()));
+        }
+        if self.deadline_ms == 0 {
+            return Err(("deadline_ms".to_string(), "must be positive".into()));
+        }
+        self.data_set_spec().validate().map_err(|e| (format!("dataset.{}", e.field), e.reason))?;
+        let w = &self.workload;
+        if w.lines.0 == 0 || w.lines.0 > w.lines.1 {
+            return Err(("workload.lines".to_string(), format!("needs 1 <= min <= max, got {:?}", w.lines)));
+        }
+        if w.lines.1 > self.dataset.skus {
+            return Err(("workload.lines".to_string(), format!("an order cannot have more lines ({}) than there are skus ({})", w.lines.1, self.dataset.skus)));
+        }
+        if w.qty.0 == 0 || w.qty.0 > w.qty.1 {
+            return Err(("workload.qty".to_string(), format!("needs 1 <= min <= max, got {:?}", w.qty)));
+        }
+        if !(0.0..=5.0).contains(&w.sku_skew) {
+            return Err(("workload.sku_skew".to_string(), format!("must be between 0 (uniform) and 5, got {}", w.sku_skew)));
+        }
+        if !(0.0..=1.0).contains(&w.failure_share) {
+            return Err(("workload.failure_share".to_string(), format!("must be between 0 and 1, got {}", w.failure_share)));
+        }
+        if self.twopc.prepare_timeout_ms == 0 {
+            return Err(("twopc.prepare_timeout_ms".to_string(), "must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn data_set_spec(&self) -> DataSetSpec {
+        let d = &self.dataset;
+        DataSetSpec {
+            seed: self.seed,
+            customers: d.customers,
+            skus: d.skus,
+            balance_cents: d.balance_cents,
+            stock: d.stock,
+            price_cents: d.price_cents,
+        }
+    }
+
+    pub fn workload_spec(&self) -> WorkloadSpec {
+        let w = &self.workload;
+        WorkloadSpec { seed: self.seed, lines: w.lines, qty: w.qty, sku_skew: w.sku_skew, failure_share: w.failure_share }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+seed = 1
+protocols = ["twopc", "saga-orchestrated"]
+[load]
+mode = "open"
+rate = 100.0
+duration_s = 10
+[dataset]
+customers = 100
+skus = 10
+balance_cents = [1000, 2000]
+stock = [10, 20]
+price_cents = [100, 200]
+"#;
+
+    fn error_of(text: &str) -> String {
+        Scenario::parse(text, Path::new("t.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_scenario_parses_with_defaults() {
+        let s = Scenario::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(s.protocols, vec![Protocol::Twopc, Protocol::SagaOrchestrated]);
+        assert_eq!(s.load.arrivals, Arrivals::Poisson);
+        assert_eq!(s.deadline_ms, 1_000);
+        assert_eq!(s.workload.lines, (1, 3));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_why() {
+        let e = error_of(&GOOD.replace("rate = 100.0", "rat = 100.0"));
+        assert!(e.contains("load") && e.contains("unknown field `rat`"), "{e}");
+        let e = error_of(&GOOD.replace("rate = 100.0", "rate = \"fast\""));
+        assert!(e.contains("load.rate") && e.contains("invalid type"), "{e}");
+        let e = error_of(&GOOD.replace("rate = 100.0", "rate = -5.0"));
+        assert!(e.contains("load.rate: must be in (0, 1000000]"), "{e}");
+        let e = error_of(&GOOD.replace("\"saga-orchestrated\"", "\"paxos\""));
+        assert!(e.contains("protocols[1]") && e.contains("paxos"), "{e}");
+        let e = error_of(&GOOD.replace("rate = 100.0", "rate = 100.0\nclients = 4"));
+        assert!(e.contains("load.clients: only a closed loop has clients"), "{e}");
+        let e = error_of(&GOOD.replace("stock = [10, 20]", "stock = [20, 10]"));
+        assert!(e.contains("dataset.stock"), "{e}");
+        let e = error_of(&GOOD.replace("skus = 10", "skus = 2").replace("[dataset]", "[workload]\nlines = [1, 3]\n[dataset]"));
+        assert!(e.contains("workload.lines"), "{e}");
+        let e = error_of(&GOOD.replace("duration_s = 10", ""));
+        assert!(e.contains("duration_s"), "{e}");
+    }
+}
