@@ -67,6 +67,10 @@ pub async fn run<H: MessageHandler>(
     let consumer: StreamConsumer =
         manual_commit_consumer_config(&spec.bootstrap, &spec.group, &spec.tuning)
             .set("session.timeout.ms", "10000")
+            // Static membership: a process restarted after a crash takes its partitions back at
+            // once instead of waiting for the dead member's session to expire. One process per
+            // group, which is how the lab deploys each role.
+            .set("group.instance.id", &spec.group)
             .create()
             .map_err(|source| SagaError::Kafka {
                 what: "creating the consumer",
