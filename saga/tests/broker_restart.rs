@@ -55,7 +55,7 @@ async fn broker_restart_mid_run_stalls_then_every_saga_completes() {
     choreographed.start_all().await;
 
     let restart = async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         tokio::task::block_in_place(|| env.kafka.stop());
         tokio::time::sleep(Duration::from_secs(2)).await;
         env.kafka = KafkaBroker::start(&config.kafka, &run_dir)

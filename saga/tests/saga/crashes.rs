@@ -80,7 +80,7 @@ async fn relay_killed_between_publish_and_mark_loses_nothing() {
     crash_and_recover(
         &mut lab,
         Role::Inventory,
-        "relay-after-publish=crash-after(15)",
+        "relay-after-publish=crash-after(5)",
     )
     .await;
     let (_, counters) = lab.metrics(Role::Orchestrator).await;

@@ -82,6 +82,7 @@ impl Deployment {
             customers: 500,
             skus: 20,
             balance_cents: (500_000, 1_000_000),
+            stock: (20_000, 50_000),
             ..DataSetSpec::default()
         })
         .unwrap();
