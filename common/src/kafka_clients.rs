@@ -8,7 +8,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::time::Duration;
 
 /// Latency-relevant client settings (DESIGN §4): recorded in every result.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClientTuning {
     /// Consumer: longest a fetch waits for `fetch_min_bytes` before answering.
     pub fetch_wait_max_ms: u32,

@@ -24,8 +24,8 @@ pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, LoadgenError> {
         ..DataSetSpec::default()
     };
     let data_set = DataSet::generate(&spec)?;
-    tracing::info!(run_dir = %args.run_dir.display(), "starting PostgreSQL and Kafka");
-    let env = LabEnv::start(&LabEnvConfig::new(&args.run_dir)).await?;
+    tracing::info!(run_dir = %args.env.run_dir.display(), "starting PostgreSQL and Kafka");
+    let env = LabEnv::start(&LabEnvConfig::new(&args.env.run_dir)).await?;
     let urls = env.postgres.recreate_databases("").await?;
     let dbs = Databases::connect(&urls, 4).await?;
     dbs.migrate().await?;

@@ -1,8 +1,9 @@
 //! Closed-loop load: N clients, each placing its next order as soon as the previous one is
 //! answered. Latency is measured per outcome in HdrHistograms, one recorder per worker, merged.
 
+use crate::open_loop::SecondBucket;
 use crate::workload::{OrderGenerator, WorkloadSpec};
-use common::api::pb::PlaceOrderRequest;
+use common::api::pb::{OutcomeKind as PbOutcome, PlaceOrderRequest};
 use common::api::OrderApiClient;
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
@@ -12,11 +13,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 #[derive(Clone, Debug)]
 pub struct ClosedLoop {
     pub clients: usize,
+    /// Orders to place at most.
     pub orders: usize,
+    /// Stop starting orders after this long, if set.
+    pub duration: Option<Duration>,
     /// Distinguishes the order streams of successive loads (warm-up, measurement) on one data
     /// set, so that no two loads generate the same order ids.
     pub stream_base: u64,
@@ -25,14 +30,16 @@ pub struct ClosedLoop {
 }
 
 /// What the clients saw.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LoadResult {
-    /// Latency (µs) of measured orders, by outcome.
+    /// Latency (µs), by outcome.
     pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
-    /// Requests that got no Outcome at all (transport errors, refusals), by message kind.
+    /// Requests that got no Outcome at all (transport errors, refusals), by gRPC code.
     pub errors: BTreeMap<String, u64>,
     /// From the first order's start to the last answer.
     pub elapsed: Duration,
+    /// Per second of the run, by start time.
+    pub timeline: Vec<SecondBucket>,
 }
 
 impl LoadResult {
@@ -40,99 +47,85 @@ impl LoadResult {
         self.latency.get(&kind).map_or(0, |h| h.len())
     }
 
-    pub fn all(&self) -> Histogram<u64> {
-        let mut all = new_histogram();
-        for h in self.latency.values() {
-            all.add(h).expect("same bounds");
+    pub fn started(&self) -> u64 {
+        self.timeline.iter().map(|b| b.scheduled).sum()
+    }
+
+    /// Merges another recorder's results (same bounds everywhere).
+    fn merge(&mut self, other: LoadResult) {
+        for (kind, h) in other.latency {
+            self.latency.entry(kind).or_insert_with(new_histogram).add(&h).expect("same bounds");
         }
-        all
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        for b in &other.timeline {
+            bucket(&mut self.timeline, b.second as usize).add(b);
+        }
     }
 }
 
-struct Worker {
-    latency: BTreeMap<OutcomeKind, Histogram<u64>>,
-    errors: BTreeMap<String, u64>,
+fn bucket(timeline: &mut Vec<SecondBucket>, second: usize) -> &mut SecondBucket {
+    while timeline.len() <= second {
+        let next = timeline.len() as u64;
+        timeline.push(SecondBucket { second: next, ..SecondBucket::default() });
+    }
+    &mut timeline[second]
 }
 
-pub async fn run(
-    url: &str,
-    data: &DataSet,
-    workload: &WorkloadSpec,
-    load: &ClosedLoop,
-) -> Result<LoadResult, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .expect("the lab's own URL")
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+/// Maps the wire outcome to the domain's.
+pub fn outcome_kind(kind: PbOutcome) -> OutcomeKind {
+    match kind {
+        PbOutcome::Committed => OutcomeKind::Committed,
+        PbOutcome::Rejected => OutcomeKind::Rejected,
+        PbOutcome::Aborted => OutcomeKind::Aborted,
+        _ => OutcomeKind::Undecided,
+    }
+}
+
+pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load: &ClosedLoop) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
-    let total = load.orders;
     let started_at = Instant::now();
-    let progress = tokio::spawn(report_progress(next.clone(), total));
+    let progress = tokio::spawn(report_progress(next.clone(), load.orders));
     let mut tasks = Vec::new();
     for index in 0..load.clients {
-        let client = OrderApiClient::new(channel.clone());
+        let mut client = OrderApiClient::new(channel.clone());
         let mut orders = OrderGenerator::new(workload, data, load.stream_base + index as u64);
         let (next, load) = (next.clone(), load.clone());
         tasks.push(tokio::spawn(async move {
-            let mut worker = Worker {
-                latency: BTreeMap::new(),
-                errors: BTreeMap::new(),
-            };
-            let mut client = client;
+            let mut mine = LoadResult::default();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    return worker;
+                if n >= load.orders || load.duration.is_some_and(|d| started_at.elapsed() >= d) {
+                    return mine;
                 }
                 let mut request = PlaceOrderRequest::from(&orders.next_order());
                 request.deadline_ms = load.deadline.as_millis() as u32;
                 let started = Instant::now();
+                let second = (started - started_at).as_secs() as usize;
+                bucket(&mut mine.timeline, second).scheduled += 1;
                 match client.place_order(request).await {
-                    Ok(outcome) => {
-                        let kind = match outcome.into_inner().kind() {
-                            common::api::pb::OutcomeKind::Committed => OutcomeKind::Committed,
-                            common::api::pb::OutcomeKind::Rejected => OutcomeKind::Rejected,
-                            common::api::pb::OutcomeKind::Aborted => OutcomeKind::Aborted,
-                            _ => OutcomeKind::Undecided,
-                        };
-                        record(
-                            worker.latency.entry(kind).or_insert_with(new_histogram),
-                            started.elapsed(),
-                        );
+                    Ok(reply) => {
+                        let kind = outcome_kind(reply.into_inner().kind());
+                        let latency = started.elapsed();
+                        record(mine.latency.entry(kind).or_insert_with(new_histogram), latency);
+                        bucket(&mut mine.timeline, second).count(kind, latency <= load.deadline);
                     }
                     Err(status) => {
-                        *worker
-                            .errors
-                            .entry(format!("{:?}", status.code()))
-                            .or_default() += 1
+                        *mine.errors.entry(format!("{:?}", status.code())).or_default() += 1;
+                        bucket(&mut mine.timeline, second).errors += 1;
                     }
                 }
             }
         }));
     }
-    let mut result = LoadResult {
-        latency: BTreeMap::new(),
-        errors: BTreeMap::new(),
-        elapsed: Duration::ZERO,
-    };
+    let mut result = LoadResult::default();
     for task in tasks {
-        let worker = task.await.expect("workers do not panic");
-        for (kind, h) in worker.latency {
-            result
-                .latency
-                .entry(kind)
-                .or_insert_with(new_histogram)
-                .add(&h)
-                .expect("same bounds");
-        }
-        for (kind, n) in worker.errors {
-            *result.errors.entry(kind).or_default() += n;
-        }
+        result.merge(task.await.expect("workers do not panic"));
     }
     result.elapsed = started_at.elapsed();
     progress.abort();
-    Ok(result)
+    result
 }
 
 /// One line a second on stderr: orders done and the current rate.
@@ -143,7 +136,7 @@ async fn report_progress(next: Arc<AtomicUsize>, total: usize) {
     loop {
         tick.tick().await;
         let done = next.load(Ordering::Relaxed).min(total);
-        eprintln!("  {done}/{total} orders, {}/s", done - last);
+        eprintln!("  {done} orders, {}/s", done - last);
         last = done;
     }
 }

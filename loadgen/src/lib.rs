@@ -7,9 +7,15 @@ pub mod cli;
 pub mod closed_loop;
 pub mod noop_server;
 pub mod open_loop;
+pub mod plots;
+pub mod probe;
+pub mod protocols;
+pub mod report;
 pub mod print;
-pub mod run;
+pub mod experiment;
+pub mod lab;
 pub mod scenario;
+pub mod summary;
 pub mod workload;
 
 /// Why a loadgen command failed. Each variant carries the underlying error's own message.
@@ -26,8 +32,11 @@ pub enum LoadgenError {
     #[error("a service's metrics: {0}")]
     Metrics(String),
     #[error("{what}: {source}")]
-    Io {
-        what: &'static str,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    Probe(#[from] crate::probe::ProbeError),
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    #[error("writing the report: {0}")]
+    Report(String),
 }

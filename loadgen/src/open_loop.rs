@@ -5,7 +5,8 @@
 //! are counted, never hidden.
 
 use crate::workload::{OrderGenerator, WorkloadSpec};
-use common::api::pb::{OutcomeKind as PbOutcome, PlaceOrderRequest};
+use crate::closed_loop::outcome_kind;
+use common::api::pb::PlaceOrderRequest;
 use common::api::OrderApiClient;
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
@@ -61,6 +62,33 @@ pub struct SecondBucket {
     pub available: u64,
 }
 
+impl SecondBucket {
+    /// Counts one answer; `in_time` when it came within the deadline.
+    pub fn count(&mut self, kind: OutcomeKind, in_time: bool) {
+        match kind {
+            OutcomeKind::Committed => self.committed += 1,
+            OutcomeKind::Rejected => self.rejected += 1,
+            OutcomeKind::Aborted => self.aborted += 1,
+            OutcomeKind::Undecided => self.undecided += 1,
+        }
+        if kind.is_available() && in_time {
+            self.available += 1;
+        }
+    }
+
+    /// Adds another recorder's counts for the same second.
+    pub fn add(&mut self, other: &SecondBucket) {
+        self.scheduled += other.scheduled;
+        self.committed += other.committed;
+        self.rejected += other.rejected;
+        self.aborted += other.aborted;
+        self.undecided += other.undecided;
+        self.errors += other.errors;
+        self.dropped += other.dropped;
+        self.available += other.available;
+    }
+}
+
 #[derive(Debug)]
 pub struct OpenLoopResult {
     /// Latency from scheduled start (µs), by outcome.
@@ -93,7 +121,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
         schedule_lag: new_histogram(),
         errors: BTreeMap::new(),
         dropped_at_cap: 0,
-        timeline: vec![SecondBucket::default(); load.duration.as_secs().max(1) as usize + 1],
+        timeline: vec![SecondBucket::default(); load.duration.as_secs().max(1) as usize],
         started: 0,
         start_span: Duration::ZERO,
     };
@@ -117,7 +145,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
             }
             continue;
         }
-        let bucket = &mut result.timeline[(offset as usize).min(load.duration.as_secs() as usize)];
+        let bucket = &mut result.timeline[(offset as usize).min(result.timeline.len() - 1)];
         bucket.scheduled += 1;
         if in_flight.load(Ordering::Relaxed) >= load.max_in_flight {
             bucket.dropped += 1;
@@ -134,12 +162,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
             let scheduled_offset = intended - begin;
             tokio::spawn(async move {
                 let outcome = match client.place_order(request).await {
-                    Ok(reply) => Ok(match reply.into_inner().kind() {
-                        PbOutcome::Committed => OutcomeKind::Committed,
-                        PbOutcome::Rejected => OutcomeKind::Rejected,
-                        PbOutcome::Aborted => OutcomeKind::Aborted,
-                        _ => OutcomeKind::Undecided,
-                    }),
+                    Ok(reply) => Ok(outcome_kind(reply.into_inner().kind())),
                     Err(status) => Err(format!("{:?}", status.code())),
                 };
                 in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -159,15 +182,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
         match answer.outcome {
             Ok(kind) => {
                 record(result.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
-                match kind {
-                    OutcomeKind::Committed => bucket.committed += 1,
-                    OutcomeKind::Rejected => bucket.rejected += 1,
-                    OutcomeKind::Aborted => bucket.aborted += 1,
-                    OutcomeKind::Undecided => bucket.undecided += 1,
-                }
-                if kind.is_available() && answer.latency <= load.deadline {
-                    bucket.available += 1;
-                }
+                bucket.count(kind, answer.latency <= load.deadline);
             }
             Err(code) => {
                 bucket.errors += 1;

@@ -1,0 +1,159 @@
+//! The physical floors (DESIGN §6): the primitives both protocols are built from, measured in the
+//! same environment and run as the protocols, and each protocol's floor composed from them. A
+//! report shows latency / floor, so a reader sees overhead, not the machine.
+
+use crate::noop_server::{serve, NoopOrderApi};
+use crate::scenario::Protocol;
+use common::api::pb::PlaceOrderRequest;
+use common::api::OrderApiClient;
+use common::env::LabEnv;
+use common::kafka_clients::{create_topics, idempotent_producer_config, manual_commit_consumer_config, ClientTuning};
+use common::metrics::{new_histogram, record};
+use common::storage::quote_literal;
+use hdrhistogram::Histogram;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, Executor, PgConnection};
+use std::time::{Duration, Instant};
+
+/// Median costs of the primitives, in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Floors {
+    /// One unary gRPC call on loopback to a server that does nothing.
+    pub grpc_round_trip_us: f64,
+    /// One single-row INSERT and its durable COMMIT.
+    pub pg_commit_us: f64,
+    /// One single-row UPDATE, PREPARE TRANSACTION and COMMIT PREPARED.
+    pub pg_prepare_commit_us: f64,
+    /// Produce (idempotent, acks=all) → consume of one small message.
+    pub kafka_hop_us: f64,
+    /// How many times each primitive was measured.
+    pub samples: u32,
+}
+
+/// How each protocol's floor is composed from the primitives, for the report.
+pub fn composition(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Twopc => "3 gRPC round trips (client, Prepare, Commit) + 1 PREPARE/COMMIT PREPARED + 1 forced log write",
+        Protocol::SagaOrchestrated => "1 gRPC round trip + 10 Kafka hops (5 commands, 5 replies) + 10 local commits",
+        Protocol::SagaChoreographed => "1 gRPC round trip + 4 Kafka hops + 5 local commits",
+    }
+}
+
+impl Floors {
+    /// The least a committed order can take under `protocol`, in microseconds.
+    pub fn floor_us(&self, protocol: Protocol) -> f64 {
+        match protocol {
+            Protocol::Twopc => 3.0 * self.grpc_round_trip_us + self.pg_prepare_commit_us + self.pg_commit_us,
+            Protocol::SagaOrchestrated => self.grpc_round_trip_us + 10.0 * self.kafka_hop_us + 10.0 * self.pg_commit_us,
+            Protocol::SagaChoreographed => self.grpc_round_trip_us + 4.0 * self.kafka_hop_us + 5.0 * self.pg_commit_us,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probing PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("probing Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("probing gRPC: {0}")]
+    Grpc(String),
+    #[error("probing Kafka: no message came back within {0:?}")]
+    KafkaTimeout(Duration),
+}
+
+fn median(h: &Histogram<u64>) -> f64 {
+    h.value_at_quantile(0.5) as f64
+}
+
+/// Measures every primitive `samples` times, one at a time.
+pub async fn measure(env: &LabEnv, samples: u32) -> Result<Floors, ProbeError> {
+    Ok(Floors {
+        grpc_round_trip_us: grpc(samples).await?,
+        pg_commit_us: pg_commit(env, samples).await?,
+        pg_prepare_commit_us: pg_prepare_commit(env, samples).await?,
+        kafka_hop_us: kafka_hop(env, samples).await?,
+        samples,
+    })
+}
+
+async fn grpc(samples: u32) -> Result<f64, ProbeError> {
+    let (addr, _stop) = serve(NoopOrderApi::default()).await.map_err(|e| ProbeError::Grpc(e.to_string()))?;
+    let mut client = OrderApiClient::connect(format!("http://{addr}")).await.map_err(|e| ProbeError::Grpc(e.to_string()))?;
+    let mut h = new_histogram();
+    for _ in 0..samples {
+        let started = Instant::now();
+        client.place_order(PlaceOrderRequest::default()).await.map_err(|e| ProbeError::Grpc(e.to_string()))?;
+        record(&mut h, started.elapsed());
+    }
+    Ok(median(&h))
+}
+
+/// A scratch database of the lab cluster, so probes never touch a protocol's tables.
+async fn probe_connection(env: &LabEnv) -> Result<PgConnection, ProbeError> {
+    let mut admin = PgConnection::connect(&env.postgres.url("postgres")).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'probe')").fetch_one(&mut admin).await?;
+    if !exists {
+        admin.execute("CREATE DATABASE probe").await?;
+    }
+    let mut conn = PgConnection::connect(&env.postgres.url("probe")).await?;
+    conn.execute("CREATE TABLE IF NOT EXISTS probe (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)").await?;
+    conn.execute("TRUNCATE probe").await?;
+    conn.execute("INSERT INTO probe VALUES (0, 0)").await?;
+    Ok(conn)
+}
+
+async fn pg_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
+    let mut conn = probe_connection(env).await?;
+    let mut h = new_histogram();
+    for i in 1..=i64::from(samples) {
+        let started = Instant::now();
+        sqlx::query("INSERT INTO probe VALUES ($1, 0)").bind(i).execute(&mut conn).await?;
+        record(&mut h, started.elapsed());
+    }
+    Ok(median(&h))
+}
+
+async fn pg_prepare_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
+    let mut conn = probe_connection(env).await?;
+    let mut h = new_histogram();
+    for i in 0..samples {
+        let gid = quote_literal(&format!("probe-{i}-{}", uuid::Uuid::new_v4().simple()));
+        let started = Instant::now();
+        conn.execute("BEGIN").await?;
+        conn.execute("UPDATE probe SET v = v + 1 WHERE id = 0").await?;
+        conn.execute(format!("PREPARE TRANSACTION {gid}").as_str()).await?;
+        conn.execute(format!("COMMIT PREPARED {gid}").as_str()).await?;
+        record(&mut h, started.elapsed());
+    }
+    Ok(median(&h))
+}
+
+async fn kafka_hop(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
+    let bootstrap = env.bootstrap_servers();
+    let topic = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    create_topics(&bootstrap, &[&topic], 1).await?;
+    let tuning = ClientTuning::default();
+    let producer: FutureProducer = idempotent_producer_config(&bootstrap, &tuning).create()?;
+    let group = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    let consumer: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning).create()?;
+    consumer.subscribe(&[&topic])?;
+    // The first message waits for the group to form; it is not measured.
+    let mut h = new_histogram();
+    for i in 0..=samples {
+        let started = Instant::now();
+        producer
+            .send(FutureRecord::to(&topic).key("probe").payload(&i.to_string()), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+        tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .map_err(|_| ProbeError::KafkaTimeout(Duration::from_secs(30)))??;
+        if i > 0 {
+            record(&mut h, started.elapsed());
+        }
+    }
+    Ok(median(&h))
+}

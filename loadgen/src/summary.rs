@@ -1,0 +1,158 @@
+//! What a run writes down: every figure, the scenario, the seed, the versions, the machine and the
+//! exact command, as serde structs (summary.json round-trips), plus the per-second timeline.
+
+use crate::open_loop::SecondBucket;
+use crate::probe::Floors;
+use crate::scenario::{Protocol, Scenario};
+use common::checker::CheckReport;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A latency distribution in milliseconds (floats are fine here: this is a report, not state).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub n: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            n: h.len(),
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// One process's own figures (fetched over `Metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceFigures {
+    pub service: String,
+    pub histograms: BTreeMap<String, Percentiles>,
+    pub counters: BTreeMap<String, u64>,
+    /// Largest values since the measurement began, in microseconds.
+    pub maxima: BTreeMap<String, u64>,
+}
+
+/// One protocol's run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolRun {
+    pub protocol: Option<Protocol>,
+    pub measured_s: f64,
+    pub started: u64,
+    pub dropped_at_cap: u64,
+    /// Requests with no Outcome, by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    pub outcomes: BTreeMap<String, u64>,
+    pub committed_per_s: f64,
+    /// Share of started orders that were COMMITTED or REJECTED within the deadline.
+    pub availability: f64,
+    /// By outcome, and "ALL".
+    pub latency: BTreeMap<String, Percentiles>,
+    /// How late the generator started orders (open loop), in ms.
+    pub schedule_lag: Option<Percentiles>,
+    /// Latency p50 of committed orders over the protocol's floor.
+    pub p50_over_floor: Option<f64>,
+    pub floor_ms: Option<f64>,
+    pub services: Vec<ServiceFigures>,
+    pub timeline: Vec<SecondBucket>,
+    pub check: CheckReport,
+}
+
+/// The machine and software behind the numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub memory_gib: f64,
+    pub load_average_at_start: String,
+    pub postgres: String,
+    pub kafka: String,
+    pub git_commit: String,
+    pub lab_version: String,
+}
+
+impl Environment {
+    pub fn read() -> Environment {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            .unwrap_or_default();
+        let mem_kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:")?.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        let git = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        Environment {
+            hostname: read("/proc/sys/kernel/hostname"),
+            os,
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            load_average_at_start: read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+            postgres: String::new(),
+            kafka: common::env::kafka::KAFKA_VERSION.to_string(),
+            git_commit: git,
+            lab_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Everything `summary.json` holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The exact command line that produced this.
+    pub command: String,
+    pub started_at: String,
+    pub scenario: Option<Scenario>,
+    pub environment: Environment,
+    pub floors: Floors,
+    pub kafka_tuning: common::kafka_clients::ClientTuning,
+    pub runs: Vec<ProtocolRun>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_round_trips_through_json() {
+        let mut h = common::metrics::new_histogram();
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        let run = ProtocolRun {
+            protocol: Some(Protocol::Twopc),
+            measured_s: 10.0,
+            started: 1000,
+            outcomes: [("COMMITTED".to_string(), 990), ("REJECTED".to_string(), 10)].into(),
+            latency: [("ALL".to_string(), Percentiles::of(&h))].into(),
+            timeline: vec![SecondBucket { second: 0, scheduled: 100, committed: 99, ..SecondBucket::default() }],
+            ..ProtocolRun::default()
+        };
+        let summary = Summary { command: "loadgen compare --scenario quick".into(), runs: vec![run], ..Summary::default() };
+        let text = serde_json::to_string_pretty(&summary).unwrap();
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, summary);
+        assert_eq!(back.runs[0].latency["ALL"].p50, 0.5);
+    }
+}
