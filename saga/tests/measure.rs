@@ -9,7 +9,7 @@ mod harness;
 mod workload;
 
 use common::env::testing::{fresh_databases, shared_env};
-use harness::{Deployment, Role};
+use harness::Deployment;
 use saga::Mode;
 use std::time::Duration;
 
@@ -62,7 +62,6 @@ async fn measure(mode: Mode, orders: usize, concurrency: usize) {
         counters.sort();
         println!("{:>12} counters {counters:?}", role.name());
     }
-    let _ = Role::Order;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
