@@ -145,7 +145,8 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
             }
             continue;
         }
-        let bucket = &mut result.timeline[(offset as usize).min(result.timeline.len() - 1)];
+        let last = result.timeline.len() - 1;
+        let bucket = &mut result.timeline[(offset as usize).min(last)];
         bucket.scheduled += 1;
         if in_flight.load(Ordering::Relaxed) >= load.max_in_flight {
             bucket.dropped += 1;
