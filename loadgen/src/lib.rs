@@ -11,6 +11,7 @@ pub mod plots;
 pub mod probe;
 pub mod protocols;
 pub mod report;
+pub mod saga_deployment;
 pub mod print;
 pub mod experiment;
 pub mod lab;

@@ -1,6 +1,7 @@
 //! Starting a protocol's processes in the local environment, behind one face: the client API's
 //! URL and the metrics endpoints. The load generator knows nothing else about a protocol.
 
+use crate::saga_deployment::{SagaDeployment, SagaMode};
 use crate::scenario::{Protocol, Scenario};
 use common::env::{EnvError, LabEnv};
 use common::storage::DatabaseUrls;
@@ -10,6 +11,7 @@ use std::time::Duration;
 /// A protocol's running processes; dropping it stops them.
 pub enum Running {
     Twopc(twopc::deployment::Deployment),
+    Saga(SagaDeployment),
 }
 
 impl Running {
@@ -17,7 +19,7 @@ impl Running {
     pub async fn start(
         protocol: Protocol,
         scenario: &Scenario,
-        _env: &LabEnv,
+        env: &LabEnv,
         databases: DatabaseUrls,
         bin_dir: &Path,
         log_dir: &Path,
@@ -30,11 +32,12 @@ impl Running {
                 config.default_deadline = Duration::from_millis(scenario.deadline_ms);
                 Ok(Running::Twopc(twopc::deployment::Deployment::start(config).await?))
             }
-            Protocol::SagaOrchestrated | Protocol::SagaChoreographed => Err(EnvError::Io {
-                what: "starting the saga processes",
-                path: bin_dir.into(),
-                source: std::io::Error::other(format!("{} is not wired into the load generator yet", protocol.name())),
-            }),
+            Protocol::SagaOrchestrated | Protocol::SagaChoreographed => {
+                let mode = if protocol == Protocol::SagaOrchestrated { SagaMode::Orchestrated } else { SagaMode::Choreographed };
+                let step_timeout = Duration::from_millis(scenario.saga.step_timeout_ms);
+                let bootstrap = env.bootstrap_servers();
+                Ok(Running::Saga(SagaDeployment::start(mode, bin_dir, log_dir, &databases, &bootstrap, step_timeout).await?))
+            }
         }
     }
 
@@ -42,6 +45,7 @@ impl Running {
     pub fn url(&self) -> String {
         match self {
             Running::Twopc(d) => d.url(),
+            Running::Saga(d) => d.url(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Running {
                 urls.extend(twopc::branch::ServiceKind::ALL.iter().map(|k| d.participant_url(*k)));
                 urls
             }
+            Running::Saga(d) => d.metrics_urls(),
         }
     }
 }

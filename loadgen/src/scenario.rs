@@ -112,6 +112,27 @@ pub struct Scenario {
     pub workload: WorkloadFields,
     #[serde(default)]
     pub twopc: TwopcSpec,
+    #[serde(default)]
+    pub saga: SagaSpec,
+}
+
+/// Saga settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaSpec {
+    /// Orchestrated: a step without a reply for this long is re-sent (then compensated).
+    #[serde(default = "default_step_timeout")]
+    pub step_timeout_ms: u64,
+}
+
+fn default_step_timeout() -> u64 {
+    5_000
+}
+
+impl Default for SagaSpec {
+    fn default() -> Self {
+        SagaSpec { step_timeout_ms: default_step_timeout() }
+    }
 }
 
 fn default_deadline() -> u64 {
@@ -248,6 +269,9 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&w.failure_share) {
             return Err(("workload.failure_share".to_string(), format!("must be between 0 and 1, got {}", w.failure_share)));
+        }
+        if self.saga.step_timeout_ms == 0 {
+            return Err(("saga.step_timeout_ms".to_string(), "must be positive".into()));
         }
         if self.twopc.prepare_timeout_ms == 0 {
             return Err(("twopc.prepare_timeout_ms".to_string(), "must be positive".into()));
