@@ -5,6 +5,8 @@
 
 #[path = "saga/harness.rs"]
 mod harness;
+#[path = "saga/inspect.rs"]
+mod inspect;
 #[path = "saga/workload.rs"]
 mod workload;
 

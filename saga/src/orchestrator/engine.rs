@@ -88,6 +88,7 @@ impl Engine {
         trigger: Trigger,
         dedupe: Option<&Envelope>,
     ) -> Result<(), SagaError> {
+        let started = Instant::now();
         let mut tx = self
             .pool
             .begin()
@@ -142,6 +143,8 @@ impl Engine {
             .await
             .map_err(SagaError::db("committing a saga transition"))?;
         self.relay.committed();
+        self.metrics
+            .record(telemetry::HANDLER_TX, started.elapsed());
         common::failpoint::pass("orchestrator-after-transition").await;
         if let (Trigger::Reply { step, .. }, Some(awaited)) = (&trigger, awaited) {
             debug_assert_eq!(*step, awaited);

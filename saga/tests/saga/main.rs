@@ -6,6 +6,7 @@ mod crashes;
 mod exactly_once;
 mod flows;
 mod harness;
+mod inspect;
 mod timeouts;
 mod workload;
 

@@ -1,6 +1,6 @@
 //! Orders for the tests, from a seeded generator: ordinary ones that should commit, and ones made
 //! to fail on purpose for funds (more than the wallet holds) or stock (more than the sku has).
-// Shared by two test binaries (saga, broker_restart); each uses only a part.
+// Shared by three test binaries (saga, broker_restart, measure); each uses only a part.
 #![allow(dead_code)]
 
 use super::harness::{request, Deployment};
