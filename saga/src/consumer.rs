@@ -126,6 +126,9 @@ pub async fn run<H: MessageHandler>(
                     }
                 }
                 Err(err) => {
+                    // These are queued client events (e.g. "all brokers down"), not failed polls:
+                    // a short pause, never a growing backoff, or a backlog of them drains slowly
+                    // and stalls the consumer long after the broker is back.
                     tracing::warn!(cause = %err, "consumer error; continuing");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
