@@ -9,5 +9,6 @@ pub mod env;
 pub mod failpoint;
 pub mod kafka_clients;
 pub mod metrics;
+pub mod net;
 pub mod retry;
 pub mod storage;

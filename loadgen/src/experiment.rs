@@ -95,6 +95,7 @@ struct Driven {
     dropped_at_cap: u64,
     measured: Duration,
     schedule_lag: Option<Histogram<u64>>,
+    acceptance: Option<Histogram<u64>>,
 }
 
 async fn drive(channel: tonic::transport::Channel, scenario: &Scenario, data: &DataSet, duration: Duration, stream_base: u64) -> Driven {
@@ -120,6 +121,7 @@ async fn drive(channel: tonic::transport::Channel, scenario: &Scenario, data: &D
                 dropped_at_cap: r.dropped_at_cap,
                 measured: duration,
                 schedule_lag: Some(r.schedule_lag),
+                acceptance: Some(r.acceptance).filter(|h| !h.is_empty()),
             }
         }
         LoadMode::Closed => {
@@ -139,6 +141,7 @@ async fn drive(channel: tonic::transport::Channel, scenario: &Scenario, data: &D
                 dropped_at_cap: 0,
                 measured: r.elapsed,
                 schedule_lag: None,
+                acceptance: None,
             }
         }
     }
@@ -166,6 +169,7 @@ fn summarize(protocol: Protocol, d: &Driven, floors: &Floors, services: Vec<Serv
         availability: available as f64 / (d.started + d.dropped_at_cap).max(1) as f64,
         latency,
         schedule_lag: d.schedule_lag.as_ref().map(Percentiles::of),
+        acceptance: d.acceptance.as_ref().map(Percentiles::of),
         p50_over_floor: p50_committed.filter(|_| floor_us > 0.0).map(|p50| p50 / floor_us),
         floor_ms: (floor_us > 0.0).then_some(floor_us / 1000.0),
         services,

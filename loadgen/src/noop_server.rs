@@ -6,7 +6,6 @@ use common::api::{unix_micros_now, OrderApi, OrderApiServer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Requests arriving before `until` wait until then.
 #[derive(Clone, Default)]
@@ -54,7 +53,7 @@ pub async fn serve(api: NoopOrderApi) -> std::io::Result<(SocketAddr, tokio::syn
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(OrderApiServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(common::net::nodelay_incoming(listener), async {
                 let _ = stop_rx.await;
             }),
     );

@@ -7,6 +7,7 @@
 use crate::workload::{OrderGenerator, WorkloadSpec};
 use crate::closed_loop::outcome_kind;
 use common::api::pb::PlaceOrderRequest;
+use common::api::unix_micros_now;
 use common::api::OrderApiClient;
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
@@ -95,6 +96,8 @@ pub struct OpenLoopResult {
     pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
     /// How late each order actually started (µs): the generator's own precision.
     pub schedule_lag: Histogram<u64>,
+    /// From scheduled start to the server's acceptance (µs), for orders it accepted.
+    pub acceptance: Histogram<u64>,
     /// Requests that got no Outcome (transport errors, refusals), by gRPC code.
     pub errors: BTreeMap<String, u64>,
     pub dropped_at_cap: u64,
@@ -107,6 +110,8 @@ pub struct OpenLoopResult {
 struct Answer {
     scheduled_offset: Duration,
     latency: Duration,
+    /// From the scheduled start to the moment the server accepted the order (sagas: PENDING).
+    accepted_after: Option<Duration>,
     outcome: Result<OutcomeKind, String>,
 }
 
@@ -119,6 +124,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
     let mut result = OpenLoopResult {
         latency: BTreeMap::new(),
         schedule_lag: new_histogram(),
+        acceptance: new_histogram(),
         errors: BTreeMap::new(),
         dropped_at_cap: 0,
         timeline: vec![SecondBucket::default(); load.duration.as_secs().max(1) as usize],
@@ -130,6 +136,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
     }
     let mean_gap = 1.0 / load.rate;
     let begin = Instant::now();
+    let begin_unix_us = unix_micros_now();
     let mut offset = 0.0_f64; // seconds after `begin` of the next scheduled start
     let mut last_start = begin;
     while offset < load.duration.as_secs_f64() {
@@ -162,12 +169,17 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
             let (answers, in_flight) = (answers_tx.clone(), in_flight.clone());
             let scheduled_offset = intended - begin;
             tokio::spawn(async move {
+                let mut accepted_after = None;
                 let outcome = match client.place_order(request).await {
-                    Ok(reply) => Ok(outcome_kind(reply.into_inner().kind())),
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        accepted_after = accepted_since(reply.accepted_unix_us, begin_unix_us, scheduled_offset);
+                        Ok(outcome_kind(reply.kind()))
+                    }
                     Err(status) => Err(format!("{:?}", status.code())),
                 };
                 in_flight.fetch_sub(1, Ordering::Relaxed);
-                let _ = answers.send(Answer { scheduled_offset, latency: intended.elapsed(), outcome });
+                let _ = answers.send(Answer { scheduled_offset, latency: intended.elapsed(), accepted_after, outcome });
             });
         }
         offset += match load.arrivals {
@@ -183,6 +195,9 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
         match answer.outcome {
             Ok(kind) => {
                 record(result.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
+                if let Some(accepted) = answer.accepted_after {
+                    record(&mut result.acceptance, accepted);
+                }
                 bucket.count(kind, answer.latency <= load.deadline);
             }
             Err(code) => {
@@ -192,6 +207,13 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
         }
     }
     result
+}
+
+/// The server's acceptance time relative to the order's scheduled start (same machine, same
+/// clock), when it accepted the order at all.
+pub fn accepted_since(accepted_unix_us: u64, begin_unix_us: u64, scheduled_offset: Duration) -> Option<Duration> {
+    let scheduled_unix_us = begin_unix_us + scheduled_offset.as_micros() as u64;
+    (accepted_unix_us > 0).then(|| Duration::from_micros(accepted_unix_us.saturating_sub(scheduled_unix_us)))
 }
 
 impl OpenLoopResult {

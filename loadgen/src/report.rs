@@ -159,6 +159,23 @@ pub fn markdown(summary: &Summary) -> String {
         }
     }
 
+    let _ = writeln!(md, "\n## Acceptance and cost\n");
+    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order.\n");
+    let _ = writeln!(md, "| protocol | acceptance p50 / p99 (ms) | messages per order | bytes per order | generator lag p99 (ms) |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for r in &summary.runs {
+        let counter = |name: &str| r.services.iter().filter_map(|s| s.counters.get(name)).sum::<u64>();
+        let per_order = |n: u64| if n == 0 { "–".to_string() } else { format!("{:.1}", n as f64 / r.started.max(1) as f64) };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.protocol.map_or("?", |p| p.name()),
+            r.acceptance.as_ref().map_or("–".into(), |a| format!("{:.2} / {:.2}", a.p50, a.p99)),
+            per_order(counter("relay.published")),
+            per_order(counter("relay.bytes")),
+            r.schedule_lag.as_ref().map_or("–".into(), |l| format!("{:.3}", l.p99))
+        );
+    }
     let _ = writeln!(md, "\n## Inside the protocols (each process's own histograms, ms)\n");
     let _ = writeln!(md, "| protocol | process | measure | n | p50 | p90 | p99 | p99.9 | max |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");

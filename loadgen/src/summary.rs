@@ -62,6 +62,8 @@ pub struct ProtocolRun {
     pub latency: BTreeMap<String, Percentiles>,
     /// How late the generator started orders (open loop), in ms.
     pub schedule_lag: Option<Percentiles>,
+    /// From scheduled start to the server's acceptance (sagas: order PENDING; 2PC: decided), ms.
+    pub acceptance: Option<Percentiles>,
     /// Latency p50 of committed orders over the protocol's floor.
     pub p50_over_floor: Option<f64>,
     pub floor_ms: Option<f64>,

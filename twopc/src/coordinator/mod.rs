@@ -21,7 +21,6 @@ use service::CoordinatorService;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -85,7 +84,7 @@ pub async fn run(
         .add_service(OrderApiServer::new(service.clone()))
         .add_service(CoordinatorServer::new(service))
         .add_service(MetricsServer::new(metrics))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(common::net::nodelay_incoming(listener), shutdown)
         .await?;
     Ok(())
 }

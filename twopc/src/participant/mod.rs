@@ -16,7 +16,6 @@ use service::ParticipantService;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Clone, Debug)]
 pub struct ParticipantConfig {
@@ -78,7 +77,7 @@ pub async fn run(
         .tcp_nodelay(true)
         .add_service(ParticipantServer::new(service))
         .add_service(MetricsServer::new(metrics))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(common::net::nodelay_incoming(listener), shutdown)
         .await;
     let _ = stop_tx.send(true);
     let _ = resolver_task.await;
