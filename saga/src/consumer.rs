@@ -66,11 +66,12 @@ pub async fn run<H: MessageHandler>(
 ) -> Result<(), SagaError> {
     let consumer: StreamConsumer =
         manual_commit_consumer_config(&spec.bootstrap, &spec.group, &spec.tuning)
-            .set("session.timeout.ms", "10000")
-            // Static membership: a process restarted after a crash takes its partitions back at
-            // once instead of waiting for the dead member's session to expire. One process per
-            // group, which is how the lab deploys each role.
-            .set("group.instance.id", &spec.group)
+            // Short enough that a restarted process gets its partitions back soon after a crash
+            // (the dead member's session must expire first). Static membership would avoid that
+            // wait, but librdkafka fences itself (FencedInstanceId, fatal) when its session
+            // expires during a broker outage, so it is not used.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1500")
             .create()
             .map_err(|source| SagaError::Kafka {
                 what: "creating the consumer",
@@ -98,6 +99,7 @@ pub async fn run<H: MessageHandler>(
         )));
     }
     let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
+    let mut fatal = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -125,6 +127,13 @@ pub async fn run<H: MessageHandler>(
                         break;
                     }
                 }
+                Err(err @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                    // The client cannot recover by itself: stop (after the lanes drain) and
+                    // let the process exit with the error, so its supervisor restarts it.
+                    tracing::error!(cause = %err, "fatal consumer error; stopping");
+                    fatal = Some(err);
+                    break;
+                }
                 Err(err) => {
                     // These are queued client events (e.g. "all brokers down"), not failed polls:
                     // a short pause, never a growing backoff, or a backlog of them drains slowly
@@ -140,7 +149,13 @@ pub async fn run<H: MessageHandler>(
         let _ = lane.await;
     }
     commit(&consumer, CommitMode::Sync);
-    Ok(())
+    match fatal {
+        Some(source) => Err(SagaError::Kafka {
+            what: "consuming",
+            source,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn commit(consumer: &StreamConsumer, mode: CommitMode) {

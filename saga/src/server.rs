@@ -61,3 +61,12 @@ pub fn client_deadline(deadline_ms: u32) -> std::time::Duration {
         std::time::Duration::from_millis(u64::from(deadline_ms))
     }
 }
+
+/// Runs a task that the process cannot live without (its consumer): when it ends, for whatever
+/// reason, the whole process is asked to stop, so a fatal error surfaces as an exit instead of a
+/// process that serves but no longer consumes.
+pub async fn essential<T>(task: impl Future<Output = T>, stop: watch::Sender<bool>) -> T {
+    let result = task.await;
+    let _ = stop.send(true);
+    result
+}

@@ -17,6 +17,9 @@ use harness::Deployment;
 use saga::Mode;
 use std::time::Duration;
 
+/// Orders per mode; the broker stops about a second in, while they are in flight.
+const ORDERS: usize = 200;
+
 async fn deployment(env: &LabEnv, name: &str, mode: Mode) -> Deployment {
     let urls = env
         .postgres
@@ -66,13 +69,13 @@ async fn broker_restart_mid_run_stalls_then_every_saga_completes() {
     };
     let load_o = workload::run(
         &orchestrated,
-        workload::mixed(&orchestrated.data, 300, 21),
+        workload::mixed(&orchestrated.data, ORDERS, 21),
         8,
         2_000,
     );
     let load_c = workload::run(
         &choreographed,
-        workload::mixed(&choreographed.data, 300, 22),
+        workload::mixed(&choreographed.data, ORDERS, 22),
         8,
         2_000,
     );
@@ -98,14 +101,14 @@ async fn broker_restart_mid_run_stalls_then_every_saga_completes() {
         lab.wait_quiescent(Duration::from_secs(90)).await;
         assert_eq!(
             accepted_orders(lab).await,
-            300,
+            ORDERS as i64,
             "{}: every accepted order exists",
             lab.name
         );
         let report = lab.assert_clean().await;
         assert_eq!(
             report.counts.orders_confirmed + report.counts.orders_cancelled,
-            300,
+            ORDERS as u64,
             "{}: every order is final",
             lab.name
         );

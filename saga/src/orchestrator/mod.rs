@@ -11,7 +11,7 @@ use crate::config::{KafkaSettings, StepPolicy};
 use crate::consumer::{self, ConsumerSpec};
 use crate::error::SagaError;
 use crate::outbox::{OutboxRelay, RelayPolicy};
-use crate::server::{requested, shutdown_channel};
+use crate::server::{essential, requested, shutdown_channel};
 use common::api::OrderApiServer;
 use common::metrics::{MetricsRegistry, MetricsServer};
 use common::storage::Store;
@@ -98,11 +98,9 @@ where
     let handler = Arc::new(replies::ReplyHandler {
         engine: engine.clone(),
     });
-    let consumer_task = tokio::spawn(consumer::run(
-        spec,
-        handler,
-        metrics.clone(),
-        stopped.clone(),
+    let consumer_task = tokio::spawn(essential(
+        consumer::run(spec, handler, metrics.clone(), stopped.clone()),
+        stop.clone(),
     ));
 
     tracing::info!(addr = ?listener.local_addr().ok(), "orchestrator serving OrderApi and Metrics");

@@ -12,7 +12,7 @@ use crate::config::{KafkaSettings, Mode, ServiceKind};
 use crate::consumer::{self, ConsumerSpec};
 use crate::error::SagaError;
 use crate::outbox::{OutboxRelay, RelayPolicy, RelaySignal};
-use crate::server::{requested, shutdown_channel};
+use crate::server::{essential, requested, shutdown_channel};
 use crate::waiters::OutcomeWaiters;
 use common::api::OrderApiServer;
 use common::metrics::{MetricsRegistry, MetricsServer};
@@ -103,11 +103,14 @@ where
     let consumer_task = match config.mode {
         Mode::Orchestrated => {
             let handler = Arc::new(commands::CommandHandler { ctx: ctx.clone() });
-            tokio::spawn(consumer::run(
-                spec(kafka.topics.commands(config.kind)),
-                handler,
-                metrics.clone(),
-                stopped.clone(),
+            tokio::spawn(essential(
+                consumer::run(
+                    spec(kafka.topics.commands(config.kind)),
+                    handler,
+                    metrics.clone(),
+                    stopped.clone(),
+                ),
+                stop.clone(),
             ))
         }
         Mode::Choreographed => {
@@ -115,11 +118,14 @@ where
                 ctx: ctx.clone(),
                 waiters: waiters.clone(),
             });
-            tokio::spawn(consumer::run(
-                spec(kafka.topics.events()),
-                handler,
-                metrics.clone(),
-                stopped.clone(),
+            tokio::spawn(essential(
+                consumer::run(
+                    spec(kafka.topics.events()),
+                    handler,
+                    metrics.clone(),
+                    stopped.clone(),
+                ),
+                stop.clone(),
             ))
         }
     };
