@@ -145,3 +145,27 @@ impl StepPolicy {
 
 /// How long `PlaceOrder` waits when the client gives no deadline.
 pub const DEFAULT_CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_prefixed_and_timeouts_grow_to_a_cap() {
+        let topics = Topics::new("run1");
+        assert_eq!(
+            topics.commands(ServiceKind::Payment),
+            "run1.commands.payment"
+        );
+        assert_eq!(topics.all().len(), 5);
+        let policy = StepPolicy {
+            step_timeout: Duration::from_millis(100),
+            max_attempts: 3,
+        };
+        let waits: Vec<u128> = (1..=6).map(|a| policy.timeout_for(a).as_millis()).collect();
+        assert_eq!(waits, vec![100, 200, 300, 400, 400, 400]);
+        let mut kafka = KafkaSettings::new("b:9092", topics);
+        kafka.group_suffix = ".replay".into();
+        assert_eq!(kafka.group("payment"), "run1.payment.replay");
+    }
+}

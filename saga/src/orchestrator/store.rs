@@ -164,3 +164,24 @@ fn parse_ending(text: &str) -> Ending {
         None => Ending::Aborted(text.strip_prefix("aborted:").unwrap_or(text).to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_reasons_round_trip() {
+        for ending in [
+            Ending::Rejected(RejectReason::OutOfStock),
+            Ending::Rejected(RejectReason::InsufficientFunds),
+            Ending::Aborted("timeout:charge_payment".into()),
+        ] {
+            assert_eq!(parse_ending(&ending.to_text()), ending);
+        }
+        // A reason this build does not know stays visible rather than becoming a rejection.
+        assert_eq!(
+            parse_ending("rejected:alien"),
+            Ending::Aborted("rejected:alien".into())
+        );
+    }
+}
