@@ -54,7 +54,11 @@ impl LoadResult {
     /// Merges another recorder's results (same bounds everywhere).
     fn merge(&mut self, other: LoadResult) {
         for (kind, h) in other.latency {
-            self.latency.entry(kind).or_insert_with(new_histogram).add(&h).expect("same bounds");
+            self.latency
+                .entry(kind)
+                .or_insert_with(new_histogram)
+                .add(&h)
+                .expect("same bounds");
         }
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
@@ -68,7 +72,10 @@ impl LoadResult {
 fn bucket(timeline: &mut Vec<SecondBucket>, second: usize) -> &mut SecondBucket {
     while timeline.len() <= second {
         let next = timeline.len() as u64;
-        timeline.push(SecondBucket { second: next, ..SecondBucket::default() });
+        timeline.push(SecondBucket {
+            second: next,
+            ..SecondBucket::default()
+        });
     }
     &mut timeline[second]
 }
@@ -83,7 +90,12 @@ pub fn outcome_kind(kind: PbOutcome) -> OutcomeKind {
     }
 }
 
-pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load: &ClosedLoop) -> LoadResult {
+pub async fn run(
+    channel: Channel,
+    data: &DataSet,
+    workload: &WorkloadSpec,
+    load: &ClosedLoop,
+) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let started_at = Instant::now();
     let progress = tokio::spawn(report_progress(next.clone(), load.orders));
@@ -108,11 +120,17 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
                     Ok(reply) => {
                         let kind = outcome_kind(reply.into_inner().kind());
                         let latency = started.elapsed();
-                        record(mine.latency.entry(kind).or_insert_with(new_histogram), latency);
+                        record(
+                            mine.latency.entry(kind).or_insert_with(new_histogram),
+                            latency,
+                        );
                         bucket(&mut mine.timeline, second).count(kind, latency <= load.deadline);
                     }
                     Err(status) => {
-                        *mine.errors.entry(format!("{:?}", status.code())).or_default() += 1;
+                        *mine
+                            .errors
+                            .entry(format!("{:?}", status.code()))
+                            .or_default() += 1;
                         bucket(&mut mine.timeline, second).errors += 1;
                     }
                 }
@@ -138,5 +156,52 @@ async fn report_progress(next: Arc<AtomicUsize>, total: usize) {
         let done = next.load(Ordering::Relaxed).min(total);
         eprintln!("  {done} orders, {}/s", done - last);
         last = done;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_worker_recorders_merge_into_what_one_recorder_would_hold() {
+        let (mut a, mut b, mut one) = (
+            LoadResult::default(),
+            LoadResult::default(),
+            new_histogram(),
+        );
+        for v in 1..=5_000u64 {
+            let d = Duration::from_micros(v * 37 % 100_000 + 1);
+            let worker = if v % 3 == 0 { &mut a } else { &mut b };
+            record(
+                worker
+                    .latency
+                    .entry(OutcomeKind::Committed)
+                    .or_insert_with(new_histogram),
+                d,
+            );
+            bucket(&mut worker.timeline, (v % 7) as usize).count(OutcomeKind::Committed, true);
+            record(&mut one, d);
+        }
+        *a.errors.entry("Unavailable".into()).or_default() += 2;
+        *b.errors.entry("Unavailable".into()).or_default() += 3;
+        let mut merged = LoadResult::default();
+        merged.merge(a);
+        merged.merge(b);
+        let h = &merged.latency[&OutcomeKind::Committed];
+        assert_eq!(h.len(), one.len());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                h.value_at_quantile(q),
+                one.value_at_quantile(q),
+                "quantile {q}"
+            );
+        }
+        assert_eq!(merged.errors["Unavailable"], 5);
+        assert_eq!(
+            merged.timeline.iter().map(|b| b.committed).sum::<u64>(),
+            5_000
+        );
+        assert_eq!(merged.timeline.len(), 7);
     }
 }

@@ -51,7 +51,15 @@ pub async fn measure(
     dbs.migrate().await?;
     dbs.reset_and_seed(&data).await?;
     eprintln!("{}: starting its processes", protocol.name());
-    let running = Running::start(protocol, scenario, env, urls, bin_dir, &log_dir.join(protocol.name())).await?;
+    let running = Running::start(
+        protocol,
+        scenario,
+        env,
+        urls,
+        bin_dir,
+        &log_dir.join(protocol.name()),
+    )
+    .await?;
     let channel = tonic::transport::Endpoint::from_shared(running.url())
         .map_err(|e| LoadgenError::Metrics(e.to_string()))?
         .tcp_nodelay(true)
@@ -61,11 +69,29 @@ pub async fn measure(
 
     if scenario.load.warmup_s > 0 {
         eprintln!("{}: warm-up {} s", protocol.name(), scenario.load.warmup_s);
-        drive(channel.clone(), scenario, &data, Duration::from_secs(scenario.load.warmup_s), 1_000_000).await;
+        drive(
+            channel.clone(),
+            scenario,
+            &data,
+            Duration::from_secs(scenario.load.warmup_s),
+            1_000_000,
+        )
+        .await;
         snapshots(&running.metrics_urls(), true).await?;
     }
-    eprintln!("{}: measuring {} s", protocol.name(), scenario.load.duration_s);
-    let driven = drive(channel, scenario, &data, Duration::from_secs(scenario.load.duration_s), 0).await;
+    eprintln!(
+        "{}: measuring {} s",
+        protocol.name(),
+        scenario.load.duration_s
+    );
+    let driven = drive(
+        channel,
+        scenario,
+        &data,
+        Duration::from_secs(scenario.load.duration_s),
+        0,
+    )
+    .await;
     let snapshots = snapshots(&running.metrics_urls(), false).await?;
     let check = quiescent_check(&dbs, &data, Duration::from_secs(60)).await?;
     drop(running);
@@ -76,14 +102,21 @@ pub async fn measure(
         let histograms = decode(snapshot).map_err(|e| LoadgenError::Metrics(e.to_string()))?;
         services.push(ServiceFigures {
             service: snapshot.service.clone(),
-            histograms: histograms.iter().map(|(k, h)| (k.clone(), Percentiles::of(h))).collect(),
+            histograms: histograms
+                .iter()
+                .map(|(k, h)| (k.clone(), Percentiles::of(h)))
+                .collect(),
             counters: snapshot.counters.clone().into_iter().collect(),
             maxima: snapshot.maxima.clone().into_iter().collect(),
         });
         service_histograms.insert(snapshot.service.clone(), histograms);
     }
     let run = summarize(protocol, &driven, floors, services, check);
-    Ok(Measured { run, latency: driven.latency, service_histograms })
+    Ok(Measured {
+        run,
+        latency: driven.latency,
+        service_histograms,
+    })
 }
 
 /// The client's view of one load, whichever loop produced it.
@@ -98,7 +131,13 @@ struct Driven {
     acceptance: Option<Histogram<u64>>,
 }
 
-async fn drive(channel: tonic::transport::Channel, scenario: &Scenario, data: &DataSet, duration: Duration, stream_base: u64) -> Driven {
+async fn drive(
+    channel: tonic::transport::Channel,
+    scenario: &Scenario,
+    data: &DataSet,
+    duration: Duration,
+    stream_base: u64,
+) -> Driven {
     let workload = scenario.workload_spec();
     let deadline = Duration::from_millis(scenario.deadline_ms);
     match scenario.load.mode {
@@ -147,30 +186,48 @@ async fn drive(channel: tonic::transport::Channel, scenario: &Scenario, data: &D
     }
 }
 
-fn summarize(protocol: Protocol, d: &Driven, floors: &Floors, services: Vec<ServiceFigures>, check: CheckReport) -> ProtocolRun {
+fn summarize(
+    protocol: Protocol,
+    d: &Driven,
+    floors: &Floors,
+    services: Vec<ServiceFigures>,
+    check: CheckReport,
+) -> ProtocolRun {
     let mut all = new_histogram();
     for h in d.latency.values() {
         all.add(h).expect("same bounds");
     }
     let count = |k: OutcomeKind| d.latency.get(&k).map_or(0, |h| h.len());
     let available: u64 = d.timeline.iter().map(|b| b.available).sum();
-    let mut latency: BTreeMap<String, Percentiles> = d.latency.iter().map(|(k, h)| (k.as_str().to_string(), Percentiles::of(h))).collect();
+    let mut latency: BTreeMap<String, Percentiles> = d
+        .latency
+        .iter()
+        .map(|(k, h)| (k.as_str().to_string(), Percentiles::of(h)))
+        .collect();
     latency.insert("ALL".into(), Percentiles::of(&all));
     let floor_us = floors.floor_us(protocol);
-    let p50_committed = d.latency.get(&OutcomeKind::Committed).map(|h| h.value_at_quantile(0.5) as f64);
+    let p50_committed = d
+        .latency
+        .get(&OutcomeKind::Committed)
+        .map(|h| h.value_at_quantile(0.5) as f64);
     ProtocolRun {
         protocol: Some(protocol),
         measured_s: d.measured.as_secs_f64(),
         started: d.started,
         dropped_at_cap: d.dropped_at_cap,
         errors: d.errors.clone(),
-        outcomes: OutcomeKind::ALL.iter().map(|k| (k.as_str().to_string(), count(*k))).collect(),
+        outcomes: OutcomeKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_string(), count(*k)))
+            .collect(),
         committed_per_s: count(OutcomeKind::Committed) as f64 / d.measured.as_secs_f64().max(1e-9),
         availability: available as f64 / (d.started + d.dropped_at_cap).max(1) as f64,
         latency,
         schedule_lag: d.schedule_lag.as_ref().map(Percentiles::of),
         acceptance: d.acceptance.as_ref().map(Percentiles::of),
-        p50_over_floor: p50_committed.filter(|_| floor_us > 0.0).map(|p50| p50 / floor_us),
+        p50_over_floor: p50_committed
+            .filter(|_| floor_us > 0.0)
+            .map(|p50| p50 / floor_us),
         floor_ms: (floor_us > 0.0).then_some(floor_us / 1000.0),
         services,
         timeline: d.timeline.clone(),
@@ -182,7 +239,9 @@ fn summarize(protocol: Protocol, d: &Driven, floors: &Floors, services: Vec<Serv
 async fn snapshots(endpoints: &[String], reset: bool) -> Result<Vec<Snapshot>, LoadgenError> {
     let mut out = Vec::new();
     for url in endpoints {
-        let mut client = MetricsClient::connect(url.clone()).await.map_err(LoadgenError::Connect)?;
+        let mut client = MetricsClient::connect(url.clone())
+            .await
+            .map_err(LoadgenError::Connect)?;
         let snapshot = client
             .get_snapshot(SnapshotRequest { reset })
             .await
@@ -194,7 +253,11 @@ async fn snapshots(endpoints: &[String], reset: bool) -> Result<Vec<Snapshot>, L
 
 /// Waits until the checker finds nothing left in flight (or `within` passes), then reports what
 /// it found: leftovers after that are part of the result, never hidden.
-async fn quiescent_check(dbs: &Databases, data: &DataSet, within: Duration) -> Result<CheckReport, LoadgenError> {
+async fn quiescent_check(
+    dbs: &Databases,
+    data: &DataSet,
+    within: Duration,
+) -> Result<CheckReport, LoadgenError> {
     let until = Instant::now() + within;
     loop {
         let report = check(dbs, data).await?;

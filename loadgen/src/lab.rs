@@ -21,12 +21,22 @@ pub fn scenarios_dir() -> PathBuf {
 }
 
 fn bin_dir() -> Result<PathBuf, LoadgenError> {
-    let exe = std::env::current_exe().map_err(|source| LoadgenError::Io { what: "locating loadgen", source })?;
-    Ok(exe.parent().expect("an executable lives in a directory").to_path_buf())
+    let exe = std::env::current_exe().map_err(|source| LoadgenError::Io {
+        what: "locating loadgen",
+        source,
+    })?;
+    Ok(exe
+        .parent()
+        .expect("an executable lives in a directory")
+        .to_path_buf())
 }
 
 /// Runs `protocols` (all of the scenario's when `None`) and writes the report; returns its folder.
-pub async fn compare(args: &CompareArgs, only: Option<Protocol>, command: String) -> Result<(PathBuf, Summary), LoadgenError> {
+pub async fn compare(
+    args: &CompareArgs,
+    only: Option<Protocol>,
+    command: String,
+) -> Result<(PathBuf, Summary), LoadgenError> {
     let mut scenario = Scenario::load(&args.scenario, &scenarios_dir())?;
     if let Some(seed) = args.seed {
         scenario.seed = seed;
@@ -44,7 +54,9 @@ pub async fn compare(args: &CompareArgs, only: Option<Protocol>, command: String
     let log_dir = args.env.run_dir.join("logs");
     let mut measured: Vec<Measured> = Vec::new();
     for protocol in protocols {
-        measured.push(experiment::measure(&env, &scenario, protocol, &floors, &bin_dir, &log_dir).await?);
+        measured.push(
+            experiment::measure(&env, &scenario, protocol, &floors, &bin_dir, &log_dir).await?,
+        );
     }
     env.stop();
     let summary = Summary {
@@ -56,7 +68,11 @@ pub async fn compare(args: &CompareArgs, only: Option<Protocol>, command: String
         kafka_tuning: ClientTuning::default(),
         runs: measured.iter().map(|m| m.run.clone()).collect(),
     };
-    let dir = args.results_dir.join(format!("{}-{}", started_at.format("%Y%m%dT%H%M%SZ"), scenario.name));
+    let dir = args.results_dir.join(format!(
+        "{}-{}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        scenario.name
+    ));
     crate::report::write(&dir, &summary, &measured)?;
     Ok((dir, summary))
 }
@@ -72,7 +88,10 @@ pub async fn probe(args: &EnvArgs) -> Result<Floors, LoadgenError> {
 async fn postgres_version(env: &LabEnv) -> String {
     use sqlx::Connection;
     match sqlx::PgConnection::connect(&env.postgres.url("postgres")).await {
-        Ok(mut conn) => sqlx::query_scalar::<_, String>("SHOW server_version").fetch_one(&mut conn).await.unwrap_or_default(),
+        Ok(mut conn) => sqlx::query_scalar::<_, String>("SHOW server_version")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_default(),
         Err(_) => String::new(),
     }
 }

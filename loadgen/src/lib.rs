@@ -5,16 +5,16 @@
 pub mod check;
 pub mod cli;
 pub mod closed_loop;
+pub mod experiment;
+pub mod lab;
 pub mod noop_server;
 pub mod open_loop;
 pub mod plots;
+pub mod print;
 pub mod probe;
 pub mod protocols;
 pub mod report;
 pub mod saga_deployment;
-pub mod print;
-pub mod experiment;
-pub mod lab;
 pub mod scenario;
 pub mod summary;
 pub mod workload;
@@ -33,7 +33,10 @@ pub enum LoadgenError {
     #[error("a service's metrics: {0}")]
     Metrics(String),
     #[error("{what}: {source}")]
-    Io { what: &'static str, source: std::io::Error },
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Probe(#[from] crate::probe::ProbeError),
     #[error(transparent)]

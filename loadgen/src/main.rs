@@ -6,14 +6,19 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,loadgen=info,common=info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,loadgen=info,common=info")),
+        )
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
         Command::Compare(args) => report(loadgen::lab::compare(&args, None, command_line).await?),
-        Command::Run(args) => report(loadgen::lab::compare(&args.compare, Some(args.protocol), command_line).await?),
+        Command::Run(args) => {
+            report(loadgen::lab::compare(&args.compare, Some(args.protocol), command_line).await?)
+        }
         Command::Probe(args) => {
             let floors = loadgen::lab::probe(&args).await?;
             println!("{}", serde_json::to_string_pretty(&floors)?);
@@ -22,7 +27,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Check(args) => {
             let outcome = loadgen::check::run(&args).await?;
             let report = &outcome.report;
-            println!("environment started in {:.1} s", outcome.env_start.as_secs_f64());
+            println!(
+                "environment started in {:.1} s",
+                outcome.env_start.as_secs_f64()
+            );
             println!(
                 "data set: seed {}, {} wallets holding {} cents, {} skus",
                 outcome.data_set.spec.seed,
@@ -33,9 +41,14 @@ async fn main() -> anyhow::Result<()> {
             for line in report.describe() {
                 println!("{line}");
             }
-            println!("checker: {} violations, {} leftovers", report.violations.len(), report.leftovers.len());
+            println!(
+                "checker: {} violations, {} leftovers",
+                report.violations.len(),
+                report.leftovers.len()
+            );
             if let Some(path) = &args.json {
-                std::fs::write(path, serde_json::to_string_pretty(report)?).with_context(|| format!("writing --json {}", path.display()))?;
+                std::fs::write(path, serde_json::to_string_pretty(report)?)
+                    .with_context(|| format!("writing --json {}", path.display()))?;
             }
             anyhow::ensure!(report.is_clean(), "the invariant checker found problems");
             Ok(())
@@ -47,7 +60,16 @@ async fn main() -> anyhow::Result<()> {
 fn report((dir, summary): (std::path::PathBuf, loadgen::summary::Summary)) -> anyhow::Result<()> {
     print!("{}", loadgen::print::summary(&summary));
     println!("report: {}", dir.join("report.md").display());
-    let dirty: Vec<&str> = summary.runs.iter().filter(|r| !r.check.is_clean()).filter_map(|r| Some(r.protocol?.name())).collect();
-    anyhow::ensure!(dirty.is_empty(), "the invariant checker found violations or leftovers after: {}", dirty.join(", "));
+    let dirty: Vec<&str> = summary
+        .runs
+        .iter()
+        .filter(|r| !r.check.is_clean())
+        .filter_map(|r| Some(r.protocol?.name()))
+        .collect();
+    anyhow::ensure!(
+        dirty.is_empty(),
+        "the invariant checker found violations or leftovers after: {}",
+        dirty.join(", ")
+    );
     Ok(())
 }

@@ -26,7 +26,10 @@ pub struct NoopOrderApi {
 
 #[tonic::async_trait]
 impl OrderApi for NoopOrderApi {
-    async fn place_order(&self, request: tonic::Request<PlaceOrderRequest>) -> Result<tonic::Response<Outcome>, tonic::Status> {
+    async fn place_order(
+        &self,
+        request: tonic::Request<PlaceOrderRequest>,
+    ) -> Result<tonic::Response<Outcome>, tonic::Status> {
         let until = *self.stall.until.lock().expect("stall lock");
         if let Some(until) = until.filter(|u| *u > Instant::now()) {
             tokio::time::sleep_until(until.into()).await;
@@ -45,7 +48,9 @@ impl OrderApi for NoopOrderApi {
 }
 
 /// Serves `api` on a free loopback port until the returned sender is dropped.
-pub async fn serve(api: NoopOrderApi) -> std::io::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+pub async fn serve(
+    api: NoopOrderApi,
+) -> std::io::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -4,8 +4,8 @@
 //! (coordinated omission corrected). An in-flight cap bounds memory; orders dropped at the cap
 //! are counted, never hidden.
 
-use crate::workload::{OrderGenerator, WorkloadSpec};
 use crate::closed_loop::outcome_kind;
+use crate::workload::{OrderGenerator, WorkloadSpec};
 use common::api::pb::PlaceOrderRequest;
 use common::api::unix_micros_now;
 use common::api::OrderApiClient;
@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 /// How start times are spaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Arrivals {
     /// Exactly 1/rate apart.
@@ -116,9 +118,21 @@ struct Answer {
 }
 
 /// Runs the schedule against `channel` and waits for every answer.
-pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load: &OpenLoop) -> OpenLoopResult {
-    let (answers_tx, mut answers_rx) = mpsc::unbounded_channel::<Answer>();
+pub async fn run(
+    channel: Channel,
+    data: &DataSet,
+    workload: &WorkloadSpec,
+    load: &OpenLoop,
+) -> OpenLoopResult {
+    let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Answer>();
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let seconds = load.duration.as_secs().max(1) as usize;
+    let collector = tokio::spawn(collect(
+        answers_rx,
+        seconds,
+        load.deadline,
+        in_flight.clone(),
+    ));
     let mut orders = OrderGenerator::new(workload, data, load.stream_base);
     let mut gaps = ChaCha8Rng::seed_from_u64(load.seed);
     let mut result = OpenLoopResult {
@@ -127,13 +141,15 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
         acceptance: new_histogram(),
         errors: BTreeMap::new(),
         dropped_at_cap: 0,
-        timeline: vec![SecondBucket::default(); load.duration.as_secs().max(1) as usize],
+        timeline: (0..seconds as u64)
+            .map(|second| SecondBucket {
+                second,
+                ..SecondBucket::default()
+            })
+            .collect(),
         started: 0,
         start_span: Duration::ZERO,
     };
-    for (i, bucket) in result.timeline.iter_mut().enumerate() {
-        bucket.second = i as u64;
-    }
     let mean_gap = 1.0 / load.rate;
     let begin = Instant::now();
     let begin_unix_us = unix_micros_now();
@@ -152,8 +168,7 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
             }
             continue;
         }
-        let last = result.timeline.len() - 1;
-        let bucket = &mut result.timeline[(offset as usize).min(last)];
+        let bucket = &mut result.timeline[(offset as usize).min(seconds - 1)];
         bucket.scheduled += 1;
         if in_flight.load(Ordering::Relaxed) >= load.max_in_flight {
             bucket.dropped += 1;
@@ -166,20 +181,25 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
             let mut request = PlaceOrderRequest::from(&orders.next_order());
             request.deadline_ms = load.deadline.as_millis() as u32;
             let mut client = OrderApiClient::new(channel.clone());
-            let (answers, in_flight) = (answers_tx.clone(), in_flight.clone());
+            let answers = answers_tx.clone();
             let scheduled_offset = intended - begin;
             tokio::spawn(async move {
                 let mut accepted_after = None;
                 let outcome = match client.place_order(request).await {
                     Ok(reply) => {
                         let reply = reply.into_inner();
-                        accepted_after = accepted_since(reply.accepted_unix_us, begin_unix_us, scheduled_offset);
+                        accepted_after =
+                            accepted_since(reply.accepted_unix_us, begin_unix_us, scheduled_offset);
                         Ok(outcome_kind(reply.kind()))
                     }
                     Err(status) => Err(format!("{:?}", status.code())),
                 };
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                let _ = answers.send(Answer { scheduled_offset, latency: intended.elapsed(), accepted_after, outcome });
+                let _ = answers.send(Answer {
+                    scheduled_offset,
+                    latency: intended.elapsed(),
+                    accepted_after,
+                    outcome,
+                });
             });
         }
         offset += match load.arrivals {
@@ -189,31 +209,92 @@ pub async fn run(channel: Channel, data: &DataSet, workload: &WorkloadSpec, load
     }
     result.start_span = last_start - begin;
     drop(answers_tx);
-    while let Some(answer) = answers_rx.recv().await {
-        let second = (answer.scheduled_offset.as_secs() as usize).min(result.timeline.len() - 1);
-        let bucket = &mut result.timeline[second];
-        match answer.outcome {
-            Ok(kind) => {
-                record(result.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
-                if let Some(accepted) = answer.accepted_after {
-                    record(&mut result.acceptance, accepted);
-                }
-                bucket.count(kind, answer.latency <= load.deadline);
-            }
-            Err(code) => {
-                bucket.errors += 1;
-                *result.errors.entry(code).or_default() += 1;
-            }
-        }
+    let answered = collector.await.expect("the collector does not panic");
+    result.latency = answered.latency;
+    result.acceptance = answered.acceptance;
+    result.errors = answered.errors;
+    for (mine, theirs) in result.timeline.iter_mut().zip(&answered.timeline) {
+        mine.add(theirs);
     }
     result
 }
 
+/// What the collector learned from the answers.
+struct Answered {
+    latency: BTreeMap<OutcomeKind, Histogram<u64>>,
+    acceptance: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    timeline: Vec<SecondBucket>,
+}
+
+/// Receives every answer as it comes (one owner of the histograms, no locks) and prints a
+/// progress line a second: answers, committed/s and the last second's p99.
+async fn collect(
+    mut answers: mpsc::UnboundedReceiver<Answer>,
+    seconds: usize,
+    deadline: Duration,
+    in_flight: Arc<AtomicUsize>,
+) -> Answered {
+    let mut out = Answered {
+        latency: BTreeMap::new(),
+        acceptance: new_histogram(),
+        errors: BTreeMap::new(),
+        timeline: (0..seconds as u64)
+            .map(|second| SecondBucket {
+                second,
+                ..SecondBucket::default()
+            })
+            .collect(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let (mut last_second, mut committed_last_second, mut answered) = (new_histogram(), 0u64, 0u64);
+    loop {
+        tokio::select! {
+            answer = answers.recv() => {
+                let Some(answer) = answer else { return out };
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+                answered += 1;
+                let bucket = &mut out.timeline[(answer.scheduled_offset.as_secs() as usize).min(seconds - 1)];
+                match answer.outcome {
+                    Ok(kind) => {
+                        record(out.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
+                        record(&mut last_second, answer.latency);
+                        committed_last_second += u64::from(kind == OutcomeKind::Committed);
+                        if let Some(accepted) = answer.accepted_after {
+                            record(&mut out.acceptance, accepted);
+                        }
+                        bucket.count(kind, answer.latency <= deadline);
+                    }
+                    Err(code) => {
+                        bucket.errors += 1;
+                        *out.errors.entry(code).or_default() += 1;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                eprintln!(
+                    "  {answered} answered, {} in flight, {committed_last_second} committed/s, p99 {:.1} ms",
+                    in_flight.load(Ordering::Relaxed),
+                    last_second.value_at_quantile(0.99) as f64 / 1000.0
+                );
+                last_second.reset();
+                committed_last_second = 0;
+            }
+        }
+    }
+}
+
 /// The server's acceptance time relative to the order's scheduled start (same machine, same
 /// clock), when it accepted the order at all.
-pub fn accepted_since(accepted_unix_us: u64, begin_unix_us: u64, scheduled_offset: Duration) -> Option<Duration> {
+pub fn accepted_since(
+    accepted_unix_us: u64,
+    begin_unix_us: u64,
+    scheduled_offset: Duration,
+) -> Option<Duration> {
     let scheduled_unix_us = begin_unix_us + scheduled_offset.as_micros() as u64;
-    (accepted_unix_us > 0).then(|| Duration::from_micros(accepted_unix_us.saturating_sub(scheduled_unix_us)))
+    (accepted_unix_us > 0)
+        .then(|| Duration::from_micros(accepted_unix_us.saturating_sub(scheduled_unix_us)))
 }
 
 impl OpenLoopResult {

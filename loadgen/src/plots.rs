@@ -23,21 +23,40 @@ const COLORS: [RGBColor; 6] = [
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Latency (ms, log scale) against percentile, HdrHistogram style: x is the number of nines.
-pub fn latency_distribution(path: &Path, title: &str, histograms: &[(&str, &Histogram<u64>)]) -> PlotResult {
+pub fn latency_distribution(
+    path: &Path,
+    title: &str,
+    histograms: &[(&str, &Histogram<u64>)],
+) -> PlotResult {
     let nines = |q: f64| -(1.0 - q).log10();
-    let quantiles: Vec<f64> = (0..=300).map(|i| 1.0 - 10f64.powf(-(i as f64) / 100.0)).collect();
+    let quantiles: Vec<f64> = (0..=300)
+        .map(|i| 1.0 - 10f64.powf(-(i as f64) / 100.0))
+        .collect();
     let series: Vec<Series> = histograms
         .iter()
         .filter(|(_, h)| !h.is_empty())
         .map(|(name, h)| Series {
             name,
-            points: quantiles.iter().map(|q| (nines(*q), (h.value_at_quantile(*q).max(1)) as f64 / 1000.0)).collect(),
+            points: quantiles
+                .iter()
+                .map(|q| (nines(*q), (h.value_at_quantile(*q).max(1)) as f64 / 1000.0))
+                .collect(),
         })
         .collect();
     // Whole decades, so the log axis is labelled at 0.1, 1, 10, 100 ms …
-    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(1.0, f64::max);
-    let min = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(max, f64::min).max(0.001);
-    let (min, max) = (10f64.powf(min.log10().floor()), 10f64.powf(max.log10().ceil()));
+    let max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0, f64::max);
+    let min = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(max, f64::min)
+        .max(0.001);
+    let (min, max) = (
+        10f64.powf(min.log10().floor()),
+        10f64.powf(max.log10().ceil()),
+    );
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -50,7 +69,13 @@ pub fn latency_distribution(path: &Path, title: &str, histograms: &[(&str, &Hist
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency (ms, log scale)")
-        .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v}") })
+        .y_label_formatter(&|v| {
+            if *v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        })
         .x_labels(4)
         .x_label_formatter(&|x| match x.round() as i32 {
             0 => "p0".into(),
@@ -64,17 +89,38 @@ pub fn latency_distribution(path: &Path, title: &str, histograms: &[(&str, &Hist
         chart
             .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))?
             .label(s.name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
     root.present()?;
     Ok(())
 }
 
 /// Values per second (e.g. committed orders/s); `windows` are shaded (fault windows, seconds).
-pub fn timeline(path: &Path, title: &str, y_desc: &str, series: &[Series], windows: &[(f64, f64)]) -> PlotResult {
-    let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0, f64::max) + 1.0;
-    let y_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(1.0, f64::max) * 1.15;
+pub fn timeline(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    windows: &[(f64, f64)],
+) -> PlotResult {
+    let x_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max)
+        + 1.0;
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.15;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -83,18 +129,32 @@ pub fn timeline(path: &Path, title: &str, y_desc: &str, series: &[Series], windo
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
-    chart.configure_mesh().x_desc("second of the run").y_desc(y_desc).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("second of the run")
+        .y_desc(y_desc)
+        .draw()?;
     for (from, to) in windows {
-        chart.draw_series(std::iter::once(Rectangle::new([(*from, 0.0), (*to, y_max)], RGBColor(200, 200, 200).mix(0.5).filled())))?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(*from, 0.0), (*to, y_max)],
+            RGBColor(200, 200, 200).mix(0.5).filled(),
+        )))?;
     }
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))?
             .label(s.name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -124,7 +184,13 @@ pub fn bars(path: &Path, title: &str, x_desc: &str, bars: &[(String, f64)]) -> P
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         let color = COLORS[i % COLORS.len()];
-        Rectangle::new([(0.0, SegmentValue::Exact(i)), (*v, SegmentValue::Exact(i + 1))], color.mix(0.8).filled())
+        Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(i)),
+                (*v, SegmentValue::Exact(i + 1)),
+            ],
+            color.mix(0.8).filled(),
+        )
     }))?;
     root.present()?;
     Ok(())

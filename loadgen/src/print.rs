@@ -6,7 +6,19 @@ use std::fmt::Write as _;
 /// One line per protocol: throughput, availability, committed latency, checker verdict.
 pub fn summary(summary: &Summary) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<20} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9}", "protocol", "committed/s", "avail %", "p50 ms", "p99 ms", "max ms", "/floor", "violations", "leftovers");
+    let _ = writeln!(
+        out,
+        "{:<20} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9}",
+        "protocol",
+        "committed/s",
+        "avail %",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "/floor",
+        "violations",
+        "leftovers"
+    );
     for r in &summary.runs {
         let c = r.latency.get("COMMITTED").cloned().unwrap_or_default();
         let _ = writeln!(

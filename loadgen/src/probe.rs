@@ -7,7 +7,9 @@ use crate::scenario::Protocol;
 use common::api::pb::PlaceOrderRequest;
 use common::api::OrderApiClient;
 use common::env::LabEnv;
-use common::kafka_clients::{create_topics, idempotent_producer_config, manual_commit_consumer_config, ClientTuning};
+use common::kafka_clients::{
+    create_topics, idempotent_producer_config, manual_commit_consumer_config, ClientTuning,
+};
 use common::metrics::{new_histogram, record};
 use common::storage::quote_literal;
 use hdrhistogram::Histogram;
@@ -45,9 +47,15 @@ impl Floors {
     /// The least a committed order can take under `protocol`, in microseconds.
     pub fn floor_us(&self, protocol: Protocol) -> f64 {
         match protocol {
-            Protocol::Twopc => 3.0 * self.grpc_round_trip_us + self.pg_prepare_commit_us + self.pg_commit_us,
-            Protocol::SagaOrchestrated => self.grpc_round_trip_us + 10.0 * self.kafka_hop_us + 10.0 * self.pg_commit_us,
-            Protocol::SagaChoreographed => self.grpc_round_trip_us + 4.0 * self.kafka_hop_us + 5.0 * self.pg_commit_us,
+            Protocol::Twopc => {
+                3.0 * self.grpc_round_trip_us + self.pg_prepare_commit_us + self.pg_commit_us
+            }
+            Protocol::SagaOrchestrated => {
+                self.grpc_round_trip_us + 10.0 * self.kafka_hop_us + 10.0 * self.pg_commit_us
+            }
+            Protocol::SagaChoreographed => {
+                self.grpc_round_trip_us + 4.0 * self.kafka_hop_us + 5.0 * self.pg_commit_us
+            }
         }
     }
 }
@@ -80,12 +88,19 @@ pub async fn measure(env: &LabEnv, samples: u32) -> Result<Floors, ProbeError> {
 }
 
 async fn grpc(samples: u32) -> Result<f64, ProbeError> {
-    let (addr, _stop) = serve(NoopOrderApi::default()).await.map_err(|e| ProbeError::Grpc(e.to_string()))?;
-    let mut client = OrderApiClient::connect(format!("http://{addr}")).await.map_err(|e| ProbeError::Grpc(e.to_string()))?;
+    let (addr, _stop) = serve(NoopOrderApi::default())
+        .await
+        .map_err(|e| ProbeError::Grpc(e.to_string()))?;
+    let mut client = OrderApiClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| ProbeError::Grpc(e.to_string()))?;
     let mut h = new_histogram();
     for _ in 0..samples {
         let started = Instant::now();
-        client.place_order(PlaceOrderRequest::default()).await.map_err(|e| ProbeError::Grpc(e.to_string()))?;
+        client
+            .place_order(PlaceOrderRequest::default())
+            .await
+            .map_err(|e| ProbeError::Grpc(e.to_string()))?;
         record(&mut h, started.elapsed());
     }
     Ok(median(&h))
@@ -94,12 +109,16 @@ async fn grpc(samples: u32) -> Result<f64, ProbeError> {
 /// A scratch database of the lab cluster, so probes never touch a protocol's tables.
 async fn probe_connection(env: &LabEnv) -> Result<PgConnection, ProbeError> {
     let mut admin = PgConnection::connect(&env.postgres.url("postgres")).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'probe')").fetch_one(&mut admin).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'probe')")
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         admin.execute("CREATE DATABASE probe").await?;
     }
     let mut conn = PgConnection::connect(&env.postgres.url("probe")).await?;
-    conn.execute("CREATE TABLE IF NOT EXISTS probe (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)").await?;
+    conn.execute("CREATE TABLE IF NOT EXISTS probe (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await?;
     conn.execute("TRUNCATE probe").await?;
     conn.execute("INSERT INTO probe VALUES (0, 0)").await?;
     Ok(conn)
@@ -110,7 +129,10 @@ async fn pg_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
     let mut h = new_histogram();
     for i in 1..=i64::from(samples) {
         let started = Instant::now();
-        sqlx::query("INSERT INTO probe VALUES ($1, 0)").bind(i).execute(&mut conn).await?;
+        sqlx::query("INSERT INTO probe VALUES ($1, 0)")
+            .bind(i)
+            .execute(&mut conn)
+            .await?;
         record(&mut h, started.elapsed());
     }
     Ok(median(&h))
@@ -123,9 +145,12 @@ async fn pg_prepare_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError
         let gid = quote_literal(&format!("probe-{i}-{}", uuid::Uuid::new_v4().simple()));
         let started = Instant::now();
         conn.execute("BEGIN").await?;
-        conn.execute("UPDATE probe SET v = v + 1 WHERE id = 0").await?;
-        conn.execute(format!("PREPARE TRANSACTION {gid}").as_str()).await?;
-        conn.execute(format!("COMMIT PREPARED {gid}").as_str()).await?;
+        conn.execute("UPDATE probe SET v = v + 1 WHERE id = 0")
+            .await?;
+        conn.execute(format!("PREPARE TRANSACTION {gid}").as_str())
+            .await?;
+        conn.execute(format!("COMMIT PREPARED {gid}").as_str())
+            .await?;
         record(&mut h, started.elapsed());
     }
     Ok(median(&h))
@@ -138,14 +163,20 @@ async fn kafka_hop(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
     let tuning = ClientTuning::default();
     let producer: FutureProducer = idempotent_producer_config(&bootstrap, &tuning).create()?;
     let group = format!("probe-{}", uuid::Uuid::new_v4().simple());
-    let consumer: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning).create()?;
+    let consumer: StreamConsumer =
+        manual_commit_consumer_config(&bootstrap, &group, &tuning).create()?;
     consumer.subscribe(&[&topic])?;
     // The first message waits for the group to form; it is not measured.
     let mut h = new_histogram();
     for i in 0..=samples {
         let started = Instant::now();
         producer
-            .send(FutureRecord::to(&topic).key("probe").payload(&i.to_string()), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic)
+                    .key("probe")
+                    .payload(&i.to_string()),
+                Duration::from_secs(10),
+            )
             .await
             .map_err(|(e, _)| e)?;
         tokio::time::timeout(Duration::from_secs(30), consumer.recv())

@@ -26,17 +26,34 @@ impl Running {
     ) -> Result<Running, EnvError> {
         match protocol {
             Protocol::Twopc => {
-                let mut config = twopc::deployment::DeploymentConfig::new(bin_dir, log_dir, databases);
+                let mut config =
+                    twopc::deployment::DeploymentConfig::new(bin_dir, log_dir, databases);
                 config.prepare_timeout = Duration::from_millis(scenario.twopc.prepare_timeout_ms);
                 config.prepare_order = scenario.twopc.prepare_order;
                 config.default_deadline = Duration::from_millis(scenario.deadline_ms);
-                Ok(Running::Twopc(twopc::deployment::Deployment::start(config).await?))
+                Ok(Running::Twopc(
+                    twopc::deployment::Deployment::start(config).await?,
+                ))
             }
             Protocol::SagaOrchestrated | Protocol::SagaChoreographed => {
-                let mode = if protocol == Protocol::SagaOrchestrated { SagaMode::Orchestrated } else { SagaMode::Choreographed };
+                let mode = if protocol == Protocol::SagaOrchestrated {
+                    SagaMode::Orchestrated
+                } else {
+                    SagaMode::Choreographed
+                };
                 let step_timeout = Duration::from_millis(scenario.saga.step_timeout_ms);
                 let bootstrap = env.bootstrap_servers();
-                Ok(Running::Saga(SagaDeployment::start(mode, bin_dir, log_dir, &databases, &bootstrap, step_timeout).await?))
+                Ok(Running::Saga(
+                    SagaDeployment::start(
+                        mode,
+                        bin_dir,
+                        log_dir,
+                        &databases,
+                        &bootstrap,
+                        step_timeout,
+                    )
+                    .await?,
+                ))
             }
         }
     }
@@ -54,7 +71,11 @@ impl Running {
         match self {
             Running::Twopc(d) => {
                 let mut urls = vec![d.url()];
-                urls.extend(twopc::branch::ServiceKind::ALL.iter().map(|k| d.participant_url(*k)));
+                urls.extend(
+                    twopc::branch::ServiceKind::ALL
+                        .iter()
+                        .map(|k| d.participant_url(*k)),
+                );
                 urls
             }
             Running::Saga(d) => d.metrics_urls(),

@@ -35,14 +35,24 @@ fn name_of(m: &Measured) -> &'static str {
 }
 
 fn timeline_csv(summary: &Summary) -> String {
-    let mut out = String::from("protocol,second,scheduled,committed,rejected,aborted,undecided,errors,dropped,available\n");
+    let mut out = String::from(
+        "protocol,second,scheduled,committed,rejected,aborted,undecided,errors,dropped,available\n",
+    );
     for run in &summary.runs {
         let name = run.protocol.map_or("unknown", |p| p.name());
         for b in &run.timeline {
             let _ = writeln!(
                 out,
                 "{name},{},{},{},{},{},{},{},{},{}",
-                b.second, b.scheduled, b.committed, b.rejected, b.aborted, b.undecided, b.errors, b.dropped, b.available
+                b.second,
+                b.scheduled,
+                b.committed,
+                b.rejected,
+                b.aborted,
+                b.undecided,
+                b.errors,
+                b.dropped,
+                b.available
             );
         }
     }
@@ -55,13 +65,18 @@ fn write_hlog(dir: &Path, m: &Measured) -> Result<(), LoadgenError> {
     let mut serializer = V2DeflateSerializer::new();
     {
         let mut writer = IntervalLogWriterBuilder::new()
-            .add_comment(&format!("txlab client latency of {}, microseconds, by outcome", name_of(m)))
+            .add_comment(&format!(
+                "txlab client latency of {}, microseconds, by outcome",
+                name_of(m)
+            ))
             .with_start_time(SystemTime::now())
             .begin_log_with(&mut buf, &mut serializer)
             .map_err(report_err)?;
         let span = Duration::from_secs_f64(m.run.measured_s);
         for (kind, h) in &m.latency {
-            writer.write_histogram(h, Duration::ZERO, span, Tag::new(kind.as_str())).map_err(report_err)?;
+            writer
+                .write_histogram(h, Duration::ZERO, span, Tag::new(kind.as_str()))
+                .map_err(report_err)?;
         }
     }
     std::fs::write(dir.join(format!("{}.hlog", name_of(m))), buf).map_err(report_err)
@@ -70,9 +85,19 @@ fn write_hlog(dir: &Path, m: &Measured) -> Result<(), LoadgenError> {
 fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(), LoadgenError> {
     let committed: Vec<(&str, &hdrhistogram::Histogram<u64>)> = measured
         .iter()
-        .filter_map(|m| Some((name_of(m), m.latency.get(&common::domain::OutcomeKind::Committed)?)))
+        .filter_map(|m| {
+            Some((
+                name_of(m),
+                m.latency.get(&common::domain::OutcomeKind::Committed)?,
+            ))
+        })
         .collect();
-    plots::latency_distribution(&dir.join("latency.svg"), "Latency of committed orders", &committed).map_err(report_err)?;
+    plots::latency_distribution(
+        &dir.join("latency.svg"),
+        "Latency of committed orders",
+        &committed,
+    )
+    .map_err(report_err)?;
 
     let per_second = |f: fn(&crate::open_loop::SecondBucket) -> f64| -> Vec<Series> {
         summary
@@ -84,36 +109,72 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
             })
             .collect()
     };
-    plots::timeline(&dir.join("throughput.svg"), "Committed orders per second", "orders/s", &per_second(|b| b.committed as f64), &[])
-        .map_err(report_err)?;
+    plots::timeline(
+        &dir.join("throughput.svg"),
+        "Committed orders per second",
+        "orders/s",
+        &per_second(|b| b.committed as f64),
+        &[],
+    )
+    .map_err(report_err)?;
     let availability = per_second(|b| {
         let offered = (b.scheduled + b.dropped).max(1) as f64;
         100.0 * b.available as f64 / offered
     });
-    plots::timeline(&dir.join("availability.svg"), "Availability per second (answered COMMITTED or REJECTED within the deadline)", "%", &availability, &[])
-        .map_err(report_err)?;
+    plots::timeline(
+        &dir.join("availability.svg"),
+        "Availability per second (answered COMMITTED or REJECTED within the deadline)",
+        "%",
+        &availability,
+        &[],
+    )
+    .map_err(report_err)?;
 
     let mut locks = Vec::new();
     for m in measured {
         for (service, histograms) in &m.service_histograms {
             for (name, h) in histograms {
                 if name.contains("lock_hold") || name.contains("semantic_lock") {
-                    locks.push((format!("{} {service} {name} p99", name_of(m)), h.value_at_quantile(0.99) as f64 / 1000.0));
-                    locks.push((format!("{} {service} {name} p50", name_of(m)), h.value_at_quantile(0.5) as f64 / 1000.0));
+                    locks.push((
+                        format!("{} {service} {name} p99", name_of(m)),
+                        h.value_at_quantile(0.99) as f64 / 1000.0,
+                    ));
+                    locks.push((
+                        format!("{} {service} {name} p50", name_of(m)),
+                        h.value_at_quantile(0.5) as f64 / 1000.0,
+                    ));
                 }
             }
         }
     }
-    plots::bars(&dir.join("locks.svg"), "Lock-hold time (2PC: row locks; sagas: semantic locks)", "ms", &locks).map_err(report_err)?;
+    plots::bars(
+        &dir.join("locks.svg"),
+        "Lock-hold time (2PC: row locks; sagas: semantic locks)",
+        "ms",
+        &locks,
+    )
+    .map_err(report_err)?;
 
-    let over_floor: Vec<(String, f64)> =
-        summary.runs.iter().filter_map(|r| Some((r.protocol?.name().to_string(), r.p50_over_floor?))).collect();
-    plots::bars(&dir.join("floor.svg"), "Committed p50 latency / the protocol's floor", "× floor", &over_floor).map_err(report_err)?;
+    let over_floor: Vec<(String, f64)> = summary
+        .runs
+        .iter()
+        .filter_map(|r| Some((r.protocol?.name().to_string(), r.p50_over_floor?)))
+        .collect();
+    plots::bars(
+        &dir.join("floor.svg"),
+        "Committed p50 latency / the protocol's floor",
+        "× floor",
+        &over_floor,
+    )
+    .map_err(report_err)?;
     Ok(())
 }
 
 fn row(p: &Percentiles) -> String {
-    format!("{:.2} | {:.2} | {:.2} | {:.2} | {:.2}", p.p50, p.p90, p.p99, p.p999, p.max)
+    format!(
+        "{:.2} | {:.2} | {:.2} | {:.2} | {:.2}",
+        p.p50, p.p90, p.p99, p.p999, p.max
+    )
 }
 
 /// The report a person reads: what ran, on what, with which command, and the figures side by side.
@@ -127,7 +188,14 @@ pub fn markdown(summary: &Summary) -> String {
             let _ = writeln!(md, "{}\n", s.description);
         }
     }
-    let _ = writeln!(md, "Produced by `{}` on {} (lab {} at commit {}).\n", summary.command, summary.started_at, summary.environment.lab_version, summary.environment.git_commit);
+    let _ = writeln!(
+        md,
+        "Produced by `{}` on {} (lab {} at commit {}).\n",
+        summary.command,
+        summary.started_at,
+        summary.environment.lab_version,
+        summary.environment.git_commit
+    );
 
     let _ = writeln!(md, "## Results\n");
     let _ = writeln!(md, "| protocol | committed/s | availability | committed p50 / p90 / p99 / p99.9 / max (ms) | p50 / floor | violations | leftovers | dropped | errors |");
@@ -151,11 +219,20 @@ pub fn markdown(summary: &Summary) -> String {
     let _ = writeln!(md, "\n![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n![floor](floor.svg)\n");
 
     let _ = writeln!(md, "## Outcomes and latency by outcome (ms)\n");
-    let _ = writeln!(md, "| protocol | outcome | n | p50 | p90 | p99 | p99.9 | max |");
+    let _ = writeln!(
+        md,
+        "| protocol | outcome | n | p50 | p90 | p99 | p99.9 | max |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
         for (outcome, p) in &r.latency {
-            let _ = writeln!(md, "| {} | {outcome} | {} | {} |", r.protocol.map_or("?", |p| p.name()), p.n, row(p));
+            let _ = writeln!(
+                md,
+                "| {} | {outcome} | {} | {} |",
+                r.protocol.map_or("?", |p| p.name()),
+                p.n,
+                row(p)
+            );
         }
     }
 
@@ -164,52 +241,128 @@ pub fn markdown(summary: &Summary) -> String {
     let _ = writeln!(md, "| protocol | acceptance p50 / p99 (ms) | messages per order | bytes per order | generator lag p99 (ms) |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in &summary.runs {
-        let counter = |name: &str| r.services.iter().filter_map(|s| s.counters.get(name)).sum::<u64>();
-        let per_order = |n: u64| if n == 0 { "–".to_string() } else { format!("{:.1}", n as f64 / r.started.max(1) as f64) };
+        let counter = |name: &str| {
+            r.services
+                .iter()
+                .filter_map(|s| s.counters.get(name))
+                .sum::<u64>()
+        };
+        let per_order = |n: u64| {
+            if n == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.1}", n as f64 / r.started.max(1) as f64)
+            }
+        };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
             r.protocol.map_or("?", |p| p.name()),
-            r.acceptance.as_ref().map_or("–".into(), |a| format!("{:.2} / {:.2}", a.p50, a.p99)),
+            r.acceptance
+                .as_ref()
+                .map_or("–".into(), |a| format!("{:.2} / {:.2}", a.p50, a.p99)),
             per_order(counter("relay.published")),
             per_order(counter("relay.bytes")),
-            r.schedule_lag.as_ref().map_or("–".into(), |l| format!("{:.3}", l.p99))
+            r.schedule_lag
+                .as_ref()
+                .map_or("–".into(), |l| format!("{:.3}", l.p99))
         );
     }
-    let _ = writeln!(md, "\n## Inside the protocols (each process's own histograms, ms)\n");
-    let _ = writeln!(md, "| protocol | process | measure | n | p50 | p90 | p99 | p99.9 | max |");
+    let _ = writeln!(
+        md,
+        "\n## Inside the protocols (each process's own histograms, ms)\n"
+    );
+    let _ = writeln!(
+        md,
+        "| protocol | process | measure | n | p50 | p90 | p99 | p99.9 | max |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
         for s in &r.services {
             for (measure, p) in &s.histograms {
-                let _ = writeln!(md, "| {} | {} | {measure} | {} | {} |", r.protocol.map_or("?", |p| p.name()), s.service, p.n, row(p));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {measure} | {} | {} |",
+                    r.protocol.map_or("?", |p| p.name()),
+                    s.service,
+                    p.n,
+                    row(p)
+                );
             }
         }
     }
-    let _ = writeln!(md, "\nCounters and maxima per process are in `summary.json`.\n");
+    let _ = writeln!(
+        md,
+        "\nCounters and maxima per process are in `summary.json`.\n"
+    );
 
     let f = &summary.floors;
-    let _ = writeln!(md, "## Floors (medians of {} samples each, measured in the same run)\n", f.samples);
+    let _ = writeln!(
+        md,
+        "## Floors (medians of {} samples each, measured in the same run)\n",
+        f.samples
+    );
     let _ = writeln!(md, "| primitive | µs |\n|---|---|");
-    let _ = writeln!(md, "| gRPC round trip (loopback, no-op server) | {:.0} |", f.grpc_round_trip_us);
-    let _ = writeln!(md, "| PostgreSQL single-row INSERT + COMMIT (fsync on) | {:.0} |", f.pg_commit_us);
-    let _ = writeln!(md, "| PostgreSQL UPDATE + PREPARE TRANSACTION + COMMIT PREPARED | {:.0} |", f.pg_prepare_commit_us);
-    let _ = writeln!(md, "| Kafka produce (idempotent, acks=all) → consume | {:.0} |", f.kafka_hop_us);
-    let _ = writeln!(md, "\n| protocol | floor (ms) | composed of |\n|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| gRPC round trip (loopback, no-op server) | {:.0} |",
+        f.grpc_round_trip_us
+    );
+    let _ = writeln!(
+        md,
+        "| PostgreSQL single-row INSERT + COMMIT (fsync on) | {:.0} |",
+        f.pg_commit_us
+    );
+    let _ = writeln!(
+        md,
+        "| PostgreSQL UPDATE + PREPARE TRANSACTION + COMMIT PREPARED | {:.0} |",
+        f.pg_prepare_commit_us
+    );
+    let _ = writeln!(
+        md,
+        "| Kafka produce (idempotent, acks=all) → consume | {:.0} |",
+        f.kafka_hop_us
+    );
+    let _ = writeln!(
+        md,
+        "\n| protocol | floor (ms) | composed of |\n|---|---|---|"
+    );
     for r in &summary.runs {
         if let Some(p) = r.protocol {
-            let _ = writeln!(md, "| {} | {:.2} | {} |", p.name(), r.floor_ms.unwrap_or(0.0), composition(p));
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} | {} |",
+                p.name(),
+                r.floor_ms.unwrap_or(0.0),
+                composition(p)
+            );
         }
     }
 
     let e = &summary.environment;
     let t = &summary.kafka_tuning;
     let _ = writeln!(md, "\n## Environment\n");
-    let _ = writeln!(md, "- machine: {} ({}, kernel {}), {} CPUs, {} GiB; load average at start {}", e.hostname, e.os, e.kernel, e.cpus, e.memory_gib, e.load_average_at_start);
-    let _ = writeln!(md, "- PostgreSQL {} (fsync=on, synchronous_commit=on), Apache Kafka {} (KRaft, one broker)", e.postgres, e.kafka);
-    let _ = writeln!(md, "- Kafka clients: fetch.wait.max.ms={}, fetch.min.bytes={}, linger.ms={}", t.fetch_wait_max_ms, t.fetch_min_bytes, t.linger_ms);
+    let _ = writeln!(
+        md,
+        "- machine: {} ({}, kernel {}), {} CPUs, {} GiB; load average at start {}",
+        e.hostname, e.os, e.kernel, e.cpus, e.memory_gib, e.load_average_at_start
+    );
+    let _ = writeln!(
+        md,
+        "- PostgreSQL {} (fsync=on, synchronous_commit=on), Apache Kafka {} (KRaft, one broker)",
+        e.postgres, e.kafka
+    );
+    let _ = writeln!(
+        md,
+        "- Kafka clients: fetch.wait.max.ms={}, fetch.min.bytes={}, linger.ms={}",
+        t.fetch_wait_max_ms, t.fetch_min_bytes, t.linger_ms
+    );
     if let Some(s) = scenario {
-        let _ = writeln!(md, "\n## Scenario\n\n```toml\n{}```", toml::to_string(s).unwrap_or_default());
+        let _ = writeln!(
+            md,
+            "\n## Scenario\n\n```toml\n{}```",
+            toml::to_string(s).unwrap_or_default()
+        );
     }
     let _ = writeln!(md, "\nRaw data: `summary.json` (every figure), `timeline.csv` (per second), `<protocol>.hlog` (HdrHistogram interval logs, µs, tagged by outcome).");
     md

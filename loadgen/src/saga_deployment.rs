@@ -33,10 +33,18 @@ pub struct SagaDeployment {
     processes: Vec<ServiceProcess>,
 }
 
-const SERVICES: [(&str, Store); 3] = [("order", Store::Orders), ("payment", Store::Payments), ("inventory", Store::Inventory)];
+const SERVICES: [(&str, Store); 3] = [
+    ("order", Store::Orders),
+    ("payment", Store::Payments),
+    ("inventory", Store::Inventory),
+];
 
 fn port() -> Result<SocketAddr, EnvError> {
-    let port = free_port().map_err(|source| EnvError::Io { what: "finding a free port", path: "127.0.0.1".into(), source })?;
+    let port = free_port().map_err(|source| EnvError::Io {
+        what: "finding a free port",
+        path: "127.0.0.1".into(),
+        source,
+    })?;
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -51,34 +59,75 @@ impl SagaDeployment {
         step_timeout: Duration,
     ) -> Result<SagaDeployment, EnvError> {
         let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let kafka = |listen: SocketAddr| vec![
-            "--listen".to_string(),
-            listen.to_string(),
-            "--bootstrap".into(),
-            bootstrap.to_string(),
-            "--topic-prefix".into(),
-            prefix.clone(),
-        ];
-        let mut deployment = SagaDeployment { front: port()?, metrics: Vec::new(), processes: Vec::new() };
+        let kafka = |listen: SocketAddr| {
+            vec![
+                "--listen".to_string(),
+                listen.to_string(),
+                "--bootstrap".into(),
+                bootstrap.to_string(),
+                "--topic-prefix".into(),
+                prefix.clone(),
+            ]
+        };
+        let mut deployment = SagaDeployment {
+            front: port()?,
+            metrics: Vec::new(),
+            processes: Vec::new(),
+        };
         for (name, store) in SERVICES {
             // Choreography's front door is the order service.
-            let listen = if mode == SagaMode::Choreographed && name == "order" { deployment.front } else { port()? };
+            let listen = if mode == SagaMode::Choreographed && name == "order" {
+                deployment.front
+            } else {
+                port()?
+            };
             let mut args = kafka(listen);
-            args.extend(["--service".into(), name.into(), "--mode".into(), mode.flag().into()]);
+            args.extend([
+                "--service".into(),
+                name.into(),
+                "--mode".into(),
+                mode.flag().into(),
+            ]);
             args.extend(["--database-url".into(), databases.get(store).to_string()]);
-            deployment.spawn(&format!("saga-{name}"), bin_dir.join("saga-service"), args, listen, log_dir).await?;
+            deployment
+                .spawn(
+                    &format!("saga-{name}"),
+                    bin_dir.join("saga-service"),
+                    args,
+                    listen,
+                    log_dir,
+                )
+                .await?;
         }
         if mode == SagaMode::Orchestrated {
             let listen = deployment.front;
             let mut args = kafka(listen);
             args.extend(["--database-url".into(), databases.orchestrator.clone()]);
-            args.extend(["--step-timeout-ms".into(), step_timeout.as_millis().to_string()]);
-            deployment.spawn("saga-orchestrator", bin_dir.join("saga-orchestrator"), args, listen, log_dir).await?;
+            args.extend([
+                "--step-timeout-ms".into(),
+                step_timeout.as_millis().to_string(),
+            ]);
+            deployment
+                .spawn(
+                    "saga-orchestrator",
+                    bin_dir.join("saga-orchestrator"),
+                    args,
+                    listen,
+                    log_dir,
+                )
+                .await?;
         }
         Ok(deployment)
     }
 
-    async fn spawn(&mut self, name: &str, program: PathBuf, args: Vec<String>, listen: SocketAddr, log_dir: &Path) -> Result<(), EnvError> {
+    async fn spawn(
+        &mut self,
+        name: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        listen: SocketAddr,
+        log_dir: &Path,
+    ) -> Result<(), EnvError> {
         if !program.is_file() {
             return Err(EnvError::Io {
                 what: "finding the saga binary (build them with `cargo build --release --workspace --bins`)",
@@ -86,8 +135,15 @@ impl SagaDeployment {
                 source: std::io::ErrorKind::NotFound.into(),
             });
         }
-        let spec = ServiceSpec { name: name.into(), program, args, env: Vec::new(), listen };
-        self.processes.push(ServiceProcess::start(spec, log_dir, Duration::from_secs(60)).await?);
+        let spec = ServiceSpec {
+            name: name.into(),
+            program,
+            args,
+            env: Vec::new(),
+            listen,
+        };
+        self.processes
+            .push(ServiceProcess::start(spec, log_dir, Duration::from_secs(60)).await?);
         self.metrics.push(listen);
         Ok(())
     }

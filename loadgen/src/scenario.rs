@@ -9,7 +9,19 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// A protocol the lab can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// Two-phase commit: coordinator + three participants over gRPC.
@@ -90,7 +102,10 @@ fn default_prepare_order() -> twopc::coordinator::PrepareOrder {
 
 impl Default for TwopcSpec {
     fn default() -> Self {
-        TwopcSpec { prepare_timeout_ms: default_prepare_timeout(), prepare_order: default_prepare_order() }
+        TwopcSpec {
+            prepare_timeout_ms: default_prepare_timeout(),
+            prepare_order: default_prepare_order(),
+        }
     }
 }
 
@@ -131,7 +146,9 @@ fn default_step_timeout() -> u64 {
 
 impl Default for SagaSpec {
     fn default() -> Self {
-        SagaSpec { step_timeout_ms: default_step_timeout() }
+        SagaSpec {
+            step_timeout_ms: default_step_timeout(),
+        }
     }
 }
 
@@ -171,7 +188,12 @@ fn default_range() -> (u32, u32) {
 
 impl Default for WorkloadFields {
     fn default() -> Self {
-        WorkloadFields { lines: default_range(), qty: default_range(), sku_skew: 0.0, failure_share: 0.0 }
+        WorkloadFields {
+            lines: default_range(),
+            qty: default_range(),
+            sku_skew: 0.0,
+            failure_share: 0.0,
+        }
     }
 }
 
@@ -179,10 +201,19 @@ impl Default for WorkloadFields {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {path:?}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("scenario {path:?}: {field}: {reason}")]
-    Invalid { path: PathBuf, field: String, reason: String },
-    #[error("no scenario named {name:?}: the named ones are {known}; or give a path to a .toml file")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+    #[error(
+        "no scenario named {name:?}: the named ones are {known}; or give a path to a .toml file"
+    )]
     Unknown { name: String, known: String },
 }
 
@@ -199,24 +230,48 @@ impl Scenario {
                 .into_iter()
                 .flatten()
                 .flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".toml").map(String::from))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".toml")
+                        .map(String::from)
+                })
                 .collect();
             known.sort();
-            return Err(ScenarioError::Unknown { name: name_or_path.into(), known: known.join(", ") });
+            return Err(ScenarioError::Unknown {
+                name: name_or_path.into(),
+                known: known.join(", "),
+            });
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+            path: path.clone(),
+            source,
+        })?;
         Scenario::parse(&text, &path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let invalid = |field: String, reason: String| ScenarioError::Invalid { path: path.to_path_buf(), field, reason };
+        let invalid = |field: String, reason: String| ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            reason,
+        };
         let deserializer = toml::Deserializer::new(text);
         let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let field = err.path().to_string();
             let reason = err.into_inner().message().trim().to_string();
-            invalid(if field == "." { "(top level)".into() } else { field }, reason)
+            invalid(
+                if field == "." {
+                    "(top level)".into()
+                } else {
+                    field
+                },
+                reason,
+            )
         })?;
-        scenario.validate().map_err(|(field, reason)| invalid(field, reason))?;
+        scenario
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         Ok(scenario)
     }
 
@@ -226,55 +281,116 @@ impl Scenario {
         match load.mode {
             LoadMode::Open => match load.rate {
                 Some(rate) if rate > 0.0 && rate <= 1_000_000.0 => {}
-                Some(rate) => return Err(("load.rate".to_string(), format!("must be in (0, 1000000] orders/s, got {rate}"))),
-                None => return Err(("load.rate".to_string(), "an open loop needs a rate (orders/s)".into())),
+                Some(rate) => {
+                    return Err((
+                        "load.rate".to_string(),
+                        format!("must be in (0, 1000000] orders/s, got {rate}"),
+                    ))
+                }
+                None => {
+                    return Err((
+                        "load.rate".to_string(),
+                        "an open loop needs a rate (orders/s)".into(),
+                    ))
+                }
             },
             LoadMode::Closed => match load.clients {
                 Some(c) if (1..=4096).contains(&c) => {}
-                Some(c) => return Err(("load.clients".to_string(), format!("must be between 1 and 4096, got {c}"))),
-                None => return Err(("load.clients".to_string(), "a closed loop needs a number of clients".into())),
+                Some(c) => {
+                    return Err((
+                        "load.clients".to_string(),
+                        format!("must be between 1 and 4096, got {c}"),
+                    ))
+                }
+                None => {
+                    return Err((
+                        "load.clients".to_string(),
+                        "a closed loop needs a number of clients".into(),
+                    ))
+                }
             },
         }
         if load.mode == LoadMode::Open && load.clients.is_some() {
-            return Err(("load.clients".to_string(), "only a closed loop has clients; an open loop has a rate".into()));
+            return Err((
+                "load.clients".to_string(),
+                "only a closed loop has clients; an open loop has a rate".into(),
+            ));
         }
         if load.mode == LoadMode::Closed && load.rate.is_some() {
-            return Err(("load.rate".to_string(), "only an open loop has a rate; a closed loop has clients".into()));
+            return Err((
+                "load.rate".to_string(),
+                "only an open loop has a rate; a closed loop has clients".into(),
+            ));
         }
         if load.duration_s == 0 || load.duration_s > 24 * 3600 {
-            return Err(("load.duration_s".to_string(), format!("must be between 1 and 86400, got {}", load.duration_s)));
+            return Err((
+                "load.duration_s".to_string(),
+                format!("must be between 1 and 86400, got {}", load.duration_s),
+            ));
         }
         if load.max_in_flight == 0 {
-            return Err(("load.max_in_flight".to_string(), "must be at least 1".into()));
+            return Err((
+                "load.max_in_flight".to_string(),
+                "must be at least 1".into(),
+            ));
         }
         if self.protocols.is_empty() {
-            return Err(("protocols".to_string(), "name at least one of twopc, saga-orchestrated, saga-choreographed".into()));
+            return Err((
+                "protocols".to_string(),
+                "name at least one of twopc, saga-orchestrated, saga-choreographed".into(),
+            ));
         }
         if self.deadline_ms == 0 {
             return Err(("deadline_ms".to_string(), "must be positive".into()));
         }
-        self.data_set_spec().validate().map_err(|e| (format!("dataset.{}", e.field), e.reason))?;
+        self.data_set_spec()
+            .validate()
+            .map_err(|e| (format!("dataset.{}", e.field), e.reason))?;
         let w = &self.workload;
         if w.lines.0 == 0 || w.lines.0 > w.lines.1 {
-            return Err(("workload.lines".to_string(), format!("needs 1 <= min <= max, got {:?}", w.lines)));
+            return Err((
+                "workload.lines".to_string(),
+                format!("needs 1 <= min <= max, got {:?}", w.lines),
+            ));
         }
         if w.lines.1 > self.dataset.skus {
-            return Err(("workload.lines".to_string(), format!("an order cannot have more lines ({}) than there are skus ({})", w.lines.1, self.dataset.skus)));
+            return Err((
+                "workload.lines".to_string(),
+                format!(
+                    "an order cannot have more lines ({}) than there are skus ({})",
+                    w.lines.1, self.dataset.skus
+                ),
+            ));
         }
         if w.qty.0 == 0 || w.qty.0 > w.qty.1 {
-            return Err(("workload.qty".to_string(), format!("needs 1 <= min <= max, got {:?}", w.qty)));
+            return Err((
+                "workload.qty".to_string(),
+                format!("needs 1 <= min <= max, got {:?}", w.qty),
+            ));
         }
         if !(0.0..=5.0).contains(&w.sku_skew) {
-            return Err(("workload.sku_skew".to_string(), format!("must be between 0 (uniform) and 5, got {}", w.sku_skew)));
+            return Err((
+                "workload.sku_skew".to_string(),
+                format!("must be between 0 (uniform) and 5, got {}", w.sku_skew),
+            ));
         }
         if !(0.0..=1.0).contains(&w.failure_share) {
-            return Err(("workload.failure_share".to_string(), format!("must be between 0 and 1, got {}", w.failure_share)));
+            return Err((
+                "workload.failure_share".to_string(),
+                format!("must be between 0 and 1, got {}", w.failure_share),
+            ));
         }
         if self.saga.step_timeout_ms == 0 {
-            return Err(("saga.step_timeout_ms".to_string(), "must be positive".into()));
+            return Err((
+                "saga.step_timeout_ms".to_string(),
+                "must be positive".into(),
+            ));
         }
         if self.twopc.prepare_timeout_ms == 0 {
-            return Err(("twopc.prepare_timeout_ms".to_string(), "must be positive".into()));
+            return Err((
+                "twopc.prepare_timeout_ms".to_string(),
+                "must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -293,7 +409,13 @@ impl Scenario {
 
     pub fn workload_spec(&self) -> WorkloadSpec {
         let w = &self.workload;
-        WorkloadSpec { seed: self.seed, lines: w.lines, qty: w.qty, sku_skew: w.sku_skew, failure_share: w.failure_share }
+        WorkloadSpec {
+            seed: self.seed,
+            lines: w.lines,
+            qty: w.qty,
+            sku_skew: w.sku_skew,
+            failure_share: w.failure_share,
+        }
     }
 }
 
@@ -318,13 +440,18 @@ price_cents = [100, 200]
 "#;
 
     fn error_of(text: &str) -> String {
-        Scenario::parse(text, Path::new("t.toml")).unwrap_err().to_string()
+        Scenario::parse(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn a_good_scenario_parses_with_defaults() {
         let s = Scenario::parse(GOOD, Path::new("t.toml")).unwrap();
-        assert_eq!(s.protocols, vec![Protocol::Twopc, Protocol::SagaOrchestrated]);
+        assert_eq!(
+            s.protocols,
+            vec![Protocol::Twopc, Protocol::SagaOrchestrated]
+        );
         assert_eq!(s.load.arrivals, Arrivals::Poisson);
         assert_eq!(s.deadline_ms, 1_000);
         assert_eq!(s.workload.lines, (1, 3));
@@ -333,7 +460,10 @@ price_cents = [100, 200]
     #[test]
     fn errors_name_the_field_and_why() {
         let e = error_of(&GOOD.replace("rate = 100.0", "rat = 100.0"));
-        assert!(e.contains("load") && e.contains("unknown field `rat`"), "{e}");
+        assert!(
+            e.contains("load") && e.contains("unknown field `rat`"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("rate = 100.0", "rate = \"fast\""));
         assert!(e.contains("load.rate") && e.contains("invalid type"), "{e}");
         let e = error_of(&GOOD.replace("rate = 100.0", "rate = -5.0"));
@@ -341,10 +471,17 @@ price_cents = [100, 200]
         let e = error_of(&GOOD.replace("\"saga-orchestrated\"", "\"paxos\""));
         assert!(e.contains("protocols[1]") && e.contains("paxos"), "{e}");
         let e = error_of(&GOOD.replace("rate = 100.0", "rate = 100.0\nclients = 4"));
-        assert!(e.contains("load.clients: only a closed loop has clients"), "{e}");
+        assert!(
+            e.contains("load.clients: only a closed loop has clients"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("stock = [10, 20]", "stock = [20, 10]"));
         assert!(e.contains("dataset.stock"), "{e}");
-        let e = error_of(&GOOD.replace("skus = 10", "skus = 2").replace("[dataset]", "[workload]\nlines = [1, 3]\n[dataset]"));
+        let e = error_of(
+            &GOOD
+                .replace("skus = 10", "skus = 2")
+                .replace("[dataset]", "[workload]\nlines = [1, 3]\n[dataset]"),
+        );
         assert!(e.contains("workload.lines"), "{e}");
         let e = error_of(&GOOD.replace("duration_s = 10", ""));
         assert!(e.contains("duration_s"), "{e}");

@@ -89,14 +89,29 @@ pub struct Environment {
 
 impl Environment {
     pub fn read() -> Environment {
-        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
         let os = read("/etc/os-release")
             .lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            .find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
             .unwrap_or_default();
         let mem_kib: f64 = read("/proc/meminfo")
             .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:")?.trim().trim_end_matches("kB").trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix("MemTotal:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0.0);
         let git = std::process::Command::new("git")
             .args(["rev-parse", "--short", "HEAD"])
@@ -108,9 +123,15 @@ impl Environment {
             hostname: read("/proc/sys/kernel/hostname"),
             os,
             kernel: read("/proc/sys/kernel/osrelease"),
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
             memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
-            load_average_at_start: read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+            load_average_at_start: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
             postgres: String::new(),
             kafka: common::env::kafka::KAFKA_VERSION.to_string(),
             git_commit: git,
@@ -148,10 +169,19 @@ mod tests {
             started: 1000,
             outcomes: [("COMMITTED".to_string(), 990), ("REJECTED".to_string(), 10)].into(),
             latency: [("ALL".to_string(), Percentiles::of(&h))].into(),
-            timeline: vec![SecondBucket { second: 0, scheduled: 100, committed: 99, ..SecondBucket::default() }],
+            timeline: vec![SecondBucket {
+                second: 0,
+                scheduled: 100,
+                committed: 99,
+                ..SecondBucket::default()
+            }],
             ..ProtocolRun::default()
         };
-        let summary = Summary { command: "loadgen compare --scenario quick".into(), runs: vec![run], ..Summary::default() };
+        let summary = Summary {
+            command: "loadgen compare --scenario quick".into(),
+            runs: vec![run],
+            ..Summary::default()
+        };
         let text = serde_json::to_string_pretty(&summary).unwrap();
         let back: Summary = serde_json::from_str(&text).unwrap();
         assert_eq!(back, summary);

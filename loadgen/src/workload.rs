@@ -124,7 +124,16 @@ impl OrderGenerator {
             self.beyond_stock.min(1_000_000)
         };
         let id = OrderId(uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid());
-        Order::new(id, customer, vec![OrderLine { sku, qty, unit_price: price }]).expect("generated orders are valid")
+        Order::new(
+            id,
+            customer,
+            vec![OrderLine {
+                sku,
+                qty,
+                unit_price: price,
+            }],
+        )
+        .expect("generated orders are valid")
     }
 }
 

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use tonic::transport::Endpoint;
 
 fn data() -> DataSet {
-    DataSet::generate(&DataSetSpec { customers: 100, skus: 20, ..DataSetSpec::default() }).unwrap()
+    DataSet::generate(&DataSetSpec {
+        customers: 100,
+        skus: 20,
+        ..DataSetSpec::default()
+    })
+    .unwrap()
 }
 
 fn load(rate: f64, secs: u64, arrivals: Arrivals) -> OpenLoop {
@@ -26,7 +31,12 @@ fn load(rate: f64, secs: u64, arrivals: Arrivals) -> OpenLoop {
 }
 
 async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
-    Endpoint::from_shared(format!("http://{addr}")).unwrap().tcp_nodelay(true).connect().await.unwrap()
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// The generator yields the CPU between close start times rather than sleep past them: two
@@ -38,11 +48,29 @@ async fn constant_and_poisson_arrivals_hit_the_rate_within_two_percent() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (addr, _stop) = serve(NoopOrderApi::default()).await.unwrap();
     for arrivals in [Arrivals::Constant, Arrivals::Poisson] {
-        let result = run(channel(addr).await, &data(), &WorkloadSpec::default(), &load(1_000.0, 10, arrivals)).await;
+        let result = run(
+            channel(addr).await,
+            &data(),
+            &WorkloadSpec::default(),
+            &load(1_000.0, 10, arrivals),
+        )
+        .await;
         let rate = result.achieved_rate();
-        println!("{arrivals:?}: {} started in {:?}: {rate:.1}/s; lag p99 {} µs", result.started, result.start_span, result.schedule_lag.value_at_quantile(0.99));
-        assert!((rate - 1_000.0).abs() / 1_000.0 < 0.02, "{arrivals:?} achieved {rate:.1}/s");
-        assert_eq!(result.count(OutcomeKind::Committed), result.started, "every started order answered");
+        println!(
+            "{arrivals:?}: {} started in {:?}: {rate:.1}/s; lag p99 {} µs",
+            result.started,
+            result.start_span,
+            result.schedule_lag.value_at_quantile(0.99)
+        );
+        assert!(
+            (rate - 1_000.0).abs() / 1_000.0 < 0.02,
+            "{arrivals:?} achieved {rate:.1}/s"
+        );
+        assert_eq!(
+            result.count(OutcomeKind::Committed),
+            result.started,
+            "every started order answered"
+        );
         assert_eq!(result.dropped_at_cap, 0);
         let per_second: u64 = result.timeline.iter().map(|b| b.scheduled).sum();
         assert_eq!(per_second, result.started);
@@ -61,7 +89,13 @@ async fn a_stall_is_charged_to_every_order_scheduled_during_it() {
         tokio::time::sleep_until((begin + Duration::from_secs(1)).into()).await;
         stall.stall_until(Instant::now() + Duration::from_secs(1));
     });
-    let result = run(channel(addr).await, &data(), &WorkloadSpec::default(), &load(200.0, 3, Arrivals::Constant)).await;
+    let result = run(
+        channel(addr).await,
+        &data(),
+        &WorkloadSpec::default(),
+        &load(200.0, 3, Arrivals::Constant),
+    )
+    .await;
     let latency = &result.latency[&OutcomeKind::Committed];
     println!(
         "p50 {} µs, p90 {} µs, max {} µs, over 500 ms: {}",
@@ -75,5 +109,8 @@ async fn a_stall_is_charged_to_every_order_scheduled_during_it() {
     // answer per client instead.
     assert!(latency.max() >= 900_000, "max {} µs", latency.max());
     let slow = latency.count_between(500_000, 60_000_000);
-    assert!(slow >= 80, "orders scheduled during the stall were not charged for it: {slow} over 500 ms");
+    assert!(
+        slow >= 80,
+        "orders scheduled during the stall were not charged for it: {slow} over 500 ms"
+    );
 }

@@ -22,7 +22,9 @@ pub const AFTER_DECISION_LOGGED: &str = "coordinator-after-decision-logged";
 pub const AFTER_FIRST_COMMIT: &str = "coordinator-after-first-commit";
 
 /// How Prepare reaches the participants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PrepareOrder {
     /// All at once: one round trip, but two transactions can each hold locks at one participant
