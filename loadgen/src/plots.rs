@@ -159,18 +159,25 @@ pub fn timeline(
     Ok(())
 }
 
-/// Horizontal bars, one per (label, value), e.g. lock-hold p99 per participant or latency/floor.
-pub fn bars(path: &Path, title: &str, x_desc: &str, bars: &[(String, f64)]) -> PlotResult {
+/// Horizontal bars, one per (label, value), e.g. lock-hold p99 per participant or latency/floor;
+/// each run of `per_color` consecutive bars shares a colour.
+pub fn bars(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    bars: &[(String, f64)],
+    per_color: usize,
+) -> PlotResult {
     let height = 90 + 34 * bars.len().max(1) as u32;
     let x_max = bars.iter().map(|b| b.1).fold(1e-9, f64::max) * 1.15;
-    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(45)
-        .y_label_area_size(300)
+        .y_label_area_size(420)
         .build_cartesian_2d(0f64..x_max, (0..bars.len()).into_segmented())?;
     chart
         .configure_mesh()
@@ -183,7 +190,7 @@ pub fn bars(path: &Path, title: &str, x_desc: &str, bars: &[(String, f64)]) -> P
         .disable_y_mesh()
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        let color = COLORS[i % COLORS.len()];
+        let color = COLORS[(i / per_color.max(1)) % COLORS.len()];
         Rectangle::new(
             [
                 (0.0, SegmentValue::Exact(i)),

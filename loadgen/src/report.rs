@@ -133,14 +133,20 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     let mut locks = Vec::new();
     for m in measured {
         for (service, histograms) in &m.service_histograms {
+            // Saga processes already name themselves after their mode.
+            let who = if service.starts_with(name_of(m)) {
+                service.clone()
+            } else {
+                format!("{} {service}", name_of(m))
+            };
             for (name, h) in histograms {
                 if name.contains("lock_hold") || name.contains("semantic_lock") {
                     locks.push((
-                        format!("{} {service} {name} p99", name_of(m)),
+                        format!("{who} {name} p99"),
                         h.value_at_quantile(0.99) as f64 / 1000.0,
                     ));
                     locks.push((
-                        format!("{} {service} {name} p50", name_of(m)),
+                        format!("{who} {name} p50"),
                         h.value_at_quantile(0.5) as f64 / 1000.0,
                     ));
                 }
@@ -152,6 +158,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         "Lock-hold time (2PC: row locks; sagas: semantic locks)",
         "ms",
         &locks,
+        2, // a measure's p99 and p50
     )
     .map_err(report_err)?;
 
@@ -165,6 +172,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         "Committed p50 latency / the protocol's floor",
         "× floor",
         &over_floor,
+        1,
     )
     .map_err(report_err)?;
     Ok(())
