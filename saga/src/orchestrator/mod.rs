@@ -19,7 +19,6 @@ use engine::Engine;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(Clone, Debug)]
 pub struct OrchestratorConfig {
@@ -107,7 +106,10 @@ where
     let served = tonic::transport::Server::builder()
         .add_service(OrderApiServer::new(front::OrchestratorFront { engine }))
         .add_service(MetricsServer::new(metrics))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), requested(stopped.clone()))
+        .serve_with_incoming_shutdown(
+            common::net::nodelay_incoming(listener),
+            requested(stopped.clone()),
+        )
         .await;
     let _ = stop.send(true);
     let consumed = consumer_task.await;

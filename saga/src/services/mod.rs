@@ -20,7 +20,6 @@ use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// How to run one service process.
 #[derive(Clone, Debug)]
@@ -141,7 +140,10 @@ where
     let served = tonic::transport::Server::builder()
         .add_service(MetricsServer::new(metrics))
         .add_optional_service(front)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), requested(stopped.clone()))
+        .serve_with_incoming_shutdown(
+            common::net::nodelay_incoming(listener),
+            requested(stopped.clone()),
+        )
         .await;
     let _ = stop.send(true);
     let consumed = consumer_task.await;
