@@ -158,6 +158,53 @@ impl Order {
     }
 }
 
+/// The three business services of the domain; each owns its own database. Both protocols run
+/// one process per service.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Order,
+    Payment,
+    Inventory,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 3] = [
+        ServiceKind::Order,
+        ServiceKind::Payment,
+        ServiceKind::Inventory,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Order => "order",
+            ServiceKind::Payment => "payment",
+            ServiceKind::Inventory => "inventory",
+        }
+    }
+
+    /// The database the service owns.
+    pub fn store(self) -> crate::storage::Store {
+        match self {
+            ServiceKind::Order => crate::storage::Store::Orders,
+            ServiceKind::Payment => crate::storage::Store::Payments,
+            ServiceKind::Inventory => crate::storage::Store::Inventory,
+        }
+    }
+}
+
 /// What the client is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

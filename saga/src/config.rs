@@ -15,33 +15,7 @@ pub enum Mode {
     Choreographed,
 }
 
-/// The three business services of the domain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum ServiceKind {
-    Order,
-    Payment,
-    Inventory,
-}
-
-impl ServiceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceKind::Order => "order",
-            ServiceKind::Payment => "payment",
-            ServiceKind::Inventory => "inventory",
-        }
-    }
-
-    /// The database the service owns.
-    pub fn store(self) -> common::storage::Store {
-        match self {
-            ServiceKind::Order => common::storage::Store::Orders,
-            ServiceKind::Payment => common::storage::Store::Payments,
-            ServiceKind::Inventory => common::storage::Store::Inventory,
-        }
-    }
-}
+pub use common::domain::ServiceKind;
 
 /// Topic names, all under one prefix so that runs (and tests) never see each other's messages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

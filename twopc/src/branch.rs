@@ -5,37 +5,7 @@ use common::api::twopc_pb as pb;
 use common::domain::{Cents, CustomerId, Order, OrderId, OrderLine, RejectReason, Sku};
 use sqlx::PgConnection;
 
-/// Which service a participant is; each owns its own database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum ServiceKind {
-    Order,
-    Payment,
-    Inventory,
-}
-
-impl ServiceKind {
-    pub const ALL: [ServiceKind; 3] = [
-        ServiceKind::Order,
-        ServiceKind::Payment,
-        ServiceKind::Inventory,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceKind::Order => "order",
-            ServiceKind::Payment => "payment",
-            ServiceKind::Inventory => "inventory",
-        }
-    }
-
-    pub fn store(self) -> common::storage::Store {
-        match self {
-            ServiceKind::Order => common::storage::Store::Orders,
-            ServiceKind::Payment => common::storage::Store::Payments,
-            ServiceKind::Inventory => common::storage::Store::Inventory,
-        }
-    }
-}
+pub use common::domain::ServiceKind;
 
 pub fn to_branch(order: &Order) -> pb::Branch {
     pb::Branch {

@@ -166,7 +166,7 @@ impl Deployment {
         ];
         for (kind, addr) in &self.participant_addrs {
             args.push("--participant".into());
-            args.push(format!("{}=http://{addr}", kind.name()));
+            args.push(format!("{}=http://{addr}", kind.as_str()));
         }
         let spec = self.spec(
             "coordinator",
@@ -188,7 +188,7 @@ impl Deployment {
         let addr = self.participant_addr(kind);
         let args = vec![
             "--service".into(),
-            kind.name().into(),
+            kind.as_str().into(),
             "--listen".into(),
             addr.to_string(),
             "--database-url".into(),
@@ -201,7 +201,7 @@ impl Deployment {
             c.pool_size.to_string(),
         ];
         let spec = self.spec(
-            &format!("participant-{}", kind.name()),
+            &format!("participant-{}", kind.as_str()),
             "participant",
             args,
             addr,

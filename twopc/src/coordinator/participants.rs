@@ -20,7 +20,7 @@ pub struct ParticipantLink {
 impl ParticipantLink {
     pub fn new(service: ServiceKind, url: &str) -> Result<ParticipantLink, String> {
         let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("participant URL {url:?} for {}: {e}", service.name()))?
+            .map_err(|e| format!("participant URL {url:?} for {}: {e}", service.as_str()))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true);
         Ok(ParticipantLink {
@@ -30,7 +30,7 @@ impl ParticipantLink {
     }
 
     pub fn name(&self) -> &'static str {
-        self.service.name()
+        self.service.as_str()
     }
 
     /// Sends Prepare; an error or no answer within `timeout` is a NO vote.

@@ -41,8 +41,8 @@ pub async fn run(
         config.pool_size,
     )
     .await?;
-    let metrics = MetricsRegistry::new(format!("participant/{}", config.service.name()));
-    let branches = PreparedBranches::new(config.service.name(), pool.clone(), metrics.clone());
+    let metrics = MetricsRegistry::new(format!("participant/{}", config.service.as_str()));
+    let branches = PreparedBranches::new(config.service.as_str(), pool.clone(), metrics.clone());
     let recovered = branches.recover().await?;
     if recovered > 0 {
         tracing::warn!(
@@ -72,7 +72,7 @@ pub async fn run(
         branches,
         metrics: metrics.clone(),
     };
-    tracing::info!(service = config.service.name(), addr = ?listener.local_addr().ok(), "participant serving");
+    tracing::info!(service = config.service.as_str(), addr = ?listener.local_addr().ok(), "participant serving");
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(ParticipantServer::new(service))

@@ -157,7 +157,7 @@ impl ParticipantService {
 
 #[tonic::async_trait]
 impl Participant for ParticipantService {
-    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
+    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.as_str()))]
     async fn prepare(&self, request: Request<PrepareRequest>) -> Result<Response<Vote>, Status> {
         let started = Instant::now();
         let req = request.into_inner();
@@ -176,7 +176,7 @@ impl Participant for ParticipantService {
                 tracing::warn!(cause = %err, "prepare failed; voting NO");
                 self.metrics.add("prepare_failed", 1);
                 vote_no(
-                    format!("{} prepare failed: {err}", self.service.name()),
+                    format!("{} prepare failed: {err}", self.service.as_str()),
                     false,
                 )
             }
@@ -185,7 +185,7 @@ impl Participant for ParticipantService {
         Ok(vote)
     }
 
-    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
+    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.as_str()))]
     async fn commit(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
         let gid = request.into_inner().gid;
         failpoint::pass(BEFORE_COMMIT).await;
@@ -202,7 +202,7 @@ impl Participant for ParticipantService {
         Ok(Response::new(Ack {}))
     }
 
-    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.name()))]
+    #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.as_str()))]
     async fn abort(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
         let gid = request.into_inner().gid;
         if !self.branches.is_prepared(&gid) {

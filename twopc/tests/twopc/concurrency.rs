@@ -127,7 +127,7 @@ async fn hot_skus(test: &str, order: PrepareOrder) -> HashMap<i32, usize> {
         let wait = &histograms["lock_wait"];
         println!(
             "{}: lock_hold n={} p50={} µs p99={} µs max={} µs; lock_wait p50={} µs p99={} µs",
-            service.name(),
+            service.as_str(),
             hold.len(),
             hold.value_at_quantile(0.5),
             hold.value_at_quantile(0.99),
@@ -137,7 +137,7 @@ async fn hot_skus(test: &str, order: PrepareOrder) -> HashMap<i32, usize> {
         );
         println!(
             "{}: counters {:?} maxima {:?}",
-            service.name(),
+            service.as_str(),
             snapshot.counters,
             snapshot.maxima
         );
