@@ -4,6 +4,7 @@
 use common::api::twopc_pb as pb;
 use common::domain::{Cents, CustomerId, Order, OrderId, OrderLine, RejectReason, Sku};
 use sqlx::PgConnection;
+use std::time::Instant;
 
 pub use common::domain::ServiceKind;
 
@@ -49,19 +50,41 @@ pub fn from_branch(branch: &pb::Branch) -> Result<Order, String> {
     Ok(order)
 }
 
+/// When a branch's row locks were granted: lock hold starts at the first, lock wait ends at the
+/// last (they differ when an inventory branch locks several rows one after another).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LockClock {
+    pub first: Option<Instant>,
+    pub all: Option<Instant>,
+}
+
+impl LockClock {
+    /// One more row lock was granted.
+    pub fn granted(&mut self) {
+        self.first.get_or_insert_with(Instant::now);
+    }
+
+    /// Every row lock the branch needs is held.
+    pub fn all_granted(&mut self) {
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.all = Some(now);
+    }
+}
+
 /// Runs this service's part of `order` in the open transaction `tx`: locks first (sorted keys),
 /// then checks the business rule, then writes. `Ok(Some(reason))` is a business refusal; the
-/// caller rolls back. `on_locked` is called once every row lock is held (for lock-wait time).
+/// caller rolls back. `clock` learns when the locks were granted.
 pub async fn apply(
     service: ServiceKind,
     tx: &mut PgConnection,
     order: &Order,
-    on_locked: impl FnOnce(),
+    clock: &mut LockClock,
 ) -> Result<Option<RejectReason>, sqlx::Error> {
     match service {
-        ServiceKind::Order => create_order(tx, order, on_locked).await,
-        ServiceKind::Payment => charge(tx, order, on_locked).await,
-        ServiceKind::Inventory => reserve(tx, order, on_locked).await,
+        ServiceKind::Order => create_order(tx, order, clock).await,
+        ServiceKind::Payment => charge(tx, order, clock).await,
+        ServiceKind::Inventory => reserve(tx, order, clock).await,
     }
 }
 
@@ -70,7 +93,7 @@ pub async fn apply(
 async fn create_order(
     tx: &mut PgConnection,
     order: &Order,
-    on_locked: impl FnOnce(),
+    clock: &mut LockClock,
 ) -> Result<Option<RejectReason>, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, 'CONFIRMED') ON CONFLICT (id) DO NOTHING",
@@ -80,7 +103,7 @@ async fn create_order(
     .bind(order.amount().0)
     .execute(&mut *tx)
     .await?;
-    on_locked();
+    clock.all_granted();
     if inserted.rows_affected() == 0 {
         return Ok(Some(RejectReason::DuplicateOrder));
     }
@@ -103,14 +126,14 @@ async fn create_order(
 async fn charge(
     tx: &mut PgConnection,
     order: &Order,
-    on_locked: impl FnOnce(),
+    clock: &mut LockClock,
 ) -> Result<Option<RejectReason>, sqlx::Error> {
     let balance: Option<i64> =
         sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
             .bind(order.customer.0)
             .fetch_optional(&mut *tx)
             .await?;
-    on_locked();
+    clock.all_granted();
     let Some(balance) = balance else {
         return Ok(Some(RejectReason::UnknownCustomer));
     };
@@ -137,7 +160,7 @@ async fn charge(
 async fn reserve(
     tx: &mut PgConnection,
     order: &Order,
-    on_locked: impl FnOnce(),
+    clock: &mut LockClock,
 ) -> Result<Option<RejectReason>, sqlx::Error> {
     let lines = order.lines_in_lock_order();
     // One row at a time in sku order: two orders can never hold each other's next lock.
@@ -148,9 +171,10 @@ async fn reserve(
                 .bind(line.sku.0)
                 .fetch_optional(&mut *tx)
                 .await?;
+        clock.granted();
         rows.push(row);
     }
-    on_locked();
+    clock.all_granted();
     for (line, row) in lines.iter().zip(&rows) {
         let Some((available, price)) = row else {
             return Ok(Some(RejectReason::UnknownSku));

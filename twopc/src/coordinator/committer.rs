@@ -8,7 +8,7 @@ use crate::branch::{to_branch, ServiceKind};
 use crate::protocol::{client_outcome, Decision, Event, Phase, Tally, VoteResult};
 use common::api::twopc_pb::Branch;
 use common::api::unix_micros_now;
-use common::domain::{Order, OutcomeKind};
+use common::domain::{Order, OutcomeKind, RejectReason};
 use common::failpoint;
 use common::metrics::MetricsRegistry;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -95,22 +95,12 @@ impl Committer {
     /// Runs the whole protocol for `order`, answering by `deadline` at the latest.
     pub async fn place(&self, order: &Order, deadline: Instant) -> Placed {
         let gid = order.id.to_string();
-        match self.log.is_committed(&gid).await {
-            Ok(true) => return placed(OutcomeKind::Committed, "already committed", 0),
-            Ok(false) => {}
-            Err(err) => {
-                return placed(
-                    OutcomeKind::Aborted,
-                    &format!("decision log unreadable: {err}"),
-                    0,
-                )
-            }
-        }
         {
             let mut phases = self.phases.lock().expect("phases lock");
             if phases.contains_key(&gid) {
+                // The first attempt may still commit: this one cannot know.
                 return placed(
-                    OutcomeKind::Aborted,
+                    OutcomeKind::Undecided,
                     "this order is already being placed",
                     0,
                 );
@@ -166,7 +156,21 @@ impl Committer {
                 phase_two.elapsed(),
             );
         }
-        let (kind, reason) = client_outcome(phase, &tally);
+        let (mut kind, mut reason) = client_outcome(phase, &tally);
+        if kind == OutcomeKind::Rejected && reason.contains(RejectReason::DuplicateOrder.as_str()) {
+            // A replayed order: its first attempt's fate is in the log (read only on this path,
+            // so the protocol's own latency carries no extra round trip).
+            match self.log.is_committed(&gid).await {
+                Ok(true) => (kind, reason) = (OutcomeKind::Committed, "already committed".into()),
+                Ok(false) => {}
+                Err(err) => {
+                    (kind, reason) = (
+                        OutcomeKind::Undecided,
+                        format!("decision log unreadable: {err}"),
+                    )
+                }
+            }
+        }
         self.metrics.record("total", started.elapsed());
         self.metrics.add(kind.as_str(), 1);
         placed(kind, &reason, decided_unix_us)
@@ -264,13 +268,16 @@ impl Committer {
         self.set_phase(&gid, phase.next(Event::AllAcknowledged));
     }
 
-    /// Re-drives a logged COMMIT found without END at start-up.
-    pub async fn recover(&self, gid: String) {
+    /// Re-drives a logged COMMIT found without END at start-up. The phase is set before this
+    /// returns (the delivery runs in the background), so that no request served afterwards can
+    /// start a second attempt of the same order while its branches are still prepared.
+    pub fn recover(&self, gid: String) {
         self.set_phase(&gid, Phase::Committing);
         self.metrics.add("recovered_commits", 1);
-        self.clone()
-            .deliver(gid, Decision::Commit, Phase::Committing)
-            .await;
+        tokio::spawn(
+            self.clone()
+                .deliver(gid, Decision::Commit, Phase::Committing),
+        );
     }
 
     /// The answer to a participant's inquiry. `None` means "ask again later".

@@ -70,8 +70,7 @@ pub async fn run(
         );
     }
     for commit in unfinished {
-        let committer = committer.clone();
-        tokio::spawn(async move { committer.recover(commit.gid).await });
+        committer.recover(commit.gid);
     }
 
     let service = CoordinatorService {

@@ -42,7 +42,11 @@ pub async fn run(
     )
     .await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.as_str()));
-    let branches = PreparedBranches::new(config.service.as_str(), pool.clone(), metrics.clone());
+    // Decisions get connections of their own: queued behind prepares that wait for row locks,
+    // the COMMIT PREPARED that would release those rows could not run.
+    let decisions =
+        common::storage::connect(config.service.store(), &config.database_url, 8).await?;
+    let branches = PreparedBranches::new(config.service.as_str(), decisions, metrics.clone());
     let recovered = branches.recover().await?;
     if recovered > 0 {
         tracing::warn!(

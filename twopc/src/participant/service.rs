@@ -29,6 +29,9 @@ pub struct ParticipantService {
     pub metrics: MetricsRegistry,
 }
 
+/// SQLSTATE 55P03: `lock_timeout` expired while waiting for a row lock.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 /// How a branch ended its local transaction.
 enum BranchResult {
     /// Prepared: durable, every lock held since `locked_at`.
@@ -86,6 +89,15 @@ impl ParticipantService {
                 if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
                     let _ = conn.close().await;
                 }
+                // A lost connection may have lost PREPARE's reply after it succeeded: we vote NO,
+                // so roll back a branch of that name if there is one. (Not after a database
+                // error: "identifier already in use" names an earlier attempt's live branch.)
+                if !matches!(err, sqlx::Error::Database(_)) {
+                    let name = quote_literal(&self.branches.pg_gid(gid));
+                    let _ = sqlx::query(&format!("ROLLBACK PREPARED {name}"))
+                        .execute(&self.pool)
+                        .await;
+                }
                 Err(err)
             }
         }
@@ -108,10 +120,17 @@ impl ParticipantService {
         ))
         .execute(&mut *conn)
         .await?;
-        let mut locked_at = begun;
-        let refusal =
-            branch::apply(self.service, conn, order, || locked_at = Instant::now()).await?;
-        self.metrics.record("lock_wait", locked_at - begun);
+        let mut clock = branch::LockClock::default();
+        let applied = branch::apply(self.service, conn, order, &mut clock).await;
+        // Waits that end in lock_timeout count too: they are the worst ones.
+        self.metrics
+            .record("lock_wait", clock.all.unwrap_or_else(Instant::now) - begun);
+        if matches!(&applied, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE))
+        {
+            self.metrics.add("lock_timeouts", 1);
+        }
+        let refusal = applied?;
+        let locked_at = clock.first.unwrap_or(begun);
         if let Some(reason) = refusal {
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
             tracing::debug!(gid, reason = reason.as_str(), "business refusal");
