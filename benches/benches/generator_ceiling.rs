@@ -56,6 +56,7 @@ fn main() {
                 deadline: Duration::from_secs(5),
                 seed: 1,
                 stream_base: i as u64 * 1_000,
+                precise: true,
             };
             run(channel, &data, &WorkloadSpec::default(), &load).await
         });

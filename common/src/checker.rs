@@ -5,7 +5,7 @@
 
 use crate::datagen::DataSet;
 use crate::domain::{
-    Cents, CustomerId, OrderId, OrderStatus, PaymentStatus, ReservationStatus, Sku,
+    Cents, CustomerId, OrderId, OrderStatus, OutcomeKind, PaymentStatus, ReservationStatus, Sku,
 };
 use crate::storage::{Databases, StorageError, Store};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,13 @@ pub enum Violation {
     Atomicity {
         order: OrderEvidence,
         problem: String,
+    },
+    /// The client was told one thing and the databases hold another (e.g. COMMITTED, but the
+    /// order is not CONFIRMED).
+    ClientOutcome {
+        order_id: OrderId,
+        told: OutcomeKind,
+        status: Option<String>,
     },
     /// A row whose status text the domain does not know.
     UnknownStatus {
@@ -123,6 +130,40 @@ pub async fn check(dbs: &Databases, initial: &DataSet) -> Result<CheckReport, St
     find_prepared(dbs, &mut report).await?;
     find_open_sagas(dbs, &mut report).await?;
     Ok(report)
+}
+
+/// Compares what clients were told with what the databases hold, once quiescent: COMMITTED
+/// must be CONFIRMED; REJECTED and ABORTED must not be; UNDECIDED may be anything.
+pub async fn check_outcomes(
+    dbs: &Databases,
+    told: &[(OrderId, OutcomeKind)],
+) -> Result<Vec<Violation>, StorageError> {
+    let ids: Vec<Uuid> = told.iter().map(|(id, _)| id.0).collect();
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, status FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&dbs.orders)
+            .await
+            .map_err(StorageError::query(Store::Orders, "reading order statuses"))?;
+    let status: HashMap<Uuid, String> = rows.into_iter().collect();
+    let confirmed = OrderStatus::Confirmed.as_str();
+    Ok(told
+        .iter()
+        .filter_map(|(id, kind)| {
+            let found = status.get(&id.0).cloned();
+            let is_confirmed = found.as_deref() == Some(confirmed);
+            let wrong = match kind {
+                OutcomeKind::Committed => !is_confirmed,
+                OutcomeKind::Rejected | OutcomeKind::Aborted => is_confirmed,
+                OutcomeKind::Undecided => false,
+            };
+            wrong.then(|| Violation::ClientOutcome {
+                order_id: *id,
+                told: *kind,
+                status: found,
+            })
+        })
+        .collect())
 }
 
 async fn check_stock(

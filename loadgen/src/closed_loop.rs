@@ -40,6 +40,8 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Per second of the run, by start time.
     pub timeline: Vec<SecondBucket>,
+    /// What each answered order was told, for the checker.
+    pub told: Vec<(common::domain::OrderId, OutcomeKind)>,
 }
 
 impl LoadResult {
@@ -60,6 +62,7 @@ impl LoadResult {
                 .add(&h)
                 .expect("same bounds");
         }
+        self.told.extend(other.told);
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
         }
@@ -111,7 +114,8 @@ pub async fn run(
                 if n >= load.orders || load.duration.is_some_and(|d| started_at.elapsed() >= d) {
                     return mine;
                 }
-                let mut request = PlaceOrderRequest::from(&orders.next_order());
+                let order = orders.next_order();
+                let mut request = PlaceOrderRequest::from(&order);
                 request.deadline_ms = load.deadline.as_millis() as u32;
                 let started = Instant::now();
                 let second = (started - started_at).as_secs() as usize;
@@ -120,6 +124,7 @@ pub async fn run(
                     Ok(reply) => {
                         let kind = outcome_kind(reply.into_inner().kind());
                         let latency = started.elapsed();
+                        mine.told.push((order.id, kind));
                         record(
                             mine.latency.entry(kind).or_insert_with(new_histogram),
                             latency,

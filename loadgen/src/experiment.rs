@@ -9,7 +9,7 @@ use crate::protocols::Running;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::LoadgenError;
-use common::checker::{check, CheckReport};
+use common::checker::{check, check_outcomes, CheckReport};
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
 use common::env::LabEnv;
@@ -92,8 +92,13 @@ pub async fn measure(
         0,
     )
     .await;
+    // Quiescence first: what finishes after the client's answer (compensations, in-doubt
+    // resolution, late semantic locks) belongs in the services' figures too.
+    let mut check = quiescent_check(&dbs, &data, Duration::from_secs(60)).await?;
+    check
+        .violations
+        .extend(check_outcomes(&dbs, &driven.told).await?);
     let snapshots = snapshots(&running.metrics_urls(), false).await?;
-    let check = quiescent_check(&dbs, &data, Duration::from_secs(60)).await?;
     drop(running);
 
     let mut service_histograms = BTreeMap::new();
@@ -129,6 +134,7 @@ struct Driven {
     measured: Duration,
     schedule_lag: Option<Histogram<u64>>,
     acceptance: Option<Histogram<u64>>,
+    told: Vec<(common::domain::OrderId, OutcomeKind)>,
 }
 
 async fn drive(
@@ -150,9 +156,11 @@ async fn drive(
                 deadline,
                 seed: scenario.seed.wrapping_add(stream_base),
                 stream_base,
+                precise: false,
             };
             let r = open_loop::run(channel, data, &workload, &load).await;
             Driven {
+                told: r.told,
                 latency: r.latency,
                 errors: r.errors,
                 timeline: r.timeline,
@@ -174,6 +182,7 @@ async fn drive(
             let r: LoadResult = closed_loop::run(channel, data, &workload, &load).await;
             Driven {
                 started: r.started(),
+                told: r.told,
                 latency: r.latency,
                 errors: r.errors,
                 timeline: r.timeline,

@@ -10,7 +10,7 @@ use common::api::pb::PlaceOrderRequest;
 use common::api::unix_micros_now;
 use common::api::OrderApiClient;
 use common::datagen::DataSet;
-use common::domain::OutcomeKind;
+use common::domain::{OrderId, OutcomeKind};
 use common::metrics::{new_histogram, record};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -48,6 +48,11 @@ pub struct OpenLoop {
     pub seed: u64,
     /// Separates order streams of successive loads on one data set.
     pub stream_base: u64,
+    /// Yield-spin through the last millisecond before each start instead of sleeping to it:
+    /// starts within microseconds of schedule, at the price of a busy core. Only for measuring
+    /// the generator itself; a lab run must leave the CPU to the system under test (latency is
+    /// measured from the scheduled start either way).
+    pub precise: bool,
 }
 
 /// One second of the run, by scheduled start.
@@ -104,12 +109,15 @@ pub struct OpenLoopResult {
     pub errors: BTreeMap<String, u64>,
     pub dropped_at_cap: u64,
     pub timeline: Vec<SecondBucket>,
+    /// What each answered order was told, for the checker.
+    pub told: Vec<(OrderId, OutcomeKind)>,
     /// Orders started, and the span from the first start to the last.
     pub started: u64,
     pub start_span: Duration,
 }
 
 struct Answer {
+    order_id: OrderId,
     scheduled_offset: Duration,
     latency: Duration,
     /// From the scheduled start to the moment the server accepted the order (sagas: PENDING).
@@ -147,6 +155,7 @@ pub async fn run(
                 ..SecondBucket::default()
             })
             .collect(),
+        told: Vec::new(),
         started: 0,
         start_span: Duration::ZERO,
     };
@@ -160,8 +169,10 @@ pub async fn run(
         let now = Instant::now();
         if intended > now {
             let wait = intended - now;
-            // Timers tick in milliseconds: sleep most of the wait, then yield until the moment.
-            if wait > Duration::from_millis(2) {
+            // Timers tick in milliseconds: sleep most of the wait, then (precise) yield until the moment.
+            if !load.precise {
+                tokio::time::sleep(wait).await;
+            } else if wait > Duration::from_millis(2) {
                 tokio::time::sleep(wait - Duration::from_millis(1)).await;
             } else {
                 tokio::task::yield_now().await;
@@ -178,7 +189,9 @@ pub async fn run(
             in_flight.fetch_add(1, Ordering::Relaxed);
             result.started += 1;
             last_start = now;
-            let mut request = PlaceOrderRequest::from(&orders.next_order());
+            let order = orders.next_order();
+            let order_id = order.id;
+            let mut request = PlaceOrderRequest::from(&order);
             request.deadline_ms = load.deadline.as_millis() as u32;
             let mut client = OrderApiClient::new(channel.clone());
             let answers = answers_tx.clone();
@@ -195,6 +208,7 @@ pub async fn run(
                     Err(status) => Err(format!("{:?}", status.code())),
                 };
                 let _ = answers.send(Answer {
+                    order_id,
                     scheduled_offset,
                     latency: intended.elapsed(),
                     accepted_after,
@@ -213,6 +227,7 @@ pub async fn run(
     result.latency = answered.latency;
     result.acceptance = answered.acceptance;
     result.errors = answered.errors;
+    result.told = answered.told;
     for (mine, theirs) in result.timeline.iter_mut().zip(&answered.timeline) {
         mine.add(theirs);
     }
@@ -221,6 +236,7 @@ pub async fn run(
 
 /// What the collector learned from the answers.
 struct Answered {
+    told: Vec<(OrderId, OutcomeKind)>,
     latency: BTreeMap<OutcomeKind, Histogram<u64>>,
     acceptance: Histogram<u64>,
     errors: BTreeMap<String, u64>,
@@ -236,6 +252,7 @@ async fn collect(
     in_flight: Arc<AtomicUsize>,
 ) -> Answered {
     let mut out = Answered {
+        told: Vec::new(),
         latency: BTreeMap::new(),
         acceptance: new_histogram(),
         errors: BTreeMap::new(),
@@ -258,6 +275,7 @@ async fn collect(
                 let bucket = &mut out.timeline[(answer.scheduled_offset.as_secs() as usize).min(seconds - 1)];
                 match answer.outcome {
                     Ok(kind) => {
+                        out.told.push((answer.order_id, kind));
                         record(out.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
                         record(&mut last_second, answer.latency);
                         committed_last_second += u64::from(kind == OutcomeKind::Committed);

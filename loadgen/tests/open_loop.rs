@@ -27,6 +27,7 @@ fn load(rate: f64, secs: u64, arrivals: Arrivals) -> OpenLoop {
         deadline: Duration::from_secs(5),
         seed: 3,
         stream_base: 0,
+        precise: false,
     }
 }
 

@@ -281,3 +281,30 @@ async fn reports_unfinished_orders_and_sagas_as_leftovers() {
         .iter()
         .any(|l| matches!(l, Leftover::OpenSaga { state, .. } if state == "RESERVING_STOCK")));
 }
+
+#[tokio::test]
+async fn finds_answers_the_databases_contradict() {
+    use common::checker::check_outcomes;
+    use common::domain::{OrderId, OutcomeKind};
+    let (dbs, _, confirmed) = seeded_with_history("checker_told").await;
+    let never_written = OrderId(Uuid::new_v4());
+    let told = [
+        (OrderId(confirmed), OutcomeKind::Committed), // right
+        (OrderId(confirmed), OutcomeKind::Rejected),  // wrong: it is CONFIRMED
+        (never_written, OutcomeKind::Committed),      // wrong: no such order
+        (never_written, OutcomeKind::Aborted),        // right: nothing was written
+        (OrderId(confirmed), OutcomeKind::Undecided), // anything goes
+    ];
+    let violations = check_outcomes(&dbs, &told).await.unwrap();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(violations.contains(&Violation::ClientOutcome {
+        order_id: OrderId(confirmed),
+        told: OutcomeKind::Rejected,
+        status: Some("CONFIRMED".into())
+    }));
+    assert!(violations.contains(&Violation::ClientOutcome {
+        order_id: never_written,
+        told: OutcomeKind::Committed,
+        status: None
+    }));
+}
