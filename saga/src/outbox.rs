@@ -185,6 +185,8 @@ impl OutboxRelay {
         if rows.is_empty() {
             return Ok(0);
         }
+        // Row ages are as of this read; the time to the broker's ack is added below.
+        let read_at = std::time::Instant::now();
         let rows: Vec<Row> = rows
             .into_iter()
             .map(|(id, topic, key, payload, age_us)| Row {
@@ -203,10 +205,11 @@ impl OutboxRelay {
         for result in join_all(sends).await {
             result?;
         }
+        let since_read = read_at.elapsed();
         for row in &rows {
             self.metrics.record(
-                "relay.delay",
-                Duration::from_micros(row.age_us.max(0) as u64),
+                crate::telemetry::RELAY_DELAY,
+                Duration::from_micros(row.age_us.max(0) as u64) + since_read,
             );
         }
         self.metrics.add("relay.published", rows.len() as u64);
