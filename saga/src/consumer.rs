@@ -193,7 +193,7 @@ async fn lane<H: MessageHandler>(
                         }
                         Err(err) => {
                             metrics.add("messages.failed", 1);
-                            tracing::error!(cause = %err, order_id = %envelope.order_id, "handler failed; skipping the message");
+                            tracing::error!(cause = %err, order_id = %envelope.order_id, "handler failed for good; moving past the message (counted in messages.failed)");
                             break;
                         }
                     }
@@ -211,10 +211,10 @@ async fn lane<H: MessageHandler>(
                     offset: delivery.offset,
                     reason,
                 };
-                tracing::error!(cause = %err, "skipping a message");
+                tracing::error!(cause = %err, "undecodable message; moving past it (counted in messages.undecodable)");
             }
         }
-        // The local transaction committed (or the message is skipped for good): only now may the
+        // The local transaction committed (or the message is given up for good): only now may the
         // group move past it. A crash right here redelivers it, and the dedupe absorbs it.
         common::failpoint::pass("consumer-before-offset-store").await;
         if let Err(err) =

@@ -218,7 +218,7 @@ impl OutboxRelay {
         common::failpoint::pass("relay-after-publish").await;
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         // The mark need not be forced to disk: if it is lost, the rows go out again and the
-        // consumers' dedupe absorbs them. Skipping the flush halves the relay's fsyncs.
+        // consumers' dedupe absorbs them. Not forcing the flush halves the relay's fsyncs.
         let mut tx = self
             .pool
             .begin()
