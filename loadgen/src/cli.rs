@@ -7,6 +7,7 @@ use std::path::PathBuf;
 const EXAMPLES: &str = "Examples:
   loadgen compare --scenario quick              every protocol on scenarios/quick.toml, one report
   loadgen run --scenario contention --protocol twopc
+  loadgen sweep --scenario quick --protocol twopc --rates 50,100,200,400
   loadgen probe                                 the floors: gRPC, PostgreSQL commit, 2PC prepare, Kafka hop
   loadgen check --seed 7                        seed a data set and run the invariant checker on it
 
@@ -30,8 +31,12 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run one protocol of a scenario; write its report.
     Run(RunArgs),
+    /// Step the offered rate (open loop) for one protocol; plot latency against throughput.
+    Sweep(SweepArgs),
     /// Measure the floors (the primitives every protocol is built from) in a fresh environment.
     Probe(EnvArgs),
+    /// Install what the lab needs (PostgreSQL, Java, Maven, the Kafka jars): scripts/setup.sh.
+    Setup,
     /// Start the local environment, seed a fresh data set and run the invariant checker on it.
     Check(CheckArgs),
 }
@@ -65,6 +70,15 @@ pub struct RunArgs {
     /// The protocol to run.
     #[arg(long, value_enum)]
     pub protocol: Protocol,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Offered rates, orders per second, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![20.0, 40.0, 80.0, 160.0, 320.0])]
+    pub rates: Vec<f64>,
 }
 
 #[derive(Debug, Args)]

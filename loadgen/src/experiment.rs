@@ -116,7 +116,10 @@ pub async fn measure(
         });
         service_histograms.insert(snapshot.service.clone(), histograms);
     }
-    let run = summarize(protocol, &driven, floors, services, check);
+    let mut run = summarize(protocol, &driven, floors, services, check);
+    run.offered_rate = (scenario.load.mode == LoadMode::Open)
+        .then_some(scenario.load.rate)
+        .flatten();
     Ok(Measured {
         run,
         latency: driven.latency,
@@ -221,6 +224,7 @@ fn summarize(
         .map(|h| h.value_at_quantile(0.5) as f64);
     ProtocolRun {
         protocol: Some(protocol),
+        offered_rate: None,
         measured_s: d.measured.as_secs_f64(),
         started: d.started,
         dropped_at_cap: d.dropped_at_cap,

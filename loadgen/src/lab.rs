@@ -1,9 +1,9 @@
 //! `compare`, `run` and `probe`: the environment, the floors, each protocol in turn, the report.
 
-use crate::cli::{CompareArgs, EnvArgs};
+use crate::cli::{CompareArgs, EnvArgs, SweepArgs};
 use crate::experiment::{self, Measured};
 use crate::probe::Floors;
-use crate::scenario::{Protocol, Scenario};
+use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::summary::{Environment, Summary};
 use crate::LoadgenError;
 use common::env::{LabEnv, LabEnvConfig};
@@ -74,6 +74,69 @@ pub async fn compare(
         scenario.name
     ));
     crate::report::write(&dir, &summary, &measured)?;
+    Ok((dir, summary))
+}
+
+/// `sweep`: one protocol at each offered rate in turn (open loop), one environment, one report.
+pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summary), LoadgenError> {
+    let compare = &args.run.compare;
+    let mut scenario = Scenario::load(&compare.scenario, &scenarios_dir())?;
+    if let Some(seed) = compare.seed {
+        scenario.seed = seed;
+    }
+    if let Some(rate) = args
+        .rates
+        .iter()
+        .find(|r| !(**r > 0.0 && **r <= 1_000_000.0))
+    {
+        return Err(LoadgenError::BadFlag {
+            flag: "--rates",
+            reason: format!("each rate must be in (0, 1000000] orders/s, got {rate}"),
+        });
+    }
+    let started_at = chrono::Utc::now();
+    let mut environment = Environment::read();
+    let env = LabEnv::start(&LabEnvConfig::new(&compare.env.run_dir)).await?;
+    environment.postgres = postgres_version(&env).await;
+    let floors = experiment::floors(&env).await?;
+    let (bin_dir, log_dir) = (bin_dir()?, compare.env.run_dir.join("logs"));
+    let mut measured = Vec::new();
+    for rate in &args.rates {
+        let mut at_rate = scenario.clone();
+        at_rate.load.mode = LoadMode::Open;
+        at_rate.load.rate = Some(*rate);
+        at_rate.load.clients = None;
+        eprintln!("sweep: {} orders/s", rate);
+        measured.push(
+            experiment::measure(
+                &env,
+                &at_rate,
+                args.run.protocol,
+                &floors,
+                &bin_dir,
+                &log_dir,
+            )
+            .await?,
+        );
+    }
+    env.stop();
+    let summary = Summary {
+        command,
+        started_at: started_at.to_rfc3339(),
+        scenario: Some(scenario.clone()),
+        environment,
+        floors,
+        kafka_tuning: ClientTuning::default(),
+        runs: measured.iter().map(|m| m.run.clone()).collect(),
+    };
+    let name = format!(
+        "{}-sweep-{}-{}",
+        started_at.format("%Y%m%dT%H%M%SZ"),
+        scenario.name,
+        args.run.protocol.name()
+    );
+    let dir = compare.results_dir.join(name);
+    crate::report::write_sweep(&dir, &summary)?;
     Ok((dir, summary))
 }
 

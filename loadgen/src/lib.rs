@@ -41,6 +41,8 @@ pub enum LoadgenError {
     Probe(#[from] crate::probe::ProbeError),
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
+    #[error("{flag}: {reason}")]
+    BadFlag { flag: &'static str, reason: String },
     #[error("writing the report: {0}")]
     Report(String),
 }

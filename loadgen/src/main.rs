@@ -19,6 +19,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(args) => {
             report(loadgen::lab::compare(&args.compare, Some(args.protocol), command_line).await?)
         }
+        Command::Sweep(args) => report(loadgen::lab::sweep(&args, command_line).await?),
+        Command::Setup => {
+            let script = loadgen::lab::scenarios_dir().join("../scripts/setup.sh");
+            let status = std::process::Command::new("bash")
+                .arg(&script)
+                .status()
+                .with_context(|| format!("running {}", script.display()))?;
+            anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
+            Ok(())
+        }
         Command::Probe(args) => {
             let floors = loadgen::lab::probe(&args).await?;
             println!("{}", serde_json::to_string_pretty(&floors)?);

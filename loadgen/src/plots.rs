@@ -111,6 +111,18 @@ pub fn timeline(
     series: &[Series],
     windows: &[(f64, f64)],
 ) -> PlotResult {
+    lines(path, title, "second of the run", y_desc, series, windows)
+}
+
+/// Lines of (x, y) points on linear axes, with optional shaded x windows.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    windows: &[(f64, f64)],
+) -> PlotResult {
     let x_max = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -131,7 +143,7 @@ pub fn timeline(
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
     chart
         .configure_mesh()
-        .x_desc("second of the run")
+        .x_desc(x_desc)
         .y_desc(y_desc)
         .draw()?;
     for (from, to) in windows {

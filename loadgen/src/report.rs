@@ -375,3 +375,70 @@ pub fn markdown(summary: &Summary) -> String {
     let _ = writeln!(md, "\nRaw data: `summary.json` (every figure), `timeline.csv` (per second), `<protocol>.hlog` (HdrHistogram interval logs, µs, tagged by outcome).");
     md
 }
+
+/// A sweep's folder: summary.json, timeline.csv, `sweep.svg` (committed p50 and p99 against
+/// committed orders per second: the knee is where latency leaves the floor) and report.md.
+pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
+    std::fs::create_dir_all(dir).map_err(report_err)?;
+    let json = serde_json::to_string_pretty(summary).map_err(report_err)?;
+    std::fs::write(dir.join("summary.json"), json).map_err(report_err)?;
+    std::fs::write(dir.join("timeline.csv"), timeline_csv(summary)).map_err(report_err)?;
+    let point = |r: &crate::summary::ProtocolRun, f: fn(&Percentiles) -> f64| {
+        (r.committed_per_s, r.latency.get("COMMITTED").map_or(0.0, f))
+    };
+    let series = [
+        Series {
+            name: "committed p50",
+            points: summary.runs.iter().map(|r| point(r, |p| p.p50)).collect(),
+        },
+        Series {
+            name: "committed p99",
+            points: summary.runs.iter().map(|r| point(r, |p| p.p99)).collect(),
+        },
+    ];
+    plots::lines(
+        &dir.join("sweep.svg"),
+        "Latency against throughput",
+        "committed orders/s",
+        "ms",
+        &series,
+        &[],
+    )
+    .map_err(report_err)?;
+
+    let mut md = String::new();
+    let protocol = summary
+        .runs
+        .first()
+        .and_then(|r| r.protocol)
+        .map_or("?", |p| p.name());
+    let _ = writeln!(md, "# txlab sweep: {protocol}\n");
+    let _ = writeln!(
+        md,
+        "Produced by `{}` on {} (lab {} at commit {}).\n",
+        summary.command,
+        summary.started_at,
+        summary.environment.lab_version,
+        summary.environment.git_commit
+    );
+    let _ = writeln!(md, "| offered/s | committed/s | availability | committed p50 / p99 (ms) | p50 / floor | violations | leftovers | dropped |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for r in &summary.runs {
+        let c = r.latency.get("COMMITTED").cloned().unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "| {:.0} | {:.1} | {:.1} % | {:.2} / {:.2} | {} | {} | {} | {} |",
+            r.offered_rate.unwrap_or(0.0),
+            r.committed_per_s,
+            100.0 * r.availability,
+            c.p50,
+            c.p99,
+            r.p50_over_floor.map_or("–".into(), |x| format!("{x:.1}×")),
+            r.check.violations.len(),
+            r.check.leftovers.len(),
+            r.dropped_at_cap
+        );
+    }
+    let _ = writeln!(md, "\n![sweep](sweep.svg)\n\nEvery figure per rate is in `summary.json`; per second in `timeline.csv`.");
+    std::fs::write(dir.join("report.md"), md).map_err(report_err)
+}

@@ -49,6 +49,8 @@ pub struct ServiceFigures {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProtocolRun {
     pub protocol: Option<Protocol>,
+    /// The offered rate (orders/s) of an open-loop run.
+    pub offered_rate: Option<f64>,
     pub measured_s: f64,
     pub started: u64,
     pub dropped_at_cap: u64,
