@@ -178,6 +178,15 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     Ok(())
 }
 
+/// The provenance line every report starts with: the exact command, when, and which code.
+fn produced_by(summary: &Summary) -> String {
+    let e = &summary.environment;
+    format!(
+        "Produced by `{}` on {} (lab {} at commit {}).",
+        summary.command, summary.started_at, e.lab_version, e.git_commit
+    )
+}
+
 fn row(p: &Percentiles) -> String {
     format!(
         "{:.2} | {:.2} | {:.2} | {:.2} | {:.2}",
@@ -196,14 +205,7 @@ pub fn markdown(summary: &Summary) -> String {
             let _ = writeln!(md, "{}\n", s.description);
         }
     }
-    let _ = writeln!(
-        md,
-        "Produced by `{}` on {} (lab {} at commit {}).\n",
-        summary.command,
-        summary.started_at,
-        summary.environment.lab_version,
-        summary.environment.git_commit
-    );
+    let _ = writeln!(md, "{}\n", produced_by(summary));
 
     let _ = writeln!(md, "## Results\n");
     let _ = writeln!(md, "| protocol | committed/s | availability | committed p50 / p90 / p99 / p99.9 / max (ms) | p50 / floor | violations | leftovers | dropped | errors |");
@@ -413,14 +415,7 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
         .and_then(|r| r.protocol)
         .map_or("?", |p| p.name());
     let _ = writeln!(md, "# txlab sweep: {protocol}\n");
-    let _ = writeln!(
-        md,
-        "Produced by `{}` on {} (lab {} at commit {}).\n",
-        summary.command,
-        summary.started_at,
-        summary.environment.lab_version,
-        summary.environment.git_commit
-    );
+    let _ = writeln!(md, "{}\n", produced_by(summary));
     let _ = writeln!(md, "| offered/s | committed/s | availability | committed p50 / p99 (ms) | p50 / floor | violations | leftovers | dropped |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
