@@ -2,6 +2,7 @@
 //! and availability per second, lock-hold distributions, latency over floor.
 
 use hdrhistogram::Histogram;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -84,21 +85,11 @@ pub fn latency_distribution(
             _ => "p99.9".into(),
         })
         .draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))?
-            .label(s.name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    draw_lines(
+        &mut chart,
+        series.as_slice(),
+        SeriesLabelPosition::UpperLeft,
+    )?;
     root.present()?;
     Ok(())
 }
@@ -152,6 +143,17 @@ pub fn lines(
             RGBColor(200, 200, 200).mix(0.5).filled(),
         )))?;
     }
+    draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws each series as a coloured line with a legend entry (any y axis: linear or log).
+fn draw_lines<'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    series: &[Series],
+    legend_at: SeriesLabelPosition,
+) -> PlotResult {
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
@@ -165,9 +167,8 @@ pub fn lines(
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend_at)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
