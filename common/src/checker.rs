@@ -161,7 +161,7 @@ pub async fn check_outcomes(
                 OutcomeKind::Rejected | OutcomeKind::Aborted => is_confirmed,
                 OutcomeKind::Undecided => false,
             };
-            wrong.then(|| Violation::ClientOutcome {
+            wrong.then_some(Violation::ClientOutcome {
                 order_id: *id,
                 told: *kind,
                 status: found,

@@ -16,6 +16,15 @@ pub struct ClientTuning {
     pub fetch_min_bytes: u32,
     /// Producer: how long a batch may wait for more messages.
     pub linger_ms: u32,
+    /// Both: the longest wait between attempts to reach a broker that is down. librdkafka's
+    /// default (10 s) can leave a client away from a restarted broker for that long; on the
+    /// lab's one broker, 1 s costs nothing and keeps the backoff out of recovery times.
+    #[serde(default = "default_reconnect_backoff_max_ms")]
+    pub reconnect_backoff_max_ms: u32,
+}
+
+fn default_reconnect_backoff_max_ms() -> u32 {
+    1_000
 }
 
 impl Default for ClientTuning {
@@ -24,9 +33,20 @@ impl Default for ClientTuning {
             fetch_wait_max_ms: 10,
             fetch_min_bytes: 1,
             linger_ms: 0,
+            reconnect_backoff_max_ms: default_reconnect_backoff_max_ms(),
         }
     }
 }
+
+/// Session of a KIP-848 consumer group member, set on the broker (`group.consumer.*`): 6 s, not
+/// the default 45 s, so that a killed saga service's partitions move on soon enough to measure.
+pub const GROUP_SESSION_TIMEOUT_MS: u32 = 6_000;
+
+/// The metrics counter a saga process sets to 1 once its consumer holds its first partition
+/// assignment. Until then the process listens but handles nothing (on a fresh broker, joining
+/// the group waits for `__consumer_offsets` to be created and loaded), so the lab waits for it
+/// before it measures.
+pub const CONSUMER_ASSIGNED: &str = "kafka.consumer_assigned";
 
 /// An idempotent producer: `enable.idempotence=true` implies `acks=all` and in-order, no-duplicate
 /// delivery per partition across retries.
@@ -37,6 +57,10 @@ pub fn idempotent_producer_config(bootstrap: &str, tuning: &ClientTuning) -> Cli
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", tuning.linger_ms.to_string())
+        .set(
+            "reconnect.backoff.max.ms",
+            tuning.reconnect_backoff_max_ms.to_string(),
+        )
         .set("message.timeout.ms", "30000");
     config
 }
@@ -57,7 +81,11 @@ pub fn manual_commit_consumer_config(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", tuning.fetch_wait_max_ms.to_string())
-        .set("fetch.min.bytes", tuning.fetch_min_bytes.to_string());
+        .set("fetch.min.bytes", tuning.fetch_min_bytes.to_string())
+        .set(
+            "reconnect.backoff.max.ms",
+            tuning.reconnect_backoff_max_ms.to_string(),
+        );
     config
 }
 
@@ -85,4 +113,48 @@ pub async fn create_topics(
         }
     }
     Ok(())
+}
+
+/// Deletes every topic and consumer group named `<prefix>.…` (a finished run's), so that the
+/// next run on this broker, and a broker restart during it, do not carry its partitions. Groups
+/// must be empty: stop their consumers first. Returns how many topics and groups were deleted.
+pub async fn delete_prefixed(bootstrap: &str, prefix: &str) -> Result<(usize, usize), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let wanted = format!("{prefix}.");
+    let timeout = Duration::from_secs(10);
+    let metadata = admin.inner().fetch_metadata(None, timeout)?;
+    let topics: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|name| name.starts_with(&wanted))
+        .collect();
+    let groups: Vec<String> = admin
+        .inner()
+        .fetch_group_list(None, timeout)?
+        .groups()
+        .iter()
+        .map(|g| g.name().to_string())
+        .filter(|name| name.starts_with(&wanted))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    if !groups.is_empty() {
+        let names: Vec<&str> = groups.iter().map(String::as_str).collect();
+        for result in admin.delete_groups(&names, &options).await? {
+            if let Err((group, code)) = result {
+                tracing::warn!(group, ?code, "consumer group not deleted");
+            }
+        }
+    }
+    if !topics.is_empty() {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        for result in admin.delete_topics(&names, &options).await? {
+            if let Err((topic, code)) = result {
+                tracing::warn!(topic, ?code, "topic not deleted");
+            }
+        }
+    }
+    Ok((topics.len(), groups.len()))
 }

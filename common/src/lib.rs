@@ -7,6 +7,7 @@ pub mod datagen;
 pub mod domain;
 pub mod env;
 pub mod failpoint;
+pub mod fault_proxy;
 pub mod kafka_clients;
 pub mod metrics;
 pub mod net;

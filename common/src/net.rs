@@ -15,3 +15,13 @@ pub fn nodelay_incoming(listener: TcpListener) -> impl Stream<Item = std::io::Re
         Ok(stream)
     })
 }
+
+/// A gRPC server builder with the lab's settings. The HTTP/2 windows are large because h2 counts
+/// small DATA frames that wait unread against a budget derived from the connection window, and
+/// closes the connection (GOAWAY, ENHANCE_YOUR_CALM) when a backlog exhausts it: an overloaded
+/// service would then show connection errors instead of the queueing delay it really has.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_connection_window_size(8 << 20)
+        .initial_stream_window_size(1 << 20)
+}

@@ -10,6 +10,8 @@ const EXAMPLES: &str = "Examples:
   loadgen sweep --scenario quick --protocol twopc --rates 50,100,200,400
   loadgen probe                                 the floors: gRPC, PostgreSQL commit, 2PC prepare, Kafka hop
   loadgen check --seed 7                        seed a data set and run the invariant checker on it
+  loadgen compare --scenario quick --deployment deploy/compose.toml
+                                                drive `docker compose up` instead of a local lab
 
 Results go to results/runs/<time>-<scenario>/ (summary.json, timeline.csv, *.hlog, *.svg, report.md).";
 
@@ -34,7 +36,7 @@ pub enum Command {
     /// Step the offered rate (open loop) for one protocol; plot latency against throughput.
     Sweep(SweepArgs),
     /// Measure the floors (the primitives every protocol is built from) in a fresh environment.
-    Probe(EnvArgs),
+    Probe(ProbeArgs),
     /// Install what the lab needs (PostgreSQL, Java, Maven, the Kafka jars): scripts/setup.sh.
     Setup,
     /// Start the local environment, seed a fresh data set and run the invariant checker on it.
@@ -46,6 +48,24 @@ pub struct EnvArgs {
     /// Where the local environment keeps its data and logs (reused: a warm start).
     #[arg(long, default_value = ".lab/env")]
     pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Where the protocols run: the local environment (default) or a deployment.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Drive a deployment the lab does not own, e.g. `docker compose up` with
+    /// deploy/compose.toml: its fronts, metrics endpoints and databases are named in this TOML
+    /// file. Nothing local is started; scenarios with [[faults]] need the local environment.
+    #[arg(long, value_name = "FILE")]
+    pub deployment: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +81,8 @@ pub struct CompareArgs {
     pub results_dir: PathBuf,
     #[command(flatten)]
     pub env: EnvArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]

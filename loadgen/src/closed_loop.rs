@@ -1,6 +1,7 @@
 //! Closed-loop load: N clients, each placing its next order as soon as the previous one is
 //! answered. Latency is measured per outcome in HdrHistograms, one recorder per worker, merged.
 
+use crate::connections::Connections;
 use crate::open_loop::SecondBucket;
 use crate::workload::{OrderGenerator, WorkloadSpec};
 use common::api::pb::{OutcomeKind as PbOutcome, PlaceOrderRequest};
@@ -13,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 #[derive(Clone, Debug)]
 pub struct ClosedLoop {
@@ -94,7 +94,7 @@ pub fn outcome_kind(kind: PbOutcome) -> OutcomeKind {
 }
 
 pub async fn run(
-    channel: Channel,
+    connections: &Connections,
     data: &DataSet,
     workload: &WorkloadSpec,
     load: &ClosedLoop,
@@ -104,7 +104,7 @@ pub async fn run(
     let progress = tokio::spawn(report_progress(next.clone(), load.orders));
     let mut tasks = Vec::new();
     for index in 0..load.clients {
-        let mut client = OrderApiClient::new(channel.clone());
+        let mut client = OrderApiClient::new(connections.next());
         let mut orders = OrderGenerator::new(workload, data, load.stream_base + index as u64);
         let (next, load) = (next.clone(), load.clone());
         tasks.push(tokio::spawn(async move {

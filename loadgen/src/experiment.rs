@@ -3,8 +3,13 @@
 //! figures, quiescence and the invariant checker.
 
 use crate::closed_loop::{self, ClosedLoop, LoadResult};
+use crate::connections::Connections;
+use crate::deployed::{Deployment, DeploymentError, ProtocolSection};
+use crate::faults::injector::{inject, score, Injected, Targets};
+use crate::faults::network::BrokerLinks;
+use crate::figures::by_process;
 use crate::open_loop::{self, OpenLoop};
-use crate::probe::{self, Floors};
+use crate::probe::{self, Floors, ProbeTargets};
 use crate::protocols::Running;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::summary::{Percentiles, ProtocolRun, ServiceFigures};
@@ -12,9 +17,10 @@ use crate::LoadgenError;
 use common::checker::{check, check_outcomes, CheckReport};
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
-use common::env::LabEnv;
+use common::env::{LabEnv, LabEnvConfig};
+use common::kafka_clients::delete_prefixed;
 use common::metrics::pb::{Snapshot, SnapshotRequest};
-use common::metrics::{decode, new_histogram, MetricsClient};
+use common::metrics::{new_histogram, MetricsClient};
 use common::storage::Databases;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -30,15 +36,115 @@ pub struct Measured {
     pub service_histograms: BTreeMap<String, BTreeMap<String, Histogram<u64>>>,
 }
 
-/// Measures the floors in `env` (DESIGN §6), 300 samples of each primitive.
-pub async fn floors(env: &LabEnv) -> Result<Floors, LoadgenError> {
+/// The environment measurements run in: the lab's own, or a deployment it only drives.
+pub enum Lab {
+    Local(LocalLab),
+    Deployed(Deployment),
+}
+
+/// PostgreSQL and Kafka the lab started; it starts the protocols' processes too.
+pub struct LocalLab {
+    pub env: LabEnv,
+    /// How it was started: a crashed broker restarts from this, on the same ports.
+    pub config: LabEnvConfig,
+    /// With faults: the broker's listener per saga process, each behind its proxy.
+    pub broker_links: Option<BrokerLinks>,
+}
+
+impl Lab {
+    /// Starts PostgreSQL and Kafka in `run_dir`. With `faults`, the broker listens on fixed
+    /// ports (so a crashed broker comes back where its clients look) with one proxied listener
+    /// per saga process.
+    pub async fn start(run_dir: &Path, faults: bool) -> Result<Lab, LoadgenError> {
+        let mut config = LabEnvConfig::new(run_dir);
+        // Every measurement starts from the same broker: no partitions of earlier runs, which
+        // a broker restart (a fault) would otherwise have to recover too.
+        config.fresh_kafka = true;
+        let mut broker_links = None;
+        if faults {
+            let io = |source| LoadgenError::Io {
+                what: "preparing the broker's proxied listeners",
+                source,
+            };
+            let (links, listeners) = BrokerLinks::prepare().await.map_err(io)?;
+            config.kafka.port = Some(common::env::ports::free_port().map_err(io)?);
+            config.kafka.client_listeners = listeners;
+            broker_links = Some(links);
+        }
+        let env = LabEnv::start(&config).await?;
+        Ok(Lab::Local(LocalLab {
+            env,
+            config,
+            broker_links,
+        }))
+    }
+
+    /// Where the floors are measured: the lab's cluster and broker, or the deployment's.
+    async fn probe_targets(&self) -> Result<ProbeTargets, LoadgenError> {
+        Ok(match self {
+            Lab::Local(local) => ProbeTargets::local(&local.env).await?,
+            Lab::Deployed(d) => ProbeTargets {
+                database_url: d.probe.database.clone(),
+                kafka: d.probe.kafka.clone(),
+                grpc_front: [
+                    Protocol::Twopc,
+                    Protocol::SagaOrchestrated,
+                    Protocol::SagaChoreographed,
+                ]
+                .into_iter()
+                .find_map(|p| d.protocol(p))
+                .map(|s| s.front.clone()),
+            },
+        })
+    }
+
+    /// A URL of a database PostgreSQL answers on, for its version.
+    pub fn any_database_url(&self) -> String {
+        match self {
+            Lab::Local(local) => local.env.postgres.url("postgres"),
+            Lab::Deployed(d) => d.probe.database.clone(),
+        }
+    }
+
+    /// Stops what the lab started (nothing, for a deployment).
+    pub fn stop(self) {
+        if let Lab::Local(local) = self {
+            local.env.stop();
+        }
+    }
+}
+
+/// Measures the floors (DESIGN §6), 300 samples of each primitive.
+pub async fn floors(lab: &Lab) -> Result<Floors, LoadgenError> {
     eprintln!("probing the floors: gRPC round trip, PostgreSQL commit, PREPARE+COMMIT PREPARED, Kafka hop");
-    Ok(probe::measure(env, 300).await?)
+    Ok(probe::measure(&lab.probe_targets().await?, 300).await?)
+}
+
+/// The protocol under measurement: processes the lab started, or a deployment's addresses.
+enum Services {
+    Started(Box<Running>),
+    Deployed { front: String, metrics: Vec<String> },
+}
+
+impl Services {
+    fn url(&self) -> String {
+        match self {
+            Services::Started(running) => running.url(),
+            Services::Deployed { front, .. } => front.clone(),
+        }
+    }
+
+    fn metrics_urls(&self) -> Vec<String> {
+        match self {
+            Services::Started(running) => running.metrics_urls(),
+            Services::Deployed { metrics, .. } => metrics.clone(),
+        }
+    }
 }
 
 /// Runs `protocol` under `scenario`. Binaries come from `bin_dir`, logs go to `log_dir`.
 pub async fn measure(
-    env: &LabEnv,
+    lab: &mut Lab,
     scenario: &Scenario,
     protocol: Protocol,
     floors: &Floors,
@@ -46,77 +152,172 @@ pub async fn measure(
     log_dir: &Path,
 ) -> Result<Measured, LoadgenError> {
     let data = DataSet::generate(&scenario.data_set_spec())?;
-    let urls = env.postgres.recreate_databases("").await?;
+    let urls = match &*lab {
+        Lab::Local(local) => local.env.postgres.recreate_databases("").await?,
+        Lab::Deployed(d) => deployed_section(d, protocol)?.databases.clone(),
+    };
     let dbs = Databases::connect(&urls, 4).await?;
     dbs.migrate().await?;
     dbs.reset_and_seed(&data).await?;
-    eprintln!("{}: starting its processes", protocol.name());
-    let running = Running::start(
-        protocol,
-        scenario,
-        env,
-        urls,
-        bin_dir,
-        &log_dir.join(protocol.name()),
-    )
-    .await?;
-    let channel = tonic::transport::Endpoint::from_shared(running.url())
-        .map_err(|e| LoadgenError::Metrics(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(LoadgenError::Connect)?;
+    let mut services = match &*lab {
+        Lab::Local(local) => {
+            eprintln!("{}: starting its processes", protocol.name());
+            Services::Started(Box::new(
+                Running::start(
+                    protocol,
+                    scenario,
+                    &local.env,
+                    urls,
+                    bin_dir,
+                    &log_dir.join(protocol.name()),
+                    !scenario.faults.is_empty(),
+                    local.broker_links.as_ref(),
+                )
+                .await?,
+            ))
+        }
+        Lab::Deployed(d) => {
+            let section = deployed_section(d, protocol)?;
+            Services::Deployed {
+                front: section.front.clone(),
+                metrics: section.metrics.clone(),
+            }
+        }
+    };
+    let connections = std::sync::Arc::new(
+        Connections::open(&services.url(), scenario.load.connections)
+            .await
+            .map_err(LoadgenError::Connect)?,
+    );
 
     if scenario.load.warmup_s > 0 {
         eprintln!("{}: warm-up {} s", protocol.name(), scenario.load.warmup_s);
         drive(
-            channel.clone(),
+            &connections,
             scenario,
             &data,
             Duration::from_secs(scenario.load.warmup_s),
             1_000_000,
         )
         .await;
-        snapshots(&running.metrics_urls(), true).await?;
     }
+    // The services' figures start here: warm-up, and (deployed) whatever ran before, is dropped.
+    snapshots(&services.metrics_urls(), true).await?;
     eprintln!(
         "{}: measuring {} s",
         protocol.name(),
         scenario.load.duration_s
     );
-    let driven = drive(
-        channel,
-        scenario,
-        &data,
-        Duration::from_secs(scenario.load.duration_s),
-        0,
-    )
-    .await;
+    let measured = Duration::from_secs(scenario.load.duration_s);
+    let (driven, injected) = match (&mut *lab, &mut services) {
+        _ if scenario.faults.is_empty() => (
+            drive(&connections, scenario, &data, measured, 0).await,
+            Injected {
+                records: Vec::new(),
+                before_kills: Vec::new(),
+            },
+        ),
+        (Lab::Local(local), Services::Started(running)) => {
+            let targets = Targets {
+                running: running.as_mut(),
+                env: &mut local.env,
+                kafka: &local.config.kafka,
+                dbs: &dbs,
+            };
+            // The load gets its own task: a crash or a restart blocks this one (waiting for a
+            // child to exit, starting Java) and must not stall the orders' start times with it.
+            let driver = {
+                let (connections, scenario, data) =
+                    (connections.clone(), scenario.clone(), data.clone());
+                tokio::spawn(
+                    async move { drive(&connections, &scenario, &data, measured, 0).await },
+                )
+            };
+            let begin = Instant::now();
+            let injected = inject(&scenario.faults, begin, targets).await;
+            let driven = driver
+                .await
+                .map_err(|e| LoadgenError::Metrics(format!("the load driver failed: {e}")))?;
+            (driven, injected)
+        }
+        (Lab::Deployed(_), _) | (_, Services::Deployed { .. }) => {
+            return Err(LoadgenError::Deployment(DeploymentError::Invalid {
+                path: "--deployment".into(),
+                field: format!("scenario {:?}: faults", scenario.name),
+                reason: "fault injection needs the local environment".into(),
+            }))
+        }
+    };
+    let Injected {
+        records: mut faults,
+        before_kills,
+    } = injected;
+    score(&mut faults, &driven.timeline);
+    if let Services::Started(running) = &services {
+        if let Some(network) = &running.network {
+            network.heal_all();
+        }
+    }
     // Quiescence first: what finishes after the client's answer (compensations, in-doubt
     // resolution, late semantic locks) belongs in the services' figures too.
     let mut check = quiescent_check(&dbs, &data, Duration::from_secs(60)).await?;
     check
         .violations
         .extend(check_outcomes(&dbs, &driven.told).await?);
-    let snapshots = snapshots(&running.metrics_urls(), false).await?;
-    drop(running);
+    // After faults, a process whose restart failed has no figures to give; the others still do.
+    let snapshots = if scenario.faults.is_empty() {
+        snapshots(&services.metrics_urls(), false).await?
+    } else {
+        let mut reachable = Vec::new();
+        for url in services.metrics_urls() {
+            match snapshots(std::slice::from_ref(&url), false).await {
+                Ok(mut one) => reachable.append(&mut one),
+                Err(e) => eprintln!("  no figures from {url}: {e}"),
+            }
+        }
+        reachable
+    };
+    let saga_prefix = match &services {
+        Services::Started(running) => running.saga_prefix(),
+        Services::Deployed { .. } => None,
+    };
+    drop(services);
+    if let (Lab::Local(local), Some(prefix)) = (&*lab, saga_prefix) {
+        // The next protocol, and a broker crash during it, must not carry this run's partitions.
+        match delete_prefixed(&local.env.bootstrap_servers(), &prefix).await {
+            Ok((topics, groups)) => {
+                tracing::debug!(
+                    prefix,
+                    topics,
+                    groups,
+                    "deleted the run's topics and groups"
+                )
+            }
+            Err(e) => tracing::warn!(prefix, error = %e, "could not delete the run's topics"),
+        }
+    }
 
+    // A process killed by a fault: its figures up to the kill count too.
+    let mut all = snapshots;
+    all.extend(before_kills);
+    let processes = by_process(&all).map_err(|e| LoadgenError::Metrics(e.to_string()))?;
     let mut service_histograms = BTreeMap::new();
     let mut services = Vec::new();
-    for snapshot in &snapshots {
-        let histograms = decode(snapshot).map_err(|e| LoadgenError::Metrics(e.to_string()))?;
+    for process in processes {
         services.push(ServiceFigures {
-            service: snapshot.service.clone(),
-            histograms: histograms
+            service: process.service.clone(),
+            histograms: process
+                .histograms
                 .iter()
                 .map(|(k, h)| (k.clone(), Percentiles::of(h)))
                 .collect(),
-            counters: snapshot.counters.clone().into_iter().collect(),
-            maxima: snapshot.maxima.clone().into_iter().collect(),
+            counters: process.counters,
+            maxima: process.maxima,
         });
-        service_histograms.insert(snapshot.service.clone(), histograms);
+        service_histograms.insert(process.service, process.histograms);
     }
     let mut run = summarize(protocol, &driven, floors, services, check);
+    run.faults = faults;
     run.offered_rate = (scenario.load.mode == LoadMode::Open)
         .then_some(scenario.load.rate)
         .flatten();
@@ -124,6 +325,18 @@ pub async fn measure(
         run,
         latency: driven.latency,
         service_histograms,
+    })
+}
+
+/// The deployment's section for `protocol` (checked before anything ran; still an error, not a
+/// panic, if a caller skipped that).
+fn deployed_section(d: &Deployment, protocol: Protocol) -> Result<&ProtocolSection, LoadgenError> {
+    d.protocol(protocol).ok_or_else(|| {
+        LoadgenError::Deployment(DeploymentError::Invalid {
+            path: "--deployment".into(),
+            field: format!("[{}]", protocol.name()),
+            reason: "this deployment does not run it".into(),
+        })
     })
 }
 
@@ -141,7 +354,7 @@ struct Driven {
 }
 
 async fn drive(
-    channel: tonic::transport::Channel,
+    connections: &Connections,
     scenario: &Scenario,
     data: &DataSet,
     duration: Duration,
@@ -160,8 +373,9 @@ async fn drive(
                 seed: scenario.seed.wrapping_add(stream_base),
                 stream_base,
                 precise: false,
+                surges: scenario.surges(),
             };
-            let r = open_loop::run(channel, data, &workload, &load).await;
+            let r = open_loop::run(connections, data, &workload, &load).await;
             Driven {
                 told: r.told,
                 latency: r.latency,
@@ -182,7 +396,7 @@ async fn drive(
                 stream_base,
                 deadline,
             };
-            let r: LoadResult = closed_loop::run(channel, data, &workload, &load).await;
+            let r: LoadResult = closed_loop::run(connections, data, &workload, &load).await;
             Driven {
                 started: r.started(),
                 told: r.told,
@@ -245,6 +459,7 @@ fn summarize(
         services,
         timeline: d.timeline.clone(),
         check,
+        faults: Vec::new(),
     }
 }
 

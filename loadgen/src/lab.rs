@@ -1,12 +1,12 @@
 //! `compare`, `run` and `probe`: the environment, the floors, each protocol in turn, the report.
 
-use crate::cli::{CompareArgs, EnvArgs, SweepArgs};
-use crate::experiment::{self, Measured};
+use crate::cli::{CompareArgs, ProbeArgs, SweepArgs, TargetArgs};
+use crate::deployed::Deployment;
+use crate::experiment::{self, Lab, Measured};
 use crate::probe::Floors;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::summary::{Environment, Summary};
 use crate::LoadgenError;
-use common::env::{LabEnv, LabEnvConfig};
 use common::kafka_clients::ClientTuning;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,24 @@ fn bin_dir() -> Result<PathBuf, LoadgenError> {
         .to_path_buf())
 }
 
+/// The local environment, or the deployment `--deployment` names after checking it can run
+/// `protocols` of `scenario` (before anything starts).
+async fn open_lab(
+    env: &crate::cli::EnvArgs,
+    target: &TargetArgs,
+    scenario: &Scenario,
+    protocols: &[Protocol],
+) -> Result<Lab, LoadgenError> {
+    match &target.deployment {
+        None => Lab::start(&env.run_dir, !scenario.faults.is_empty()).await,
+        Some(path) => {
+            let deployment = Deployment::load(path)?;
+            deployment.check_scenario(scenario, protocols, path)?;
+            Ok(Lab::Deployed(deployment))
+        }
+    }
+}
+
 /// Runs `protocols` (all of the scenario's when `None`) and writes the report; returns its folder.
 pub async fn compare(
     args: &CompareArgs,
@@ -47,27 +65,27 @@ pub async fn compare(
     };
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
-    let env = LabEnv::start(&LabEnvConfig::new(&args.env.run_dir)).await?;
-    environment.postgres = postgres_version(&env).await;
-    let floors = experiment::floors(&env).await?;
+    let mut lab = open_lab(&args.env, &args.target, &scenario, &protocols).await?;
+    environment.postgres = postgres_version(&lab.any_database_url()).await;
+    environment.set_deployment(args.target.deployment.as_deref());
+    let floors = experiment::floors(&lab).await?;
     let bin_dir = bin_dir()?;
     let log_dir = args.env.run_dir.join("logs");
     let mut measured: Vec<Measured> = Vec::new();
     for protocol in protocols {
         measured.push(
-            experiment::measure(&env, &scenario, protocol, &floors, &bin_dir, &log_dir).await?,
+            experiment::measure(&mut lab, &scenario, protocol, &floors, &bin_dir, &log_dir).await?,
         );
     }
-    env.stop();
-    let summary = Summary {
+    lab.stop();
+    let summary = summarize(
         command,
-        started_at: started_at.to_rfc3339(),
-        scenario: Some(scenario.clone()),
+        started_at,
+        &scenario,
         environment,
         floors,
-        kafka_tuning: ClientTuning::default(),
-        runs: measured.iter().map(|m| m.run.clone()).collect(),
-    };
+        &measured,
+    );
     let dir = args.results_dir.join(format!(
         "{}-{}",
         started_at.format("%Y%m%dT%H%M%SZ"),
@@ -96,9 +114,16 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
     }
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
-    let env = LabEnv::start(&LabEnvConfig::new(&compare.env.run_dir)).await?;
-    environment.postgres = postgres_version(&env).await;
-    let floors = experiment::floors(&env).await?;
+    let mut lab = open_lab(
+        &compare.env,
+        &compare.target,
+        &scenario,
+        &[args.run.protocol],
+    )
+    .await?;
+    environment.postgres = postgres_version(&lab.any_database_url()).await;
+    environment.set_deployment(compare.target.deployment.as_deref());
+    let floors = experiment::floors(&lab).await?;
     let (bin_dir, log_dir) = (bin_dir()?, compare.env.run_dir.join("logs"));
     let mut measured = Vec::new();
     for rate in &args.rates {
@@ -109,7 +134,7 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
         eprintln!("sweep: {} orders/s", rate);
         measured.push(
             experiment::measure(
-                &env,
+                &mut lab,
                 &at_rate,
                 args.run.protocol,
                 &floors,
@@ -119,16 +144,15 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
             .await?,
         );
     }
-    env.stop();
-    let summary = Summary {
+    lab.stop();
+    let summary = summarize(
         command,
-        started_at: started_at.to_rfc3339(),
-        scenario: Some(scenario.clone()),
+        started_at,
+        &scenario,
         environment,
         floors,
-        kafka_tuning: ClientTuning::default(),
-        runs: measured.iter().map(|m| m.run.clone()).collect(),
-    };
+        &measured,
+    );
     let name = format!(
         "{}-sweep-{}-{}",
         started_at.format("%Y%m%dT%H%M%SZ"),
@@ -140,17 +164,40 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
     Ok((dir, summary))
 }
 
-/// `probe`: the floors alone.
-pub async fn probe(args: &EnvArgs) -> Result<Floors, LoadgenError> {
-    let env = LabEnv::start(&LabEnvConfig::new(&args.run_dir)).await?;
-    let floors = experiment::floors(&env).await?;
-    env.stop();
+/// What `summary.json` holds for a set of measured runs.
+fn summarize(
+    command: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    scenario: &Scenario,
+    environment: Environment,
+    floors: Floors,
+    measured: &[Measured],
+) -> Summary {
+    Summary {
+        command,
+        started_at: started_at.to_rfc3339(),
+        scenario: Some(scenario.clone()),
+        environment,
+        floors,
+        kafka_tuning: ClientTuning::default(),
+        runs: measured.iter().map(|m| m.run.clone()).collect(),
+    }
+}
+
+/// `probe`: the floors alone, in the local environment or a deployment.
+pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
+    let lab = match &args.target.deployment {
+        None => Lab::start(&args.env.run_dir, false).await?,
+        Some(path) => Lab::Deployed(Deployment::load(path)?),
+    };
+    let floors = experiment::floors(&lab).await?;
+    lab.stop();
     Ok(floors)
 }
 
-async fn postgres_version(env: &LabEnv) -> String {
+async fn postgres_version(url: &str) -> String {
     use sqlx::Connection;
-    match sqlx::PgConnection::connect(&env.postgres.url("postgres")).await {
+    match sqlx::PgConnection::connect(url).await {
         Ok(mut conn) => sqlx::query_scalar::<_, String>("SHOW server_version")
             .fetch_one(&mut conn)
             .await

@@ -5,7 +5,11 @@
 pub mod check;
 pub mod cli;
 pub mod closed_loop;
+pub mod connections;
+pub mod deployed;
 pub mod experiment;
+pub mod faults;
+pub mod figures;
 pub mod lab;
 pub mod noop_server;
 pub mod open_loop;
@@ -29,7 +33,7 @@ pub enum LoadgenError {
     #[error(transparent)]
     DataSet(#[from] common::datagen::InvalidDataSetSpec),
     #[error("cannot reach a lab service: {0}")]
-    Connect(tonic::transport::Error),
+    Connect(#[source] tonic::transport::Error),
     #[error("a service's metrics: {0}")]
     Metrics(String),
     #[error("{what}: {source}")]
@@ -43,6 +47,8 @@ pub enum LoadgenError {
     Scenario(#[from] crate::scenario::ScenarioError),
     #[error("{flag}: {reason}")]
     BadFlag { flag: &'static str, reason: String },
+    #[error(transparent)]
+    Deployment(#[from] crate::deployed::DeploymentError),
     #[error("writing the report: {0}")]
     Report(String),
 }

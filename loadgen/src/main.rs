@@ -3,6 +3,11 @@ use clap::Parser;
 use loadgen::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+/// The generator allocates per order (request, HTTP/2 frames); glibc malloc was its largest
+/// single cost at high rates (see benches/generator_ceiling.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

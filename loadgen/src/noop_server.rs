@@ -55,8 +55,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        common::net::server_builder()
             .add_service(OrderApiServer::new(api))
             .serve_with_incoming_shutdown(common::net::nodelay_incoming(listener), async {
                 let _ = stop_rx.await;

@@ -5,6 +5,7 @@
 //! are counted, never hidden.
 
 use crate::closed_loop::outcome_kind;
+use crate::connections::Connections;
 use crate::workload::{OrderGenerator, WorkloadSpec};
 use common::api::pb::PlaceOrderRequest;
 use common::api::unix_micros_now;
@@ -12,15 +13,13 @@ use common::api::OrderApiClient;
 use common::datagen::DataSet;
 use common::domain::{OrderId, OutcomeKind};
 use common::metrics::{new_histogram, record};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 /// How start times are spaced.
 #[derive(
@@ -53,6 +52,25 @@ pub struct OpenLoop {
     /// the generator itself; a lab run must leave the CPU to the system under test (latency is
     /// measured from the scheduled start either way).
     pub precise: bool,
+    /// Windows in which the rate is multiplied (`surge` faults).
+    pub surges: Vec<Surge>,
+}
+
+/// The offered rate multiplied by `factor` for starts scheduled in `from..to` (seconds after
+/// the measured load begins): a traffic spike, the same for every protocol.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Surge {
+    pub from: Duration,
+    pub to: Duration,
+    pub factor: f64,
+}
+
+/// The rate's multiplier at `offset` seconds.
+fn surge_factor(surges: &[Surge], offset: f64) -> f64 {
+    surges
+        .iter()
+        .find(|s| s.from.as_secs_f64() <= offset && offset < s.to.as_secs_f64())
+        .map_or(1.0, |s| s.factor)
 }
 
 /// One second of the run, by scheduled start.
@@ -116,6 +134,7 @@ pub struct OpenLoopResult {
     pub start_span: Duration,
 }
 
+/// One answered (or failed) order.
 struct Answer {
     order_id: OrderId,
     scheduled_offset: Duration,
@@ -125,22 +144,23 @@ struct Answer {
     outcome: Result<OutcomeKind, String>,
 }
 
-/// Runs the schedule against `channel` and waits for every answer.
+/// Answers handled between two looks at the schedule: bounds how late a start can be because
+/// the generator was busy reading answers.
+const ANSWERS_PER_TURN: usize = 32;
+
+/// Runs the schedule against `connections` and waits for every answer.
+///
+/// One task does everything: it starts the orders that are due, then handles the answers that
+/// have come (at most [`ANSWERS_PER_TURN`] before looking at the schedule again), then waits
+/// for whichever comes first, the next start or the next answer. Requests in flight are futures
+/// in a `FuturesUnordered`, polled only when their answer arrives; no task per order, no channel.
 pub async fn run(
-    channel: Channel,
+    connections: &Connections,
     data: &DataSet,
     workload: &WorkloadSpec,
     load: &OpenLoop,
 ) -> OpenLoopResult {
-    let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Answer>();
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let seconds = load.duration.as_secs().max(1) as usize;
-    let collector = tokio::spawn(collect(
-        answers_rx,
-        seconds,
-        load.deadline,
-        in_flight.clone(),
-    ));
     let mut orders = OrderGenerator::new(workload, data, load.stream_base);
     let mut gaps = ChaCha8Rng::seed_from_u64(load.seed);
     let mut result = OpenLoopResult {
@@ -159,147 +179,217 @@ pub async fn run(
         started: 0,
         start_span: Duration::ZERO,
     };
+    let mut progress = Progress::default();
+    let mut in_flight = FuturesUnordered::new();
     let mean_gap = 1.0 / load.rate;
     let begin = Instant::now();
     let begin_unix_us = unix_micros_now();
     let mut offset = 0.0_f64; // seconds after `begin` of the next scheduled start
     let mut last_start = begin;
-    while offset < load.duration.as_secs_f64() {
-        let intended = begin + Duration::from_secs_f64(offset);
+    let mut next_progress = begin + Duration::from_secs(1);
+    loop {
+        let schedule_done = offset >= load.duration.as_secs_f64();
+        if schedule_done && in_flight.is_empty() {
+            break;
+        }
+        // Start everything that is due.
         let now = Instant::now();
-        if intended > now {
-            let wait = intended - now;
-            // Timers tick in milliseconds: sleep most of the wait, then (precise) yield until the moment.
-            if !load.precise {
-                tokio::time::sleep(wait).await;
-            } else if wait > Duration::from_millis(2) {
-                tokio::time::sleep(wait - Duration::from_millis(1)).await;
-            } else {
-                tokio::task::yield_now().await;
+        while !schedule_done && offset < load.duration.as_secs_f64() {
+            let intended = begin + Duration::from_secs_f64(offset);
+            if intended > now {
+                break;
             }
+            let bucket = &mut result.timeline[(offset as usize).min(seconds - 1)];
+            bucket.scheduled += 1;
+            // Drawn even when dropped, so every protocol sees the same order at the same instant.
+            let order = orders.next_order();
+            if in_flight.len() >= load.max_in_flight {
+                bucket.dropped += 1;
+                result.dropped_at_cap += 1;
+            } else {
+                record(&mut result.schedule_lag, now - intended);
+                result.started += 1;
+                last_start = now;
+                let mut request = PlaceOrderRequest::from(&order);
+                request.deadline_ms = load.deadline.as_millis() as u32;
+                let client = OrderApiClient::new(connections.next());
+                in_flight.push(place(
+                    client,
+                    request,
+                    order.id,
+                    Scheduled {
+                        intended,
+                        begin,
+                        begin_unix_us,
+                    },
+                    load.deadline + GIVE_UP_AFTER_DEADLINE,
+                ));
+            }
+            let gap = mean_gap / surge_factor(&load.surges, offset);
+            offset += match load.arrivals {
+                Arrivals::Constant => gap,
+                Arrivals::Poisson => -(1.0 - gaps.gen::<f64>()).ln() * gap,
+            };
+        }
+        // Handle the answers already here, a bounded number at a time.
+        let mut handled = 0;
+        while handled < ANSWERS_PER_TURN {
+            match in_flight.next().now_or_never() {
+                Some(Some(answer)) => {
+                    handle(&mut result, &mut progress, answer, load.deadline, seconds);
+                    handled += 1;
+                }
+                _ => break,
+            }
+        }
+        if Instant::now() >= next_progress {
+            progress.print(in_flight.len());
+            next_progress += Duration::from_secs(1);
+        }
+        if handled == ANSWERS_PER_TURN {
+            continue; // more may be waiting; look at the schedule first
+        }
+        // Wait for the next start or the next answer, whichever comes first.
+        let next_start =
+            (offset < load.duration.as_secs_f64()).then(|| begin + Duration::from_secs_f64(offset));
+        let wait = next_start
+            .unwrap_or(next_progress)
+            .min(next_progress)
+            .saturating_duration_since(Instant::now());
+        if wait.is_zero() {
             continue;
         }
-        let bucket = &mut result.timeline[(offset as usize).min(seconds - 1)];
-        bucket.scheduled += 1;
-        if in_flight.load(Ordering::Relaxed) >= load.max_in_flight {
-            bucket.dropped += 1;
-            result.dropped_at_cap += 1;
-        } else {
-            record(&mut result.schedule_lag, now - intended);
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            result.started += 1;
-            last_start = now;
-            let order = orders.next_order();
-            let order_id = order.id;
-            let mut request = PlaceOrderRequest::from(&order);
-            request.deadline_ms = load.deadline.as_millis() as u32;
-            let mut client = OrderApiClient::new(channel.clone());
-            let answers = answers_tx.clone();
-            let scheduled_offset = intended - begin;
-            tokio::spawn(async move {
-                let mut accepted_after = None;
-                let outcome = match client.place_order(request).await {
-                    Ok(reply) => {
-                        let reply = reply.into_inner();
-                        accepted_after =
-                            accepted_since(reply.accepted_unix_us, begin_unix_us, scheduled_offset);
-                        Ok(outcome_kind(reply.kind()))
-                    }
-                    Err(status) => Err(format!("{:?}", status.code())),
-                };
-                let _ = answers.send(Answer {
-                    order_id,
-                    scheduled_offset,
-                    latency: intended.elapsed(),
-                    accepted_after,
-                    outcome,
-                });
-            });
+        if load.precise && next_start.is_some() && wait <= Duration::from_millis(2) {
+            // Timers tick in milliseconds: yield (letting the connections' tasks run) until
+            // the moment instead of sleeping past it.
+            tokio::task::yield_now().await;
+            continue;
         }
-        offset += match load.arrivals {
-            Arrivals::Constant => mean_gap,
-            Arrivals::Poisson => -(1.0 - gaps.gen::<f64>()).ln() * mean_gap,
-        };
+        let wake = Instant::now()
+            + if load.precise && next_start.is_some() {
+                wait.saturating_sub(Duration::from_millis(1))
+            } else {
+                wait
+            };
+        tokio::select! {
+            biased;
+            answer = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(answer) = answer {
+                    handle(&mut result, &mut progress, answer, load.deadline, seconds);
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
     }
     result.start_span = last_start - begin;
-    drop(answers_tx);
-    let answered = collector.await.expect("the collector does not panic");
-    result.latency = answered.latency;
-    result.acceptance = answered.acceptance;
-    result.errors = answered.errors;
-    result.told = answered.told;
-    for (mine, theirs) in result.timeline.iter_mut().zip(&answered.timeline) {
-        mine.add(theirs);
-    }
     result
 }
 
-/// What the collector learned from the answers.
-struct Answered {
-    told: Vec<(OrderId, OutcomeKind)>,
-    latency: BTreeMap<OutcomeKind, Histogram<u64>>,
-    acceptance: Histogram<u64>,
-    errors: BTreeMap<String, u64>,
-    timeline: Vec<SecondBucket>,
+/// How long past its deadline the client still waits for an answer before it gives up on an
+/// order (an error "ClientTimeout"): long enough for a partition to heal and held bytes to
+/// flow, short enough that a server that never answers cannot hang the run.
+const GIVE_UP_AFTER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// When an order was due.
+struct Scheduled {
+    intended: Instant,
+    begin: Instant,
+    begin_unix_us: u64,
 }
 
-/// Receives every answer as it comes (one owner of the histograms, no locks) and prints a
-/// progress line a second: answers, committed/s and the last second's p99.
-async fn collect(
-    mut answers: mpsc::UnboundedReceiver<Answer>,
-    seconds: usize,
-    deadline: Duration,
-    in_flight: Arc<AtomicUsize>,
-) -> Answered {
-    let mut out = Answered {
-        told: Vec::new(),
-        latency: BTreeMap::new(),
-        acceptance: new_histogram(),
-        errors: BTreeMap::new(),
-        timeline: (0..seconds as u64)
-            .map(|second| SecondBucket {
-                second,
-                ..SecondBucket::default()
-            })
-            .collect(),
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    let (mut last_second, mut committed_last_second, mut answered) = (new_histogram(), 0u64, 0u64);
-    loop {
-        tokio::select! {
-            answer = answers.recv() => {
-                let Some(answer) = answer else { return out };
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                answered += 1;
-                let bucket = &mut out.timeline[(answer.scheduled_offset.as_secs() as usize).min(seconds - 1)];
-                match answer.outcome {
-                    Ok(kind) => {
-                        out.told.push((answer.order_id, kind));
-                        record(out.latency.entry(kind).or_insert_with(new_histogram), answer.latency);
-                        record(&mut last_second, answer.latency);
-                        committed_last_second += u64::from(kind == OutcomeKind::Committed);
-                        if let Some(accepted) = answer.accepted_after {
-                            record(&mut out.acceptance, accepted);
-                        }
-                        bucket.count(kind, answer.latency <= deadline);
-                    }
-                    Err(code) => {
-                        bucket.errors += 1;
-                        *out.errors.entry(code).or_default() += 1;
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                eprintln!(
-                    "  {answered} answered, {} in flight, {committed_last_second} committed/s, p99 {:.1} ms",
-                    in_flight.load(Ordering::Relaxed),
-                    last_second.value_at_quantile(0.99) as f64 / 1000.0
-                );
-                last_second.reset();
-                committed_last_second = 0;
-            }
+/// Places one order and times it from its scheduled start.
+async fn place(
+    mut client: OrderApiClient<tonic::transport::Channel>,
+    request: PlaceOrderRequest,
+    order_id: OrderId,
+    at: Scheduled,
+    give_up: Duration,
+) -> Answer {
+    let Scheduled {
+        intended,
+        begin,
+        begin_unix_us,
+    } = at;
+    let scheduled_offset = intended - begin;
+    let mut accepted_after = None;
+    let outcome = match tokio::time::timeout(give_up, client.place_order(request)).await {
+        Err(_) => Err("ClientTimeout".to_string()),
+        Ok(Ok(reply)) => {
+            let reply = reply.into_inner();
+            accepted_after =
+                accepted_since(reply.accepted_unix_us, begin_unix_us, scheduled_offset);
+            Ok(outcome_kind(reply.kind()))
         }
+        Ok(Err(status)) => Err(format!("{:?}", status.code())),
+    };
+    Answer {
+        order_id,
+        scheduled_offset,
+        latency: intended.elapsed(),
+        accepted_after,
+        outcome,
+    }
+}
+
+/// Counts one answer into the histograms, the timeline and the progress line.
+fn handle(
+    result: &mut OpenLoopResult,
+    progress: &mut Progress,
+    answer: Answer,
+    deadline: Duration,
+    seconds: usize,
+) {
+    progress.answered += 1;
+    let bucket =
+        &mut result.timeline[(answer.scheduled_offset.as_secs() as usize).min(seconds - 1)];
+    match answer.outcome {
+        Ok(kind) => {
+            result.told.push((answer.order_id, kind));
+            record(
+                result.latency.entry(kind).or_insert_with(new_histogram),
+                answer.latency,
+            );
+            record(&mut progress.last_second, answer.latency);
+            progress.committed_last_second += u64::from(kind == OutcomeKind::Committed);
+            if let Some(accepted) = answer.accepted_after {
+                record(&mut result.acceptance, accepted);
+            }
+            bucket.count(kind, answer.latency <= deadline);
+        }
+        Err(code) => {
+            bucket.errors += 1;
+            *result.errors.entry(code).or_default() += 1;
+        }
+    }
+}
+
+/// The live line printed once a second: answers, committed/s and the last second's p99.
+struct Progress {
+    answered: u64,
+    committed_last_second: u64,
+    last_second: Histogram<u64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            answered: 0,
+            committed_last_second: 0,
+            last_second: new_histogram(),
+        }
+    }
+}
+
+impl Progress {
+    fn print(&mut self, in_flight: usize) {
+        eprintln!(
+            "  {} answered, {in_flight} in flight, {} committed/s, p99 {:.1} ms",
+            self.answered,
+            self.committed_last_second,
+            self.last_second.value_at_quantile(0.99) as f64 / 1000.0
+        );
+        self.last_second.reset();
+        self.committed_last_second = 0;
     }
 }
 
@@ -323,5 +413,24 @@ impl OpenLoopResult {
 
     pub fn count(&self, kind: OutcomeKind) -> u64 {
         self.latency.get(&kind).map_or(0, |h| h.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_surge_multiplies_the_rate_only_inside_its_window() {
+        let surges = [Surge {
+            from: Duration::from_secs(2),
+            to: Duration::from_secs(4),
+            factor: 3.0,
+        }];
+        assert_eq!(surge_factor(&surges, 1.999), 1.0);
+        assert_eq!(surge_factor(&surges, 2.0), 3.0);
+        assert_eq!(surge_factor(&surges, 3.99), 3.0);
+        assert_eq!(surge_factor(&surges, 4.0), 1.0);
+        assert_eq!(surge_factor(&[], 3.0), 1.0);
     }
 }

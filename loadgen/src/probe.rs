@@ -22,8 +22,12 @@ use std::time::{Duration, Instant};
 /// Median costs of the primitives, in microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Floors {
-    /// One unary gRPC call on loopback to a server that does nothing.
+    /// One unary gRPC call: on loopback to a server that does nothing, or (deployed) to the
+    /// deployment's front with an empty order, which it refuses before any work.
     pub grpc_round_trip_us: f64,
+    /// What the gRPC round trip was measured against.
+    #[serde(default)]
+    pub grpc_against: String,
     /// One single-row INSERT and its durable COMMIT.
     pub pg_commit_us: f64,
     /// One single-row UPDATE, PREPARE TRANSACTION and COMMIT PREPARED.
@@ -72,22 +76,78 @@ pub enum ProbeError {
     KafkaTimeout(Duration),
 }
 
+/// An error and its causes on one line (tonic's transport errors say little on their own).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 fn median(h: &Histogram<u64>) -> f64 {
     h.value_at_quantile(0.5) as f64
 }
 
+/// Where the primitives are measured.
+pub struct ProbeTargets {
+    /// A scratch database the probe creates its `probe` table in.
+    pub database_url: String,
+    /// Kafka bootstrap servers; `None` when nothing deployed runs on Kafka (the hop is 0).
+    pub kafka: Option<String>,
+    /// A deployment's `OrderApi` front; `None`: a no-op server on loopback.
+    pub grpc_front: Option<String>,
+}
+
+impl ProbeTargets {
+    /// The local environment: a `probe` database of the lab cluster, its broker, a no-op server.
+    pub async fn local(env: &LabEnv) -> Result<ProbeTargets, ProbeError> {
+        let mut admin = PgConnection::connect(&env.postgres.url("postgres")).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'probe')")
+                .fetch_one(&mut admin)
+                .await?;
+        if !exists {
+            admin.execute("CREATE DATABASE probe").await?;
+        }
+        Ok(ProbeTargets {
+            database_url: env.postgres.url("probe"),
+            kafka: Some(env.bootstrap_servers()),
+            grpc_front: None,
+        })
+    }
+}
+
 /// Measures every primitive `samples` times, one at a time.
-pub async fn measure(env: &LabEnv, samples: u32) -> Result<Floors, ProbeError> {
+pub async fn measure(targets: &ProbeTargets, samples: u32) -> Result<Floors, ProbeError> {
+    let (grpc_round_trip_us, grpc_against) = match &targets.grpc_front {
+        None => (
+            grpc_noop(samples).await?,
+            "loopback, no-op server".to_string(),
+        ),
+        Some(front) => (
+            grpc_front(front, samples).await?,
+            format!("{front}, an empty order it refuses"),
+        ),
+    };
+    let kafka_hop_us = match &targets.kafka {
+        Some(bootstrap) => kafka_hop(bootstrap, samples).await?,
+        None => 0.0,
+    };
     Ok(Floors {
-        grpc_round_trip_us: grpc(samples).await?,
-        pg_commit_us: pg_commit(env, samples).await?,
-        pg_prepare_commit_us: pg_prepare_commit(env, samples).await?,
-        kafka_hop_us: kafka_hop(env, samples).await?,
+        grpc_round_trip_us,
+        grpc_against,
+        pg_commit_us: pg_commit(&targets.database_url, samples).await?,
+        pg_prepare_commit_us: pg_prepare_commit(&targets.database_url, samples).await?,
+        kafka_hop_us,
         samples,
     })
 }
 
-async fn grpc(samples: u32) -> Result<f64, ProbeError> {
+async fn grpc_noop(samples: u32) -> Result<f64, ProbeError> {
     let (addr, _stop) = serve(NoopOrderApi::default())
         .await
         .map_err(|e| ProbeError::Grpc(e.to_string()))?;
@@ -106,17 +166,36 @@ async fn grpc(samples: u32) -> Result<f64, ProbeError> {
     Ok(median(&h))
 }
 
-/// A scratch database of the lab cluster, so probes never touch a protocol's tables.
-async fn probe_connection(env: &LabEnv) -> Result<PgConnection, ProbeError> {
-    let mut admin = PgConnection::connect(&env.postgres.url("postgres")).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'probe')")
-            .fetch_one(&mut admin)
-            .await?;
-    if !exists {
-        admin.execute("CREATE DATABASE probe").await?;
+/// A deployed front's round trip: an empty order is refused (InvalidArgument) by validation,
+/// before any database or broker work, so the call costs the network and the gRPC stack only.
+async fn grpc_front(front: &str, samples: u32) -> Result<f64, ProbeError> {
+    let mut client = OrderApiClient::connect(front.to_string())
+        .await
+        .map_err(|e| {
+            ProbeError::Grpc(format!(
+                "cannot reach the deployment's front {front} ({}); is the deployment up?",
+                with_causes(&e)
+            ))
+        })?;
+    let mut h = new_histogram();
+    for _ in 0..samples {
+        let started = Instant::now();
+        match client.place_order(PlaceOrderRequest::default()).await {
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {}
+            other => {
+                return Err(ProbeError::Grpc(format!(
+                    "{front} answered an empty order with {other:?}, not InvalidArgument: is it an OrderApi front?"
+                )))
+            }
+        }
+        record(&mut h, started.elapsed());
     }
-    let mut conn = PgConnection::connect(&env.postgres.url("probe")).await?;
+    Ok(median(&h))
+}
+
+/// The scratch table, emptied, on its own connection.
+async fn probe_connection(database_url: &str) -> Result<PgConnection, ProbeError> {
+    let mut conn = PgConnection::connect(database_url).await?;
     conn.execute("CREATE TABLE IF NOT EXISTS probe (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
         .await?;
     conn.execute("TRUNCATE probe").await?;
@@ -124,8 +203,8 @@ async fn probe_connection(env: &LabEnv) -> Result<PgConnection, ProbeError> {
     Ok(conn)
 }
 
-async fn pg_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
-    let mut conn = probe_connection(env).await?;
+async fn pg_commit(database_url: &str, samples: u32) -> Result<f64, ProbeError> {
+    let mut conn = probe_connection(database_url).await?;
     let mut h = new_histogram();
     for i in 1..=i64::from(samples) {
         let started = Instant::now();
@@ -138,8 +217,8 @@ async fn pg_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
     Ok(median(&h))
 }
 
-async fn pg_prepare_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
-    let mut conn = probe_connection(env).await?;
+async fn pg_prepare_commit(database_url: &str, samples: u32) -> Result<f64, ProbeError> {
+    let mut conn = probe_connection(database_url).await?;
     let mut h = new_histogram();
     for i in 0..samples {
         let gid = quote_literal(&format!("probe-{i}-{}", uuid::Uuid::new_v4().simple()));
@@ -156,15 +235,29 @@ async fn pg_prepare_commit(env: &LabEnv, samples: u32) -> Result<f64, ProbeError
     Ok(median(&h))
 }
 
-async fn kafka_hop(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
-    let bootstrap = env.bootstrap_servers();
+/// The next message. A topic created a moment ago can be missing from the consumer's first
+/// metadata (more so on a broker that is still recovering its logs): that error is transient.
+async fn receive(consumer: &StreamConsumer) -> Result<(), rdkafka::error::KafkaError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match consumer.recv().await {
+            Ok(_) => return Ok(()),
+            Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn kafka_hop(bootstrap: &str, samples: u32) -> Result<f64, ProbeError> {
     let topic = format!("probe-{}", uuid::Uuid::new_v4().simple());
-    create_topics(&bootstrap, &[&topic], 1).await?;
+    create_topics(bootstrap, &[&topic], 1).await?;
     let tuning = ClientTuning::default();
-    let producer: FutureProducer = idempotent_producer_config(&bootstrap, &tuning).create()?;
+    let producer: FutureProducer = idempotent_producer_config(bootstrap, &tuning).create()?;
     let group = format!("probe-{}", uuid::Uuid::new_v4().simple());
     let consumer: StreamConsumer =
-        manual_commit_consumer_config(&bootstrap, &group, &tuning).create()?;
+        manual_commit_consumer_config(bootstrap, &group, &tuning).create()?;
     consumer.subscribe(&[&topic])?;
     // The first message waits for the group to form; it is not measured.
     let mut h = new_histogram();
@@ -179,7 +272,7 @@ async fn kafka_hop(env: &LabEnv, samples: u32) -> Result<f64, ProbeError> {
             )
             .await
             .map_err(|(e, _)| e)?;
-        tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        tokio::time::timeout(Duration::from_secs(30), receive(&consumer))
             .await
             .map_err(|_| ProbeError::KafkaTimeout(Duration::from_secs(30)))??;
         if i > 0 {

@@ -109,12 +109,19 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
             })
             .collect()
     };
+    // Fault windows (the scenario's, the same for every protocol) are shaded.
+    let windows: Vec<(f64, f64)> = summary
+        .scenario
+        .iter()
+        .flat_map(|s| &s.faults)
+        .map(|f| (f.at_s as f64, f.ends_at_s() as f64))
+        .collect();
     plots::timeline(
         &dir.join("throughput.svg"),
-        "Committed orders per second",
+        "Committed orders per second (by scheduled start)",
         "orders/s",
         &per_second(|b| b.committed as f64),
-        &[],
+        &windows,
     )
     .map_err(report_err)?;
     let availability = per_second(|b| {
@@ -126,7 +133,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         "Availability per second (answered COMMITTED or REJECTED within the deadline)",
         "%",
         &availability,
-        &[],
+        &windows,
     )
     .map_err(report_err)?;
 
@@ -228,6 +235,7 @@ pub fn markdown(summary: &Summary) -> String {
     }
     let _ = writeln!(md, "\n![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n![floor](floor.svg)\n");
 
+    md.push_str(&faults_section(summary));
     let _ = writeln!(md, "## Outcomes and latency by outcome (ms)\n");
     let _ = writeln!(
         md,
@@ -247,8 +255,8 @@ pub fn markdown(summary: &Summary) -> String {
     }
 
     let _ = writeln!(md, "\n## Acceptance and cost\n");
-    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order.\n");
-    let _ = writeln!(md, "| protocol | acceptance p50 / p99 (ms) | messages per order | bytes per order | generator lag p99 (ms) |");
+    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order. Generator lag: how late the load generator started orders (tokio's timers tick in milliseconds); latency is measured from the scheduled start, so it includes this lag, the same for every protocol.\n");
+    let _ = writeln!(md, "| protocol | acceptance p50 / p99 (ms) | messages per order | bytes per order | generator lag p50 / p99 (ms) |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in &summary.runs {
         let counter = |name: &str| {
@@ -275,7 +283,7 @@ pub fn markdown(summary: &Summary) -> String {
             per_order(counter("relay.bytes")),
             r.schedule_lag
                 .as_ref()
-                .map_or("–".into(), |l| format!("{:.3}", l.p99))
+                .map_or("–".into(), |l| format!("{:.3} / {:.3}", l.p50, l.p99))
         );
     }
     let _ = writeln!(
@@ -313,9 +321,13 @@ pub fn markdown(summary: &Summary) -> String {
         f.samples
     );
     let _ = writeln!(md, "| primitive | µs |\n|---|---|");
+    let against = match f.grpc_against.as_str() {
+        "" => "loopback, no-op server",
+        against => against,
+    };
     let _ = writeln!(
         md,
-        "| gRPC round trip (loopback, no-op server) | {:.0} |",
+        "| gRPC round trip ({against}) | {:.0} |",
         f.grpc_round_trip_us
     );
     let _ = writeln!(
@@ -357,16 +369,31 @@ pub fn markdown(summary: &Summary) -> String {
         "- machine: {} ({}, kernel {}), {} CPUs, {} GiB; load average at start {}",
         e.hostname, e.os, e.kernel, e.cpus, e.memory_gib, e.load_average_at_start
     );
-    let _ = writeln!(
-        md,
-        "- PostgreSQL {} (fsync=on, synchronous_commit=on), Apache Kafka {} (KRaft, one broker)",
-        e.postgres, e.kafka
-    );
-    let _ = writeln!(
-        md,
-        "- Kafka clients: fetch.wait.max.ms={}, fetch.min.bytes={}, linger.ms={}",
-        t.fetch_wait_max_ms, t.fetch_min_bytes, t.linger_ms
-    );
+    match &e.deployment {
+        None => {
+            let _ = writeln!(
+                md,
+                "- PostgreSQL {} (fsync=on, synchronous_commit=on), Apache Kafka {} (KRaft, one broker)",
+                e.postgres, e.kafka
+            );
+            let _ = writeln!(
+                md,
+                "- Kafka clients: fetch.wait.max.ms={}, fetch.min.bytes={}, linger.ms={}, reconnect.backoff.max.ms={}; saga consumer groups use the KIP-848 protocol, session {} ms",
+                t.fetch_wait_max_ms,
+                t.fetch_min_bytes,
+                t.linger_ms,
+                t.reconnect_backoff_max_ms,
+                common::kafka_clients::GROUP_SESSION_TIMEOUT_MS
+            );
+        }
+        Some(file) => {
+            let _ = writeln!(
+                md,
+                "- deployed: `{file}` names the fronts, metrics endpoints and databases; the lab started none of them. The protocols' knobs (prepare timeout and order, step timeout, Kafka client settings) are the deployment's own flags, not the scenario's."
+            );
+            let _ = writeln!(md, "- PostgreSQL {}, Kafka: {}", e.postgres, e.kafka);
+        }
+    }
     if let Some(s) = scenario {
         let _ = writeln!(
             md,
@@ -436,4 +463,67 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     }
     let _ = writeln!(md, "\n![sweep](sweep.svg)\n\nEvery figure per rate is in `summary.json`; per second in `timeline.csv`.");
     std::fs::write(dir.join("report.md"), md).map_err(report_err)
+}
+
+/// The fault schedule as it happened under each protocol: availability of the orders scheduled
+/// inside each window and the time to recover after healing.
+fn faults_section(summary: &Summary) -> String {
+    let mut md = String::new();
+    if summary.runs.iter().all(|r| r.faults.is_empty()) {
+        return md;
+    }
+    let _ = writeln!(md, "## Faults\n");
+    let _ = writeln!(md, "Shaded in the throughput and availability plots. Every link of these runs went through a fault proxy (DESIGN §5). *Availability in window*: orders scheduled inside the window answered COMMITTED or REJECTED within the deadline. Windows are scored from when each fault was actually applied to when it was actually healed (a restart can take longer than scheduled). *Recovery*: seconds from the actual heal until three seconds in a row are again ≥ 99 % available (fewer when the next fault or the end of the run comes first; *not before the next fault or the end* when it never did). *All begun before the heal final*: from the heal until the databases hold no PENDING order and no prepared 2PC branch begun before it (sagas compensated or completed, in-doubt branches resolved).\n");
+    let _ = writeln!(md, "| protocol | fault | availability in window | orders in window | recovery after heal | all begun before the heal final after | what was done |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for r in &summary.runs {
+        for f in &r.faults {
+            let (availability, recovery, settled) = if f.applies {
+                (
+                    f.availability_in_window
+                        .map_or("–".into(), |a| format!("{:.1} %", 100.0 * a)),
+                    f.recovery_s
+                        .map_or("not before the next fault or the end".into(), |s| {
+                            format!("{s} s")
+                        }),
+                    f.settled_after_heal_s
+                        .map_or("not within 120 s".into(), |s| format!("{s:.1} s")),
+                )
+            } else {
+                ("does not apply".into(), "–".into(), "–".into())
+            };
+            let what = match &f.error {
+                Some(e) => format!("{} — **{e}**", f.note),
+                None => f.note.clone(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {availability} | {} | {recovery} | {settled} | {what} |",
+                r.protocol.map_or("?", |p| p.name()),
+                f.label,
+                f.scheduled_in_window,
+            );
+        }
+    }
+    md.push_str("\nA crashed process restarts with empty histograms and counters: the figures below add those it gave just before the kill (read at the scheduled second, the kill follows within milliseconds) to those of its life after the restart.\n\n");
+    // How long a 2PC participant stayed blocked: its longest-held prepared branch.
+    for r in &summary.runs {
+        let blocked: Vec<String> = r
+            .services
+            .iter()
+            .filter_map(|s| {
+                let us = s.maxima.get("prepared_max")?;
+                Some(format!("{} {:.0} ms", s.service, *us as f64 / 1000.0))
+            })
+            .collect();
+        if !blocked.is_empty() {
+            let _ = writeln!(
+                md,
+                "Longest a {} participant held a prepared branch (blocked, locks held): {}.\n",
+                r.protocol.map_or("?", |p| p.name()),
+                blocked.join(", ")
+            );
+        }
+    }
+    md
 }

@@ -5,6 +5,9 @@
 use common::env::ports::free_port;
 use common::env::services::{ServiceProcess, ServiceSpec};
 use common::env::EnvError;
+use common::kafka_clients::CONSUMER_ASSIGNED;
+use common::metrics::pb::SnapshotRequest;
+use common::metrics::MetricsClient;
 use common::storage::{DatabaseUrls, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,8 @@ impl SagaMode {
 
 /// The running processes; stopped on drop (front first).
 pub struct SagaDeployment {
+    /// Every topic and consumer group of this deployment is named `<prefix>.…`.
+    prefix: String,
     front: SocketAddr,
     metrics: Vec<SocketAddr>,
     processes: Vec<ServiceProcess>,
@@ -38,6 +43,20 @@ const SERVICES: [(&str, Store); 3] = [
     ("payment", Store::Payments),
     ("inventory", Store::Inventory),
 ];
+
+/// How long a fresh deployment's consumers may take to join their groups.
+const CONSUMING_WITHIN: Duration = Duration::from_secs(60);
+
+/// Whether the process at `addr` reports its consumer assigned (false if it cannot tell yet).
+async fn consumer_assigned(addr: SocketAddr) -> bool {
+    let Ok(mut client) = MetricsClient::connect(format!("http://{addr}")).await else {
+        return false;
+    };
+    client
+        .get_snapshot(SnapshotRequest { reset: false })
+        .await
+        .is_ok_and(|r| r.into_inner().counters.get(CONSUMER_ASSIGNED).copied() >= Some(1))
+}
 
 fn port() -> Result<SocketAddr, EnvError> {
     let port = free_port().map_err(|source| EnvError::Io {
@@ -50,26 +69,29 @@ fn port() -> Result<SocketAddr, EnvError> {
 
 impl SagaDeployment {
     /// Starts the services, then (orchestrated) the orchestrator; waits until each serves.
+    /// `bootstrap` gives each process (`order`, `payment`, `inventory`, `orchestrator`) the
+    /// broker address it must use: its own listener's fault proxy, or the broker itself.
     pub async fn start(
         mode: SagaMode,
         bin_dir: &Path,
         log_dir: &Path,
         databases: &DatabaseUrls,
-        bootstrap: &str,
+        bootstrap: &dyn Fn(&str) -> String,
         step_timeout: Duration,
     ) -> Result<SagaDeployment, EnvError> {
         let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let kafka = |listen: SocketAddr| {
+        let kafka = |listen: SocketAddr, process: &str| {
             vec![
                 "--listen".to_string(),
                 listen.to_string(),
                 "--bootstrap".into(),
-                bootstrap.to_string(),
+                bootstrap(process),
                 "--topic-prefix".into(),
                 prefix.clone(),
             ]
         };
         let mut deployment = SagaDeployment {
+            prefix: prefix.clone(),
             front: port()?,
             metrics: Vec::new(),
             processes: Vec::new(),
@@ -81,7 +103,7 @@ impl SagaDeployment {
             } else {
                 port()?
             };
-            let mut args = kafka(listen);
+            let mut args = kafka(listen, name);
             args.extend([
                 "--service".into(),
                 name.into(),
@@ -101,7 +123,7 @@ impl SagaDeployment {
         }
         if mode == SagaMode::Orchestrated {
             let listen = deployment.front;
-            let mut args = kafka(listen);
+            let mut args = kafka(listen, "orchestrator");
             args.extend(["--database-url".into(), databases.orchestrator.clone()]);
             args.extend([
                 "--step-timeout-ms".into(),
@@ -117,7 +139,32 @@ impl SagaDeployment {
                 )
                 .await?;
         }
+        deployment.wait_consuming(CONSUMING_WITHIN).await?;
         Ok(deployment)
+    }
+
+    /// Waits until every process's consumer holds its partitions: a process that listens but
+    /// has not joined its group yet would count its first orders as unavailable.
+    async fn wait_consuming(&mut self, within: Duration) -> Result<(), EnvError> {
+        let started = std::time::Instant::now();
+        for (process, addr) in self.processes.iter().zip(&self.metrics) {
+            loop {
+                if consumer_assigned(*addr).await {
+                    break;
+                }
+                if started.elapsed() > within {
+                    return Err(EnvError::NotReady {
+                        what: "a saga process's consumer (no partition assignment)",
+                        after: within,
+                        log: process.log_path(),
+                        tail: process.log_tail(20),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tracing::debug!(took = ?started.elapsed(), "every saga consumer holds its partitions");
+        Ok(())
     }
 
     async fn spawn(
@@ -150,6 +197,24 @@ impl SagaDeployment {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.front)
+    }
+
+    /// The prefix of its topics and consumer groups.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The process serving as `name` (`order`, `payment`, `inventory`, `orchestrator`).
+    pub fn process(&mut self, name: &str) -> Option<&mut ServiceProcess> {
+        let wanted = format!("saga-{name}");
+        self.processes.iter_mut().find(|p| p.spec().name == wanted)
+    }
+
+    /// Whether an orchestrator runs (and is the front door).
+    pub fn is_orchestrated(&self) -> bool {
+        self.processes
+            .iter()
+            .any(|p| p.spec().name == "saga-orchestrator")
     }
 
     pub fn metrics_urls(&self) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! seed, so every protocol of a comparison faces exactly the same thing. A bad file gets an error
 //! that names the field (`load.rate`, `protocols[1]`) and why; never a panic.
 
+use crate::faults::schedule::FaultSpec;
 use crate::open_loop::Arrivals;
 use crate::workload::WorkloadSpec;
 use common::datagen::DataSetSpec;
@@ -72,6 +73,13 @@ pub struct LoadSpec {
     /// Open loop: orders in flight at most; more are dropped and counted.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// HTTP/2 connections to the front service, orders spread round-robin over them.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+}
+
+fn default_connections() -> usize {
+    crate::connections::DEFAULT_CONNECTIONS
 }
 
 fn default_arrivals() -> Arrivals {
@@ -129,6 +137,10 @@ pub struct Scenario {
     pub twopc: TwopcSpec,
     #[serde(default)]
     pub saga: SagaSpec,
+    /// `[[faults]]`: what to break, when, for how long; the same for every protocol. With any
+    /// fault, every link of a run goes through a fault proxy.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
 }
 
 /// Saga settings.
@@ -217,7 +229,31 @@ pub enum ScenarioError {
     Unknown { name: String, known: String },
 }
 
+/// A TOML file's contents as `T`; an error names the field (its dotted path) and the reason.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| {
+        let field = match err.path().to_string() {
+            f if f == "." => "(top level)".to_string(),
+            f => f,
+        };
+        (field, err.into_inner().message().trim().to_string())
+    })
+}
+
 impl Scenario {
+    /// The `surge` faults as the open loop applies them.
+    pub fn surges(&self) -> Vec<crate::open_loop::Surge> {
+        self.faults
+            .iter()
+            .filter(|f| f.kind == crate::faults::schedule::FaultKind::Surge)
+            .map(|f| crate::open_loop::Surge {
+                from: std::time::Duration::from_secs(f.at_s),
+                to: std::time::Duration::from_secs(f.ends_at_s()),
+                factor: f.factor.unwrap_or(1.0),
+            })
+            .collect()
+    }
+
     /// Reads and checks a scenario: a path, or the name of one in `scenarios/`.
     pub fn load(name_or_path: &str, scenarios_dir: &Path) -> Result<Scenario, ScenarioError> {
         let path = if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
@@ -256,19 +292,8 @@ impl Scenario {
             field,
             reason,
         };
-        let deserializer = toml::Deserializer::new(text);
-        let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let field = err.path().to_string();
-            let reason = err.into_inner().message().trim().to_string();
-            invalid(
-                if field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
-                reason,
-            )
-        })?;
+        let scenario: Scenario =
+            from_toml(text).map_err(|(field, reason)| invalid(field, reason))?;
         scenario
             .validate()
             .map_err(|(field, reason)| invalid(field, reason))?;
@@ -328,11 +353,30 @@ impl Scenario {
                 format!("must be between 1 and 86400, got {}", load.duration_s),
             ));
         }
+        if load.connections == 0 || load.connections > 256 {
+            return Err((
+                "load.connections".to_string(),
+                format!("must be between 1 and 256, got {}", load.connections),
+            ));
+        }
         if load.max_in_flight == 0 {
             return Err((
                 "load.max_in_flight".to_string(),
                 "must be at least 1".into(),
             ));
+        }
+        crate::faults::schedule::validate(&self.faults, load.duration_s)?;
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| f.kind == crate::faults::schedule::FaultKind::Surge)
+        {
+            if load.mode != LoadMode::Open {
+                return Err((
+                    format!("faults[{i}].kind"),
+                    "a surge multiplies an open loop's rate; a closed loop has none".into(),
+                ));
+            }
         }
         if self.protocols.is_empty() {
             return Err((
@@ -485,5 +529,82 @@ price_cents = [100, 200]
         assert!(e.contains("workload.lines"), "{e}");
         let e = error_of(&GOOD.replace("duration_s = 10", ""));
         assert!(e.contains("duration_s"), "{e}");
+    }
+
+    fn with_faults(faults: &str) -> String {
+        format!("{GOOD}{faults}")
+    }
+
+    #[test]
+    fn a_fault_schedule_parses_and_its_errors_name_the_entry_and_field() {
+        let good = with_faults(
+            "[[faults]]\nkind = \"partition\"\ntarget = \"payment\"\nat_s = 2\nduration_s = 3\n\
+             [[faults]]\nkind = \"delay\"\ntarget = \"inventory\"\nat_s = 2\nduration_s = 3\nlatency_ms = 20\n",
+        );
+        let s = Scenario::parse(&good, Path::new("t.toml")).unwrap();
+        assert_eq!(s.faults.len(), 2);
+        assert_eq!(s.faults[1].label(), "delay inventory +20 ms 2–5 s");
+
+        let cases = [
+            (
+                "[[faults]]\nkind = \"delay\"\ntarget = \"payment\"\nat_s = 1\nduration_s = 2\n",
+                "faults[0].latency_ms: a delay needs latency_ms",
+            ),
+            (
+                "[[faults]]\nkind = \"crash\"\ntarget = \"payment\"\nat_s = 8\nduration_s = 5\n",
+                "faults[0].duration_s: the fault ends at 13 s, after the measured load",
+            ),
+            (
+                "[[faults]]\nkind = \"crash\"\ntarget = \"client\"\nat_s = 1\nduration_s = 2\n",
+                "faults[0].target: the client is the load generator itself",
+            ),
+            (
+                "[[faults]]\nkind = \"crash\"\ntarget = \"paymnet\"\nat_s = 1\nduration_s = 2\n",
+                "faults[0].target: unknown variant `paymnet`",
+            ),
+            (
+                "[[faults]]\nkind = \"reset\"\ntarget = \"order\"\nat_s = 1\nduration_s = 2\nlatency_ms = 5\n",
+                "faults[0].latency_ms: only a delay has a latency",
+            ),
+            (
+                "[[faults]]\nkind = \"reset\"\ntarget = \"order\"\nat_s = 1\nduration_s = 4\n\
+                 [[faults]]\nkind = \"crash\"\ntarget = \"order\"\nat_s = 3\nduration_s = 2\n",
+                "faults[1].at_s: overlaps faults[0] on the same target (order)",
+            ),
+            (
+                "[[faults]]\nkind = \"partition\"\ntarget = \"broker\"\nat_s = 1\nduration_s = 4\n\
+                 [[faults]]\nkind = \"delay\"\ntarget = \"payment\"\nat_s = 2\nduration_s = 1\nlatency_ms = 5\n",
+                "faults[1].at_s: overlaps faults[0] (partition broker 1–5 s), which acts on links payment shares",
+            ),
+            (
+                "[[faults]]\nkind = \"surge\"\ntarget = \"client\"\nat_s = 1\nduration_s = 2\n",
+                "faults[0].factor: a surge needs factor",
+            ),
+            (
+                "[[faults]]\nkind = \"surge\"\ntarget = \"client\"\nat_s = 1\nduration_s = 2\nfactor = 0.5\n",
+                "faults[0].factor: must be in (1, 100], got 0.5",
+            ),
+            (
+                "[[faults]]\nkind = \"surge\"\ntarget = \"payment\"\nat_s = 1\nduration_s = 2\nfactor = 2.0\n",
+                "faults[0].target: a surge acts on the offered load",
+            ),
+            (
+                "[[faults]]\nkind = \"pause\"\ntarget = \"payment\"\nat_s = 1\nduration_s = 2\nfactor = 2.0\n",
+                "faults[0].factor: only a surge has a factor",
+            ),
+            (
+                "[[faults]]\nkind = \"pause\"\ntarget = \"client\"\nat_s = 1\nduration_s = 2\n",
+                "faults[0].target: the client is the load generator itself; pause a service",
+            ),
+            (
+                "[[faults]]\nkind = \"isolate\"\ntarget = \"order\"\nat_s = 1\nduration_s = 4\n\
+                 [[faults]]\nkind = \"delay\"\ntarget = \"client\"\nat_s = 2\nduration_s = 1\nlatency_ms = 5\n",
+                "faults[1].at_s: overlaps faults[0] (isolate order 1–5 s), which acts on links client shares",
+            ),
+        ];
+        for (faults, expected) in cases {
+            let e = error_of(&with_faults(faults));
+            assert!(e.contains(expected), "expected {expected:?} in: {e}");
+        }
     }
 }

@@ -72,6 +72,9 @@ pub struct ProtocolRun {
     pub services: Vec<ServiceFigures>,
     pub timeline: Vec<SecondBucket>,
     pub check: CheckReport,
+    /// The scenario's faults as they happened in this run, with availability in each window.
+    #[serde(default)]
+    pub faults: Vec<crate::faults::injector::FaultRecord>,
 }
 
 /// The machine and software behind the numbers.
@@ -87,6 +90,9 @@ pub struct Environment {
     pub kafka: String,
     pub git_commit: String,
     pub lab_version: String,
+    /// The deployment file driven (`--deployment`); `None`: the local environment.
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 impl Environment {
@@ -138,6 +144,17 @@ impl Environment {
             kafka: common::env::kafka::KAFKA_VERSION.to_string(),
             git_commit: git,
             lab_version: env!("CARGO_PKG_VERSION").to_string(),
+            deployment: None,
+        }
+    }
+}
+
+impl Environment {
+    /// Records a driven deployment; its Kafka is its own, not the lab's jars.
+    pub fn set_deployment(&mut self, file: Option<&std::path::Path>) {
+        if let Some(file) = file {
+            self.deployment = Some(file.display().to_string());
+            self.kafka = format!("the deployment's own (see {})", file.display());
         }
     }
 }

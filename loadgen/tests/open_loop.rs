@@ -3,11 +3,11 @@
 
 use common::datagen::{DataSet, DataSetSpec};
 use common::domain::OutcomeKind;
+use loadgen::connections::Connections;
 use loadgen::noop_server::{serve, NoopOrderApi};
 use loadgen::open_loop::{run, Arrivals, OpenLoop};
 use loadgen::workload::WorkloadSpec;
 use std::time::{Duration, Instant};
-use tonic::transport::Endpoint;
 
 fn data() -> DataSet {
     DataSet::generate(&DataSetSpec {
@@ -28,14 +28,12 @@ fn load(rate: f64, secs: u64, arrivals: Arrivals) -> OpenLoop {
         seed: 3,
         stream_base: 0,
         precise: false,
+        surges: Vec::new(),
     }
 }
 
-async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .tcp_nodelay(true)
-        .connect()
+async fn connections(addr: std::net::SocketAddr) -> Connections {
+    Connections::open(&format!("http://{addr}"), 2)
         .await
         .unwrap()
 }
@@ -50,7 +48,7 @@ async fn constant_and_poisson_arrivals_hit_the_rate_within_two_percent() {
     let (addr, _stop) = serve(NoopOrderApi::default()).await.unwrap();
     for arrivals in [Arrivals::Constant, Arrivals::Poisson] {
         let result = run(
-            channel(addr).await,
+            &connections(addr).await,
             &data(),
             &WorkloadSpec::default(),
             &load(1_000.0, 10, arrivals),
@@ -91,7 +89,7 @@ async fn a_stall_is_charged_to_every_order_scheduled_during_it() {
         stall.stall_until(Instant::now() + Duration::from_secs(1));
     });
     let result = run(
-        channel(addr).await,
+        &connections(addr).await,
         &data(),
         &WorkloadSpec::default(),
         &load(200.0, 3, Arrivals::Constant),

@@ -23,6 +23,9 @@ pub struct KafkaArgs {
     /// Producer linger.ms.
     #[arg(long, default_value_t = ClientTuning::default().linger_ms)]
     pub linger_ms: u32,
+    /// Producers' and consumers' reconnect.backoff.max.ms.
+    #[arg(long, default_value_t = ClientTuning::default().reconnect_backoff_max_ms)]
+    pub reconnect_backoff_max_ms: u32,
     /// Consumer group suffix; a new one replays every topic from offset 0.
     #[arg(long, default_value = "")]
     pub group_suffix: String,
@@ -41,6 +44,7 @@ impl KafkaArgs {
                 fetch_wait_max_ms: self.fetch_wait_max_ms,
                 fetch_min_bytes: self.fetch_min_bytes,
                 linger_ms: self.linger_ms,
+                reconnect_backoff_max_ms: self.reconnect_backoff_max_ms,
             },
             group_suffix: self.group_suffix.clone(),
             publish_twice: self.publish_twice,

@@ -66,12 +66,13 @@ pub async fn run<H: MessageHandler>(
 ) -> Result<(), SagaError> {
     let consumer: StreamConsumer =
         manual_commit_consumer_config(&spec.bootstrap, &spec.group, &spec.tuning)
-            // Short enough that a restarted process gets its partitions back soon after a crash
-            // (the dead member's session must expire first). Static membership would avoid that
-            // wait, but librdkafka fences itself (FencedInstanceId, fatal) when its session
-            // expires during a broker outage, so it is not used.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1500")
+            // The broker-driven group protocol (KIP-848). With the classic one, a broker outage
+            // longer than the session made every consumer rejoin under a new member id, and the
+            // reloaded group then waited for the old id's session to expire (6 s more) before
+            // any partition was consumed again. Here a member keeps its id and its partitions
+            // across the outage. The session (6 s) and heartbeat are set on the broker
+            // (`group.consumer.*`); a killed process still waits for its dead member's session.
+            .set("group.protocol", "consumer")
             .create()
             .map_err(|source| SagaError::Kafka {
                 what: "creating the consumer",
@@ -100,10 +101,18 @@ pub async fn run<H: MessageHandler>(
     }
     let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
     let mut fatal = None;
+    let mut assigned = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = commit_tick.tick() => commit(&consumer, CommitMode::Async),
+            _ = commit_tick.tick() => {
+                commit(&consumer, CommitMode::Async);
+                if !assigned && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                    assigned = true;
+                    metrics.add(crate::telemetry::CONSUMER_ASSIGNED, 1);
+                    tracing::info!(group = %spec.group, "the consumer holds its partitions");
+                }
+            }
             received = consumer.recv() => match received {
                 Ok(msg) => {
                     let delivery = Delivery {

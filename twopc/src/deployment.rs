@@ -55,6 +55,10 @@ pub struct Deployment {
     config: DeploymentConfig,
     coordinator_addr: SocketAddr,
     participant_addrs: Vec<(ServiceKind, SocketAddr)>,
+    /// Where the coordinator reaches a participant, when not directly (a fault proxy).
+    to_participant: Vec<(ServiceKind, SocketAddr)>,
+    /// Where a participant reaches the coordinator, when not directly (a fault proxy).
+    to_coordinator: Vec<(ServiceKind, SocketAddr)>,
     pub coordinator: Option<ServiceProcess>,
     pub participants: Vec<(ServiceKind, Option<ServiceProcess>)>,
 }
@@ -68,6 +72,13 @@ fn loopback(port: u16) -> SocketAddr {
 impl Deployment {
     /// Starts the participants, then the coordinator.
     pub async fn start(config: DeploymentConfig) -> Result<Deployment, EnvError> {
+        let mut deployment = Deployment::plan(config)?;
+        deployment.launch().await?;
+        Ok(deployment)
+    }
+
+    /// Chooses every process's address but starts nothing, so routes can be set first.
+    pub fn plan(config: DeploymentConfig) -> Result<Deployment, EnvError> {
         for program in ["coordinator", "participant"] {
             if !config.bin_dir.join(program).is_file() {
                 return Err(EnvError::Io {
@@ -89,19 +100,42 @@ impl Deployment {
         for kind in ServiceKind::ALL {
             participant_addrs.push((kind, loopback(port()?)));
         }
-        let mut deployment = Deployment {
+        Ok(Deployment {
             config,
             coordinator_addr,
             participant_addrs,
+            to_participant: Vec::new(),
+            to_coordinator: Vec::new(),
             coordinator: None,
             participants: Vec::new(),
-        };
+        })
+    }
+
+    /// Makes the coordinator reach participant `kind` at `via` (set before `launch`).
+    pub fn route_to_participant(&mut self, kind: ServiceKind, via: SocketAddr) {
+        self.to_participant.retain(|(k, _)| *k != kind);
+        self.to_participant.push((kind, via));
+    }
+
+    /// Makes participant `kind` reach the coordinator at `via` (set before `launch`).
+    pub fn route_to_coordinator(&mut self, kind: ServiceKind, via: SocketAddr) {
+        self.to_coordinator.retain(|(k, _)| *k != kind);
+        self.to_coordinator.push((kind, via));
+    }
+
+    /// Starts the participants, then the coordinator.
+    pub async fn launch(&mut self) -> Result<(), EnvError> {
         for kind in ServiceKind::ALL {
-            let process = deployment.start_participant(kind, &[]).await?;
-            deployment.participants.push((kind, Some(process)));
+            let process = self.start_participant(kind, &[]).await?;
+            self.participants.push((kind, Some(process)));
         }
-        deployment.coordinator = Some(deployment.start_coordinator(&[]).await?);
-        Ok(deployment)
+        self.coordinator = Some(self.start_coordinator(&[]).await?);
+        Ok(())
+    }
+
+    /// The coordinator's own address (the client API).
+    pub fn coordinator_addr(&self) -> SocketAddr {
+        self.coordinator_addr
     }
 
     /// The client API's URL.
@@ -113,7 +147,8 @@ impl Deployment {
         format!("http://{}", self.participant_addr(kind))
     }
 
-    fn participant_addr(&self, kind: ServiceKind) -> SocketAddr {
+    /// Participant `kind`'s own address.
+    pub fn participant_addr(&self, kind: ServiceKind) -> SocketAddr {
         self.participant_addrs
             .iter()
             .find(|(k, _)| *k == kind)
@@ -165,6 +200,7 @@ impl Deployment {
             c.pool_size.to_string(),
         ];
         for (kind, addr) in &self.participant_addrs {
+            let addr = route(&self.to_participant, *kind).unwrap_or(*addr);
             args.push("--participant".into());
             args.push(format!("{}=http://{addr}", kind.as_str()));
         }
@@ -194,7 +230,10 @@ impl Deployment {
             "--database-url".into(),
             c.databases.get(kind.store()).to_string(),
             "--coordinator".into(),
-            self.url(),
+            format!(
+                "http://{}",
+                route(&self.to_coordinator, kind).unwrap_or(self.coordinator_addr)
+            ),
             "--ask-after-ms".into(),
             c.ask_after.as_millis().to_string(),
             "--pool-size".into(),
@@ -234,6 +273,10 @@ impl Deployment {
             }
         }
     }
+}
+
+fn route(routes: &[(ServiceKind, SocketAddr)], kind: ServiceKind) -> Option<SocketAddr> {
+    routes.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
 }
 
 impl Drop for Deployment {

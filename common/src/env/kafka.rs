@@ -5,6 +5,7 @@
 
 use super::process::{log_tail, run_to_completion, stop_leftover, ManagedChild, StopPolicy};
 use super::{ports, EnvError};
+use crate::kafka_clients::GROUP_SESSION_TIMEOUT_MS;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::fmt::Write as _;
@@ -97,6 +98,23 @@ impl KafkaBroker {
     /// Formats the storage on first use (warm starts reuse it), writes the config, starts the
     /// broker and waits until a client sees it in the cluster metadata.
     pub async fn start(config: &KafkaConfig, run_dir: &Path) -> Result<KafkaBroker, EnvError> {
+        Self::start_with(config, run_dir, false).await
+    }
+
+    /// Like `start`, on empty storage: the topics, offsets and groups of earlier runs in this
+    /// run directory are deleted first.
+    pub async fn start_fresh(
+        config: &KafkaConfig,
+        run_dir: &Path,
+    ) -> Result<KafkaBroker, EnvError> {
+        Self::start_with(config, run_dir, true).await
+    }
+
+    async fn start_with(
+        config: &KafkaConfig,
+        run_dir: &Path,
+        fresh: bool,
+    ) -> Result<KafkaBroker, EnvError> {
         Self::preflight(config)?;
         let dir = run_dir.join("kafka");
         let logs = run_dir.join("logs");
@@ -114,7 +132,23 @@ impl KafkaBroker {
         write(&dir.join("server.properties"), &properties)?;
         write(&dir.join("log4j2.properties"), LOG4J2_CONFIG)?;
 
-        if !dir.join("data/meta.properties").exists() {
+        // A broker an earlier lab left running here goes first: it owns the storage.
+        let pid_file = dir.join("broker.pid");
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            stop_leftover(pid, &dir.display().to_string(), libc::SIGTERM);
+        }
+        let data = dir.join("data");
+        if fresh && data.exists() {
+            std::fs::remove_dir_all(&data).map_err(|source| EnvError::Io {
+                what: "emptying the broker's storage",
+                path: data.clone(),
+                source,
+            })?;
+        }
+        if !data.join("meta.properties").exists() {
             format_storage(config, &dir, &logs)?;
         }
         let mut command = java_command(config, &dir, &logs);
@@ -125,13 +159,6 @@ impl KafkaBroker {
             signal: libc::SIGTERM,
             grace: Duration::from_secs(20),
         };
-        let pid_file = dir.join("broker.pid");
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-        {
-            stop_leftover(pid, &dir.display().to_string(), libc::SIGTERM);
-        }
         let server = ManagedChild::spawn("kafka", command, &logs.join("kafka.log"), stop).map_err(
             |source| EnvError::Spawn {
                 what: "kafka (java)",
@@ -183,6 +210,16 @@ impl KafkaBroker {
     /// SIGKILL, for broker-crash faults.
     pub fn kill(&mut self) {
         self.server.kill();
+    }
+
+    /// SIGSTOP, for broker-pause faults: connections stay open, nothing is answered.
+    pub fn pause(&mut self) {
+        self.server.pause();
+    }
+
+    /// SIGCONT after [`KafkaBroker::pause`].
+    pub fn resume(&mut self) {
+        self.server.resume();
     }
 
     /// Controlled shutdown (SIGTERM), waiting for it.
@@ -294,7 +331,23 @@ fn server_properties(
         ),
         ("share.coordinator.state.topic.min.isr", "1".into()),
         ("group.initial.rebalance.delay.ms", "0".into()),
+        // After a SIGKILL the controller keeps the dead broker's registration until its
+        // session times out (default 9 s) and refuses the restarted one until then; a
+        // broker-crash fault would measure that timer, not recovery. 2 s, heartbeats 500 ms.
+        ("broker.session.timeout.ms", "2000".into()),
+        ("broker.heartbeat.interval.ms", "500".into()),
         ("log.flush.interval.messages", "9223372036854775807".into()),
+        // Consumer groups (KIP-848 protocol): the broker sets the session.
+        (
+            "group.consumer.session.timeout.ms",
+            GROUP_SESSION_TIMEOUT_MS.to_string(),
+        ),
+        (
+            "group.consumer.min.session.timeout.ms",
+            GROUP_SESSION_TIMEOUT_MS.to_string(),
+        ),
+        ("group.consumer.heartbeat.interval.ms", "1500".into()),
+        ("group.consumer.min.heartbeat.interval.ms", "1000".into()),
     ];
     for (key, value) in settings {
         let _ = writeln!(text, "{key}={value}");
@@ -354,10 +407,18 @@ fn format_storage(config: &KafkaConfig, dir: &Path, logs: &Path) -> Result<(), E
     Ok(())
 }
 
-/// A KRaft cluster id: 16 random bytes in URL-safe base64 without padding.
+/// A KRaft cluster id: 16 random bytes in URL-safe base64 without padding. Drawn again while it
+/// starts with `-`, as Kafka's own `Uuid.randomUuid()` does: the storage tool's argument parser
+/// would read such an id as an option (1 draw in 64 failed `kafka storage format` in CI).
 fn new_cluster_id() -> String {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(uuid::Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 /// Java must run and be 17 or newer (Kafka 4's brokers need 17).
@@ -408,4 +469,19 @@ fn write(path: &Path, text: &str) -> Result<(), EnvError> {
         path: path.into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_cluster_id;
+
+    #[test]
+    fn cluster_ids_never_look_like_an_option() {
+        // 1 in 64 raw draws starts with '-'; 10,000 draws would hit it about 156 times.
+        for _ in 0..10_000 {
+            let id = new_cluster_id();
+            assert!(!id.starts_with('-'), "{id}");
+            assert_eq!(id.len(), 22, "{id}");
+        }
+    }
 }

@@ -75,6 +75,9 @@ pub struct LabEnvConfig {
     pub run_dir: PathBuf,
     pub postgres: PostgresConfig,
     pub kafka: KafkaConfig,
+    /// Start Kafka on empty storage (a warm start otherwise keeps every earlier topic): runs
+    /// that measure the broker start from the same state. A restart after a crash never wipes.
+    pub fresh_kafka: bool,
 }
 
 impl LabEnvConfig {
@@ -83,6 +86,7 @@ impl LabEnvConfig {
             run_dir: run_dir.into(),
             postgres: PostgresConfig::default(),
             kafka: KafkaConfig::default(),
+            fresh_kafka: false,
         }
     }
 }
@@ -113,7 +117,11 @@ impl LabEnv {
         })?;
         let postgres = PostgresCluster::start(&config.postgres, &config.run_dir).await?;
         // On error `postgres` is dropped here, which stops it.
-        let kafka = KafkaBroker::start(&config.kafka, &config.run_dir).await?;
+        let kafka = if config.fresh_kafka {
+            KafkaBroker::start_fresh(&config.kafka, &config.run_dir).await?
+        } else {
+            KafkaBroker::start(&config.kafka, &config.run_dir).await?
+        };
         let start_time = started.elapsed();
         tracing::info!(run_dir = %config.run_dir.display(), ?start_time, "environment ready");
         Ok(LabEnv {

@@ -135,12 +135,29 @@ impl ManagedChild {
         }
     }
 
+    /// A stall, for fault injection: SIGSTOP to the whole process group. Its sockets stay open
+    /// and unread, as in a long GC pause or a frozen VM; [`ManagedChild::resume`] ends it.
+    pub fn pause(&mut self) {
+        if self.is_running() {
+            signal_group(self.child.id(), libc::SIGSTOP);
+        }
+    }
+
+    /// Ends a [`ManagedChild::pause`] (SIGCONT); harmless on a process that is not stopped.
+    pub fn resume(&mut self) {
+        if self.is_running() {
+            signal_group(self.child.id(), libc::SIGCONT);
+        }
+    }
+
     /// Asks politely, waits up to the grace period, then kills. Calling it twice is harmless.
     pub fn stop(&mut self) {
         if !self.is_running() {
             return;
         }
         signal(self.child.id(), self.stop.signal);
+        // A paused child would hold the stop signal pending until the grace period ran out.
+        signal_group(self.child.id(), libc::SIGCONT);
         let deadline = Instant::now() + self.stop.grace;
         while Instant::now() < deadline {
             if !self.is_running() {

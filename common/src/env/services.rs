@@ -39,25 +39,22 @@ impl ServiceProcess {
             path: log_dir.into(),
             source,
         })?;
-        let mut command = Command::new(&spec.program);
-        command.args(&spec.args);
-        for (key, value) in &spec.env {
-            command.env(key, value);
-        }
-        let stop = StopPolicy {
-            signal: libc::SIGTERM,
-            grace: Duration::from_secs(10),
-        };
         let log = log_dir.join(format!("{}.log", spec.name));
-        let child = ManagedChild::spawn(&spec.name, command, &log, stop).map_err(|source| {
-            EnvError::Spawn {
-                what: "a lab service",
-                source,
-            }
-        })?;
+        let child = spawn(&spec, &log)?;
         let mut service = ServiceProcess { spec, child };
         service.wait_ready(timeout).await?;
         Ok(service)
+    }
+
+    /// Starts the same service again — after a crash, say — appending to the same log, and
+    /// waits until it serves. A still-running process is killed first.
+    pub async fn restart(&mut self, timeout: Duration) -> Result<(), EnvError> {
+        if self.child.is_running() {
+            self.child.kill();
+        }
+        let log = self.child.log_path().to_path_buf();
+        self.child = spawn(&self.spec, &log)?;
+        self.wait_ready(timeout).await
     }
 
     pub fn spec(&self) -> &ServiceSpec {
@@ -89,9 +86,23 @@ impl ServiceProcess {
         self.child.kill();
     }
 
+    /// A stall: SIGSTOP, sockets left open (see [`ManagedChild::pause`]).
+    pub fn pause(&mut self) {
+        self.child.pause();
+    }
+
+    /// SIGCONT after [`ServiceProcess::pause`].
+    pub fn resume(&mut self) {
+        self.child.resume();
+    }
+
     /// A polite stop (SIGTERM), then SIGKILL after the grace period.
     pub fn stop(&mut self) {
         self.child.stop();
+    }
+
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.child.log_path().to_path_buf()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -126,4 +137,21 @@ impl ServiceProcess {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Spawns the service's process, its output appended to `log`.
+fn spawn(spec: &ServiceSpec, log: &Path) -> Result<ManagedChild, EnvError> {
+    let mut command = Command::new(&spec.program);
+    command.args(&spec.args);
+    for (key, value) in &spec.env {
+        command.env(key, value);
+    }
+    let stop = StopPolicy {
+        signal: libc::SIGTERM,
+        grace: Duration::from_secs(10),
+    };
+    ManagedChild::spawn(&spec.name, command, log, stop).map_err(|source| EnvError::Spawn {
+        what: "a lab service",
+        source,
+    })
 }

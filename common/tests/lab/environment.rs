@@ -5,6 +5,7 @@ use common::env::kafka::KafkaConfig;
 use common::env::process::pid_alive;
 use common::env::testing::test_run_dir;
 use common::env::{EnvError, LabEnv, LabEnvConfig};
+use common::kafka_clients::create_topics;
 use common::storage::{Databases, StorageError};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -72,6 +73,9 @@ async fn starts_cold_then_warm_and_stop_leaves_nothing() {
         .await
         .expect("cold start");
     assert_usable(&cold).await;
+    create_topics(&cold.bootstrap_servers(), &["kept"], 1)
+        .await
+        .unwrap();
     let (pg_pid, kafka_pid) = (cold.postgres.pid(), cold.kafka.pid());
     let data_dir = cold.postgres.data_dir().display().to_string();
     println!("cold start: {:?}", cold.start_time);
@@ -86,7 +90,21 @@ async fn starts_cold_then_warm_and_stop_leaves_nothing() {
         .expect("warm start");
     assert_usable(&warm).await;
     println!("warm start: {:?}", warm.start_time);
+    assert!(
+        topics(&warm.bootstrap_servers()).contains(&"kept".to_string()),
+        "a warm start keeps the broker's topics"
+    );
     drop(warm); // Drop stops too.
+
+    let mut config = LabEnvConfig::new(&dir);
+    config.fresh_kafka = true;
+    let fresh = LabEnv::start(&config).await.expect("fresh start");
+    assert_usable(&fresh).await;
+    assert!(
+        !topics(&fresh.bootstrap_servers()).contains(&"kept".to_string()),
+        "a fresh start empties the broker's storage"
+    );
+    drop(fresh);
     assert_eq!(
         processes_mentioning(&dir.display().to_string()),
         Vec::<i32>::new(),
@@ -235,4 +253,21 @@ async fn bad_database_urls_are_one_clear_line() {
     );
     assert!(!text.contains("pw@"), "password leaked: {text}");
     assert_eq!(text.lines().count(), 1);
+}
+
+/// The broker's topics, as its metadata lists them.
+fn topics(bootstrap: &str) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let metadata = client
+        .fetch_metadata(None, std::time::Duration::from_secs(10))
+        .unwrap();
+    metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect()
 }

@@ -3,7 +3,8 @@
 
 use common::env::testing::{shared_env, unique_topic};
 use common::kafka_clients::{
-    create_topics, idempotent_producer_config, manual_commit_consumer_config, ClientTuning,
+    create_topics, delete_prefixed, idempotent_producer_config, manual_commit_consumer_config,
+    ClientTuning,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -85,4 +86,69 @@ async fn idempotent_produce_group_consume_commit_and_resume() {
     resumed.subscribe(&[&topic]).unwrap();
     let seen = consume(&resumed, 1).await;
     assert_eq!(seen, vec![("order-9".to_string(), "event-10".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_runs_topics_and_groups_are_deleted_and_nothing_else() {
+    let env = shared_env().await;
+    let bootstrap = env.bootstrap_servers();
+    let prefix = unique_topic("finished");
+    let (a, b, other) = (
+        format!("{prefix}.a"),
+        format!("{prefix}.b"),
+        unique_topic("unrelated"),
+    );
+    create_topics(&bootstrap, &[&a, &b, &other], 1)
+        .await
+        .unwrap();
+    // A group with committed offsets, its consumer gone, as after a run.
+    let producer: FutureProducer = idempotent_producer_config(&bootstrap, &ClientTuning::default())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&a).key("k").payload("v"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    {
+        let consumer: StreamConsumer = manual_commit_consumer_config(
+            &bootstrap,
+            &format!("{prefix}.group"),
+            &ClientTuning::default(),
+        )
+        .create()
+        .unwrap();
+        consumer.subscribe(&[&a]).unwrap();
+        consume(&consumer, 1).await;
+        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    let (topics, groups) = delete_prefixed(&bootstrap, &prefix).await.unwrap();
+    assert_eq!((topics, groups), (2, 1));
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+    let names: Vec<String> = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap()
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert!(!names.contains(&a) && !names.contains(&b), "{names:?}");
+    assert!(names.contains(&other), "other topics stay: {names:?}");
+    let left: Vec<String> = admin
+        .inner()
+        .fetch_group_list(None, Duration::from_secs(10))
+        .unwrap()
+        .groups()
+        .iter()
+        .map(|g| g.name().to_string())
+        .filter(|g| g.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

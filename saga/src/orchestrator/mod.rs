@@ -57,6 +57,8 @@ where
         config.db_connections,
     )
     .await?;
+    // Its own schema, as every process brings (a no-op when current).
+    common::storage::migrate(Store::Orchestrator, &pool).await?;
     ensure_topics(&config.kafka).await?;
     let metrics = MetricsRegistry::new("saga-orchestrated/orchestrator");
     let engine = Engine::new(
@@ -103,7 +105,7 @@ where
     ));
 
     tracing::info!(addr = ?listener.local_addr().ok(), "orchestrator serving OrderApi and Metrics");
-    let served = tonic::transport::Server::builder()
+    let served = common::net::server_builder()
         .add_service(OrderApiServer::new(front::OrchestratorFront { engine }))
         .add_service(MetricsServer::new(metrics))
         .serve_with_incoming_shutdown(

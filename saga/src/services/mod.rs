@@ -60,6 +60,8 @@ where
         config.db_connections,
     )
     .await?;
+    // Its own schema, as every process brings (a no-op when current).
+    common::storage::migrate(config.kind.store(), &pool).await?;
     let kafka = &config.kafka;
     crate::orchestrator::ensure_topics(kafka).await?;
     let mode = match config.mode {
@@ -137,7 +139,7 @@ where
             })
         });
     tracing::info!(service = config.kind.as_str(), mode, addr = ?listener.local_addr().ok(), "saga service running");
-    let served = tonic::transport::Server::builder()
+    let served = common::net::server_builder()
         .add_service(MetricsServer::new(metrics))
         .add_optional_service(front)
         .serve_with_incoming_shutdown(

@@ -45,6 +45,9 @@ pub async fn run(
 ) -> Result<(), TwoPcError> {
     let pool = common::storage::connect(Store::Coordinator, &config.database_url, config.pool_size)
         .await?;
+    // A deployment starts processes on empty databases; each brings its own schema (a no-op
+    // when it is current; concurrent starts serialize on sqlx's migration lock).
+    common::storage::migrate(Store::Coordinator, &pool).await?;
     let metrics = MetricsRegistry::new("coordinator");
     let log = DecisionLog::start(pool, metrics.clone());
     let links = config
@@ -78,7 +81,7 @@ pub async fn run(
         default_deadline: config.default_deadline,
     };
     tracing::info!(addr = ?listener.local_addr().ok(), "coordinator serving");
-    tonic::transport::Server::builder()
+    common::net::server_builder()
         .tcp_nodelay(true)
         .add_service(OrderApiServer::new(service.clone()))
         .add_service(CoordinatorServer::new(service))

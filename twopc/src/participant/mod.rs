@@ -41,6 +41,8 @@ pub async fn run(
         config.pool_size,
     )
     .await?;
+    // Its own schema, as every process brings (a no-op when current).
+    common::storage::migrate(config.service.store(), &pool).await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.as_str()));
     // Decisions get connections of their own: queued behind prepares that wait for row locks,
     // the COMMIT PREPARED that would release those rows could not run.
@@ -77,7 +79,7 @@ pub async fn run(
         metrics: metrics.clone(),
     };
     tracing::info!(service = config.service.as_str(), addr = ?listener.local_addr().ok(), "participant serving");
-    let result = tonic::transport::Server::builder()
+    let result = common::net::server_builder()
         .tcp_nodelay(true)
         .add_service(ParticipantServer::new(service))
         .add_service(MetricsServer::new(metrics))

@@ -1,0 +1,306 @@
+//! A deployment the lab does not own (DESIGN §4, "deployed"): the same load generator drives
+//! processes someone else started (e.g. `docker compose up`), given only their addresses in a
+//! TOML file. The lab seeds the data set through the database URLs, drives the front, reads each
+//! process's metrics and runs the invariant checker; it cannot place proxies or kill processes,
+//! so fault schedules need the local environment.
+
+use crate::scenario::{from_toml, Protocol, Scenario};
+use common::storage::DatabaseUrls;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file: where the probe measures the floors, and each protocol's processes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    pub probe: ProbeSection,
+    pub twopc: Option<ProtocolSection>,
+    #[serde(rename = "saga-orchestrated")]
+    pub saga_orchestrated: Option<ProtocolSection>,
+    #[serde(rename = "saga-choreographed")]
+    pub saga_choreographed: Option<ProtocolSection>,
+}
+
+/// Where the floors are measured.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSection {
+    /// A scratch database the probe may create its `probe` table in (never a protocol's).
+    pub database: String,
+    /// Kafka bootstrap servers, for the Kafka hop; needed when a saga protocol is deployed.
+    pub kafka: Option<String>,
+}
+
+/// One protocol's processes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolSection {
+    /// The `OrderApi` endpoint, `http://host:port`.
+    pub front: String,
+    /// Every process's `Metrics` endpoint, front included.
+    pub metrics: Vec<String>,
+    /// The protocol's own databases; seeded afresh before it is measured.
+    pub databases: DatabaseUrls,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    #[error("cannot read deployment file {path:?}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("deployment file {path:?}: {field}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+}
+
+impl Deployment {
+    pub fn load(path: &Path) -> Result<Deployment, DeploymentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DeploymentError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Deployment::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Deployment, DeploymentError> {
+        let invalid = |field: String, reason: String| DeploymentError::Invalid {
+            path: path.into(),
+            field,
+            reason,
+        };
+        let deployment: Deployment =
+            from_toml(text).map_err(|(field, reason)| invalid(field, reason))?;
+        deployment
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
+        Ok(deployment)
+    }
+
+    /// The section for `protocol`, if the file has one.
+    pub fn protocol(&self, protocol: Protocol) -> Option<&ProtocolSection> {
+        match protocol {
+            Protocol::Twopc => self.twopc.as_ref(),
+            Protocol::SagaOrchestrated => self.saga_orchestrated.as_ref(),
+            Protocol::SagaChoreographed => self.saga_choreographed.as_ref(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        check_postgres_url("probe.database", &self.probe.database)?;
+        let sections = [
+            Protocol::Twopc,
+            Protocol::SagaOrchestrated,
+            Protocol::SagaChoreographed,
+        ]
+        .map(|p| (p, self.protocol(p)));
+        if sections.iter().all(|(_, s)| s.is_none()) {
+            return Err((
+                "(top level)".into(),
+                "names no protocol: add a [twopc], [saga-orchestrated] or [saga-choreographed] section".into(),
+            ));
+        }
+        for (protocol, section) in sections {
+            let Some(section) = section else { continue };
+            let name = protocol.name();
+            check_http_url(&format!("{name}.front"), &section.front)?;
+            if section.metrics.is_empty() {
+                return Err((
+                    format!("{name}.metrics"),
+                    "list every process's Metrics endpoint (at least the front's)".into(),
+                ));
+            }
+            for (i, url) in section.metrics.iter().enumerate() {
+                check_http_url(&format!("{name}.metrics[{i}]"), url)?;
+            }
+            for store in common::storage::Store::ALL {
+                check_postgres_url(
+                    &format!("{name}.databases.{}", store.name()),
+                    section.databases.get(store),
+                )?;
+            }
+            if protocol != Protocol::Twopc && self.probe.kafka.as_deref().is_none_or(str::is_empty)
+            {
+                return Err((
+                    "probe.kafka".into(),
+                    format!("{name} runs on Kafka: give its bootstrap servers (host:port) for the Kafka hop floor"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this deployment can run `scenario` (before anything starts): every protocol it
+    /// asks for is deployed, and it has no fault schedule, which needs the lab's own proxies and
+    /// processes.
+    pub fn check_scenario(
+        &self,
+        scenario: &Scenario,
+        protocols: &[Protocol],
+        path: &Path,
+    ) -> Result<(), DeploymentError> {
+        if !scenario.faults.is_empty() {
+            return Err(DeploymentError::Invalid {
+                path: path.into(),
+                field: format!("scenario {:?}: faults", scenario.name),
+                reason: "fault injection needs the local environment (the lab's proxies on every link, its own processes to kill); run without --deployment, or pick a scenario without [[faults]]".into(),
+            });
+        }
+        if let Some(missing) = protocols.iter().find(|p| self.protocol(**p).is_none()) {
+            return Err(DeploymentError::Invalid {
+                path: path.into(),
+                field: format!("[{}]", missing.name()),
+                reason: format!(
+                    "scenario {:?} runs {}, but this file does not deploy it; add the section or pick --protocol",
+                    scenario.name,
+                    missing.name()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_http_url(field: &str, url: &str) -> Result<(), (String, String)> {
+    let ok = url
+        .strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty())
+        && url.parse::<tonic::transport::Uri>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            field.into(),
+            format!("{url:?} is not an endpoint URL; expected http://host:port"),
+        ))
+    }
+}
+
+fn check_postgres_url(field: &str, url: &str) -> Result<(), (String, String)> {
+    use sqlx::postgres::PgConnectOptions;
+    let scheme = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    match url.parse::<PgConnectOptions>() {
+        Ok(_) if scheme => Ok(()),
+        _ => Err((
+            field.into(),
+            format!(
+                "{:?} is not a PostgreSQL URL; expected postgres://user:password@host:port/dbname",
+                common::storage::redact(url)
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[probe]
+database = "postgres://lab:lab@127.0.0.1:5432/probe"
+kafka = "127.0.0.1:9092"
+
+[twopc]
+front = "http://127.0.0.1:7000"
+metrics = ["http://127.0.0.1:7000", "http://127.0.0.1:7001"]
+
+[twopc.databases]
+orders = "postgres://lab:lab@127.0.0.1:5432/twopc_orders"
+payments = "postgres://lab:lab@127.0.0.1:5432/twopc_payments"
+inventory = "postgres://lab:lab@127.0.0.1:5432/twopc_inventory"
+coordinator = "postgres://lab:lab@127.0.0.1:5432/twopc_coordinator"
+orchestrator = "postgres://lab:lab@127.0.0.1:5432/twopc_orchestrator"
+"#;
+
+    fn error(text: &str) -> String {
+        Deployment::parse(text, Path::new("d.toml"))
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let d = Deployment::parse(FULL, Path::new("d.toml")).unwrap();
+        assert_eq!(d.protocol(Protocol::Twopc).unwrap().metrics.len(), 2);
+        assert!(d.protocol(Protocol::SagaChoreographed).is_none());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = error(&FULL.replace(
+            "front = \"http://127.0.0.1:7000\"",
+            "front = \"127.0.0.1:7000\"",
+        ));
+        assert!(
+            e.contains("twopc.front") && e.contains("http://host:port"),
+            "{e}"
+        );
+        let e = error(&FULL.replace(
+            "coordinator = \"postgres://lab:lab@",
+            "coordinator = \"mysql://lab:lab@",
+        ));
+        assert!(e.contains("twopc.databases.coordinator"), "{e}");
+        assert!(!e.contains("lab:lab"), "the password is redacted: {e}");
+        let e = error(&FULL.replace(
+            "metrics = [\"http://127.0.0.1:7000\", \"http://127.0.0.1:7001\"]",
+            "metrics = []",
+        ));
+        assert!(e.contains("twopc.metrics"), "{e}");
+        let e = error(&FULL.replace("[twopc]", "[twopc]\nfrontt = 1"));
+        assert!(e.contains("twopc") && e.contains("frontt"), "{e}");
+        let e = error(&FULL.replace(
+            "payments = \"postgres://lab:lab@127.0.0.1:5432/twopc_payments\"\n",
+            "",
+        ));
+        assert!(
+            e.contains("twopc.databases") && e.contains("payments"),
+            "{e}"
+        );
+        let e = error("[probe]\ndatabase = \"postgres://127.0.0.1/probe\"\n");
+        assert!(e.contains("names no protocol"), "{e}");
+    }
+
+    #[test]
+    fn a_saga_section_needs_the_kafka_bootstrap() {
+        let saga = FULL
+            .replace("kafka = \"127.0.0.1:9092\"\n", "")
+            .replace("[twopc]", "[saga-choreographed]")
+            .replace("[twopc.databases]", "[saga-choreographed.databases]");
+        let e = error(&saga);
+        assert!(
+            e.contains("probe.kafka") && e.contains("saga-choreographed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_scenario_with_faults_or_an_undeployed_protocol_is_refused() {
+        let d = Deployment::parse(FULL, Path::new("d.toml")).unwrap();
+        let dir = crate::lab::scenarios_dir();
+        let quick = Scenario::load("quick", &dir).unwrap();
+        let e = d
+            .check_scenario(&quick, &quick.protocols, Path::new("d.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[saga-orchestrated]") || e.contains("[saga-choreographed]"),
+            "{e}"
+        );
+        assert!(d
+            .check_scenario(&quick, &[Protocol::Twopc], Path::new("d.toml"))
+            .is_ok());
+        let faults = Scenario::load("faults", &dir).unwrap();
+        let e = d
+            .check_scenario(&faults, &[Protocol::Twopc], Path::new("d.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("faults") && e.contains("local environment"),
+            "{e}"
+        );
+    }
+}

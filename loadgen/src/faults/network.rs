@@ -1,0 +1,189 @@
+//! The fault proxies of a run, named by the roles at their two ends (DESIGN §5). A fault on a
+//! role acts on every link that touches it: under 2PC "payment" is coordinator→payment and
+//! payment→coordinator, under sagas it is payment↔broker.
+
+use super::schedule::Role;
+use common::env::kafka::ClientListener;
+use common::env::ports::free_port;
+use common::fault_proxy::{FaultProxy, LinkFault};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One proxied link and the roles at its ends.
+#[derive(Clone)]
+pub struct Link {
+    pub name: String,
+    pub ends: (Role, Role),
+    pub proxy: Arc<FaultProxy>,
+}
+
+impl Link {
+    async fn start(name: &str, ends: (Role, Role), upstream: SocketAddr) -> std::io::Result<Link> {
+        Ok(Link {
+            name: name.to_string(),
+            ends,
+            proxy: Arc::new(FaultProxy::start(name, upstream).await?),
+        })
+    }
+}
+
+/// The saga processes that talk to the broker, with their listener names and roles.
+const BROKER_CLIENTS: [(&str, &str, Role); 4] = [
+    ("order", "ORDER", Role::Order),
+    ("payment", "PAYMENT", Role::Payment),
+    ("inventory", "INVENTORY", Role::Inventory),
+    ("orchestrator", "ORCHESTRATOR", Role::Coordinator),
+];
+
+/// One broker listener per saga process, each advertised at its own proxy, so a process can be
+/// cut from the broker alone. They live as long as the broker does (it advertises them), across
+/// the protocols of a `compare`.
+pub struct BrokerLinks {
+    links: Vec<(&'static str, Link)>,
+}
+
+impl BrokerLinks {
+    /// Starts the proxies on fixed ports for the listeners; the broker must then be started
+    /// with the returned listeners (and on the same ports again after a crash).
+    pub async fn prepare() -> std::io::Result<(BrokerLinks, Vec<ClientListener>)> {
+        let mut links = Vec::new();
+        let mut listeners = Vec::new();
+        for (process, listener, role) in BROKER_CLIENTS {
+            let port = free_port()?;
+            let link = Link::start(
+                &format!("{process}↔broker"),
+                (role, Role::Broker),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            )
+            .await?;
+            listeners.push(ClientListener {
+                name: listener.into(),
+                port: Some(port),
+                advertised: Some(link.proxy.addr()),
+            });
+            links.push((process, link));
+        }
+        Ok((BrokerLinks { links }, listeners))
+    }
+
+    /// The bootstrap address `process` must use (its proxy).
+    pub fn bootstrap_for(&self, process: &str) -> Option<String> {
+        self.link(process).map(|l| l.proxy.addr().to_string())
+    }
+
+    fn link(&self, process: &str) -> Option<&Link> {
+        self.links
+            .iter()
+            .find(|(p, _)| *p == process)
+            .map(|(_, l)| l)
+    }
+}
+
+/// The links of one protocol run.
+#[derive(Default)]
+pub struct Network {
+    links: Vec<Link>,
+    client_link: Option<Link>,
+}
+
+impl Network {
+    /// 2PC: one proxy each way between the coordinator and each participant. `participants`
+    /// holds each participant's role and address.
+    pub async fn twopc(
+        coordinator: SocketAddr,
+        participants: &[(Role, SocketAddr)],
+    ) -> std::io::Result<Network> {
+        let mut links = Vec::new();
+        for (role, addr) in participants {
+            let name = role.as_str();
+            links.push(
+                Link::start(
+                    &format!("coordinator→{name}"),
+                    (Role::Coordinator, *role),
+                    *addr,
+                )
+                .await?,
+            );
+            links.push(
+                Link::start(
+                    &format!("{name}→coordinator"),
+                    (*role, Role::Coordinator),
+                    coordinator,
+                )
+                .await?,
+            );
+        }
+        Ok(Network {
+            links,
+            client_link: None,
+        })
+    }
+
+    /// Sagas: the broker links of the processes that run (`order`, `payment`, `inventory`,
+    /// and `orchestrator` when orchestrated).
+    pub fn saga(broker: &BrokerLinks, processes: &[&str]) -> Network {
+        let links = processes
+            .iter()
+            .filter_map(|p| broker.link(p).cloned())
+            .collect();
+        Network {
+            links,
+            client_link: None,
+        }
+    }
+
+    /// Puts a proxy on the client's link to the front service; returns the URL to use.
+    pub async fn proxy_client(&mut self, front: SocketAddr) -> std::io::Result<String> {
+        let link = Link::start("client→front", (Role::Client, Role::Client), front).await?;
+        let url = format!("http://{}", link.proxy.addr());
+        self.client_link = Some(link);
+        Ok(url)
+    }
+
+    /// The links a fault on `role` acts on (none: it does not apply to this protocol).
+    pub fn links_of(&self, role: Role) -> Vec<&Link> {
+        if role == Role::Client {
+            return self.client_link.iter().collect();
+        }
+        self.links
+            .iter()
+            .filter(|l| l.ends.0 == role || l.ends.1 == role)
+            .collect()
+    }
+
+    /// Sets `fault` on every link of `role`; returns their names.
+    pub fn set(&self, role: Role, fault: LinkFault) -> Vec<String> {
+        self.links_of(role)
+            .into_iter()
+            .map(|l| {
+                l.proxy.set(fault);
+                l.name.clone()
+            })
+            .collect()
+    }
+
+    /// Partitions every link of `role` and, when it is the front door, the client's link too;
+    /// returns their names.
+    pub fn isolate(&self, role: Role, front: bool) -> Vec<String> {
+        let mut cut = self.set(role, LinkFault::Partition);
+        if front {
+            cut.extend(self.set(Role::Client, LinkFault::Partition));
+        }
+        cut
+    }
+
+    /// Undoes [`Network::isolate`].
+    pub fn rejoin(&self, role: Role, front: bool) {
+        self.set(role, LinkFault::Healthy);
+        if front {
+            self.set(Role::Client, LinkFault::Healthy);
+        }
+    }
+
+    /// Every link back to healthy (broker links outlive a run).
+    pub fn heal_all(&self) {
+        for link in self.links.iter().chain(&self.client_link) {
+            link.proxy.set(LinkFault::Healthy);
+        }
+    }
+}
