@@ -8,6 +8,7 @@ const EXAMPLES: &str = "Examples:
   loadgen compare --scenario quick              every protocol on scenarios/quick.toml, one report
   loadgen run --scenario contention --protocol twopc
   loadgen sweep --scenario quick --protocol twopc --rates 50,100,200,400
+  loadgen soak --schedules 20 --seed 1        20 random fault schedules per protocol, checked
   loadgen probe                                 the floors: gRPC, PostgreSQL commit, 2PC prepare, Kafka hop
   loadgen check --seed 7                        seed a data set and run the invariant checker on it
   loadgen compare --scenario quick --deployment deploy/compose.toml
@@ -37,6 +38,9 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Measure the floors (the primitives every protocol is built from) in a fresh environment.
     Probe(ProbeArgs),
+    /// Many short randomized fault schedules per protocol, the invariant checker after each;
+    /// exits non-zero on any violation or lost order.
+    Soak(SoakArgs),
     /// Install what the lab needs (PostgreSQL, Java, Maven, the Kafka jars): scripts/setup.sh.
     Setup,
     /// Start the local environment, seed a fresh data set and run the invariant checker on it.
@@ -101,6 +105,28 @@ pub struct SweepArgs {
     /// Offered rates, orders per second, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![20.0, 40.0, 80.0, 160.0, 320.0])]
     pub rates: Vec<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// A scenario with a [random_faults] section (name from scenarios/ or a .toml path).
+    #[arg(long, default_value = "random")]
+    pub scenario: String,
+    /// How many schedules to draw and run, each under every protocol.
+    #[arg(long, default_value_t = 20)]
+    pub schedules: u64,
+    /// Seed of the first schedule; schedule k uses seed + k (and replays with
+    /// `compare --scenario <scenario> --seed <seed + k>`).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Only these protocols (comma-separated); default: the scenario's.
+    #[arg(long = "protocols", value_enum, value_delimiter = ',')]
+    pub protocols: Vec<Protocol>,
+    /// Where the soak's folder goes.
+    #[arg(long, default_value = "results/runs")]
+    pub results_dir: PathBuf,
+    #[command(flatten)]
+    pub env: EnvArgs,
 }
 
 #[derive(Debug, Args)]

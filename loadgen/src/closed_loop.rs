@@ -120,7 +120,14 @@ pub async fn run(
                 let started = Instant::now();
                 let second = (started - started_at).as_secs() as usize;
                 bucket(&mut mine.timeline, second).scheduled += 1;
-                match client.place_order(request).await {
+                // A silent partition must not hang the run: give up as the open loop does.
+                let give_up = load.deadline + crate::open_loop::GIVE_UP_AFTER_DEADLINE;
+                let answer = match tokio::time::timeout(give_up, client.place_order(request)).await
+                {
+                    Ok(answer) => answer.map_err(|status| format!("{:?}", status.code())),
+                    Err(_) => Err("ClientTimeout".to_string()),
+                };
+                match answer {
                     Ok(reply) => {
                         let kind = outcome_kind(reply.into_inner().kind());
                         let latency = started.elapsed();
@@ -131,10 +138,10 @@ pub async fn run(
                         );
                         bucket(&mut mine.timeline, second).count(kind, latency <= load.deadline);
                     }
-                    Err(status) => {
+                    Err(code) => {
                         *mine
                             .errors
-                            .entry(format!("{:?}", status.code()))
+                            .entry(code)
                             .or_default() += 1;
                         bucket(&mut mine.timeline, second).errors += 1;
                     }

@@ -20,7 +20,7 @@ pub fn scenarios_dir() -> PathBuf {
     }
 }
 
-fn bin_dir() -> Result<PathBuf, LoadgenError> {
+pub(crate) fn bin_dir() -> Result<PathBuf, LoadgenError> {
     let exe = std::env::current_exe().map_err(|source| LoadgenError::Io {
         what: "locating loadgen",
         source,
@@ -57,7 +57,7 @@ pub async fn compare(
 ) -> Result<(PathBuf, Summary), LoadgenError> {
     let mut scenario = Scenario::load(&args.scenario, &scenarios_dir())?;
     if let Some(seed) = args.seed {
-        scenario.seed = seed;
+        scenario.reseed(seed, Path::new(&args.scenario))?;
     }
     let protocols = match only {
         Some(p) => vec![p],
@@ -100,7 +100,7 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
     let compare = &args.run.compare;
     let mut scenario = Scenario::load(&compare.scenario, &scenarios_dir())?;
     if let Some(seed) = compare.seed {
-        scenario.seed = seed;
+        scenario.reseed(seed, Path::new(&compare.scenario))?;
     }
     if let Some(rate) = args
         .rates

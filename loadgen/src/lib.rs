@@ -20,6 +20,7 @@ pub mod protocols;
 pub mod report;
 pub mod saga_deployment;
 pub mod scenario;
+pub mod soak;
 pub mod summary;
 pub mod workload;
 

@@ -25,6 +25,17 @@ async fn main() -> anyhow::Result<()> {
             report(loadgen::lab::compare(&args.compare, Some(args.protocol), command_line).await?)
         }
         Command::Sweep(args) => report(loadgen::lab::sweep(&args, command_line).await?),
+        Command::Soak(args) => {
+            let (dir, summary) = loadgen::soak::run(&args, command_line).await?;
+            print!("{}", summary.table());
+            println!("report: {}", dir.join("report.md").display());
+            anyhow::ensure!(
+                !summary.failed(),
+                "a schedule broke an invariant or lost an order: see {}",
+                dir.join("report.md").display()
+            );
+            Ok(())
+        }
         Command::Setup => {
             let script = loadgen::lab::scenarios_dir().join("../scripts/setup.sh");
             let status = std::process::Command::new("bash")

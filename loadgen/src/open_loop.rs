@@ -288,7 +288,7 @@ pub async fn run(
 /// How long past its deadline the client still waits for an answer before it gives up on an
 /// order (an error "ClientTimeout"): long enough for a partition to heal and held bytes to
 /// flow, short enough that a server that never answers cannot hang the run.
-const GIVE_UP_AFTER_DEADLINE: Duration = Duration::from_secs(60);
+pub const GIVE_UP_AFTER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// When an order was due.
 struct Scheduled {

@@ -2,6 +2,7 @@
 //! seed, so every protocol of a comparison faces exactly the same thing. A bad file gets an error
 //! that names the field (`load.rate`, `protocols[1]`) and why; never a panic.
 
+use crate::faults::random::RandomFaults;
 use crate::faults::schedule::FaultSpec;
 use crate::open_loop::Arrivals;
 use crate::workload::WorkloadSpec;
@@ -141,6 +142,9 @@ pub struct Scenario {
     /// fault, every link of a run goes through a fault proxy.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// `[random_faults]`: draw `faults` from the seed instead (see `faults::random`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_faults: Option<RandomFaults>,
 }
 
 /// Saga settings.
@@ -292,12 +296,38 @@ impl Scenario {
             field,
             reason,
         };
-        let scenario: Scenario =
+        let mut scenario: Scenario =
             from_toml(text).map_err(|(field, reason)| invalid(field, reason))?;
+        if scenario.random_faults.is_some() && !scenario.faults.is_empty() {
+            return Err(invalid(
+                "random_faults".into(),
+                "give either [[faults]] or [random_faults], not both".into(),
+            ));
+        }
         scenario
-            .validate()
+            .draw_faults()
+            .and_then(|()| scenario.validate())
             .map_err(|(field, reason)| invalid(field, reason))?;
         Ok(scenario)
+    }
+
+    /// Sets the seed; a `[random_faults]` schedule is drawn again from it.
+    pub fn reseed(&mut self, seed: u64, path: &Path) -> Result<(), ScenarioError> {
+        self.seed = seed;
+        self.draw_faults()
+            .and_then(|()| self.validate())
+            .map_err(|(field, reason)| ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                reason,
+            })
+    }
+
+    fn draw_faults(&mut self) -> Result<(), (String, String)> {
+        if let Some(random) = &self.random_faults {
+            self.faults = crate::faults::random::draw(random, self.seed, self.load.duration_s)?;
+        }
+        Ok(())
     }
 
     /// Ranges and consistency that types alone cannot say.
@@ -529,6 +559,39 @@ price_cents = [100, 200]
         assert!(e.contains("workload.lines"), "{e}");
         let e = error_of(&GOOD.replace("duration_s = 10", ""));
         assert!(e.contains("duration_s"), "{e}");
+    }
+
+    #[test]
+    fn every_shipped_scenario_is_valid_and_random_draws_from_its_seed() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let s = Scenario::load(path.to_str().unwrap(), &dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            names.push(s.name);
+        }
+        for kind in ["partition", "delay", "reset", "crash", "pause", "isolate", "surge"] {
+            let s = Scenario::load(kind, &dir).unwrap();
+            assert_eq!(s.faults.len(), 1, "{kind}");
+            assert_eq!(s.faults[0].kind.as_str(), kind);
+        }
+        let mut random = Scenario::load("random", &dir).unwrap();
+        let first = random.faults.clone();
+        assert_eq!(first.len(), 2);
+        random.reseed(random.seed + 1, Path::new("random")).unwrap();
+        assert_ne!(random.faults, first, "another seed, another schedule");
+        assert!(names.contains(&"faults".to_string()), "{names:?}");
+    }
+
+    #[test]
+    fn random_faults_and_a_fixed_schedule_do_not_mix() {
+        let text = with_faults(
+            "[[faults]]\nkind = \"partition\"\ntarget = \"payment\"\nat_s = 2\nduration_s = 3\n\
+             [random_faults]\ncount = 1\nduration_s = [1, 2]\n",
+        );
+        let err = Scenario::parse(&text, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("random_faults"), "{err}");
     }
 
     fn with_faults(faults: &str) -> String {

@@ -70,3 +70,15 @@ pub async fn essential<T>(task: impl Future<Output = T>, stop: watch::Sender<boo
     let _ = stop.send(true);
     result
 }
+
+/// Runs `work` — a step's database transaction — in its own task and waits for it. A client
+/// that hangs up cancels its request's handler; were the transaction part of that future, a
+/// cancelled sqlx `begin()` could return its pooled connection still inside an open
+/// transaction (transact-rs/sqlx#4393), and the next borrower would run inside it.
+pub async fn uncancellable<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tonic::Status> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| tonic::Status::internal(format!("a request's transaction failed: {e}")))
+}

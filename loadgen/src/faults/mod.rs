@@ -3,5 +3,6 @@
 
 pub mod injector;
 pub mod network;
+pub mod random;
 pub mod schedule;
 pub mod settle;

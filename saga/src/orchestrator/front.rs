@@ -4,7 +4,7 @@
 use super::engine::Engine;
 use super::store;
 use crate::machine::Saga;
-use crate::server::{client_deadline, outcome_message};
+use crate::server::{client_deadline, outcome_message, uncancellable};
 use crate::telemetry;
 use crate::waiters::Decided;
 use common::api::{pb, unix_micros_now, OrderApi};
@@ -31,17 +31,20 @@ impl OrderApi for OrchestratorFront {
         let engine = &self.engine;
         let outcome = engine.waiters.register(order.id);
         let (saga, first) = Saga::start(order.clone());
-        let created = engine
-            .start(&saga, first)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let created = {
+            let (engine, saga) = (engine.clone(), saga.clone());
+            uncancellable(async move { engine.start(&saga, first).await })
+                .await?
+                .map_err(|e| Status::unavailable(e.to_string()))?
+        };
         let accepted_us = unix_micros_now();
         engine.metrics.record(telemetry::ACCEPT, started.elapsed());
         let mut decided = None;
         if !created {
             // A repeated request: answer from the log if the saga is already final.
-            let stored = store::load(&engine.pool, order.id)
-                .await
+            let (pool, id) = (engine.pool.clone(), order.id);
+            let stored = uncancellable(async move { store::load(&pool, id).await })
+                .await?
                 .map_err(|e| Status::unavailable(e.to_string()))?;
             decided = stored.and_then(|s| {
                 let reason = s.ending.as_ref().map(|e| e.to_text()).unwrap_or_default();

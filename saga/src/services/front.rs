@@ -7,7 +7,7 @@ use crate::error::SagaError;
 use crate::machine::Ending;
 use crate::message::{Body, Envelope, Event};
 use crate::outbox::enqueue;
-use crate::server::{client_deadline, outcome_message};
+use crate::server::{client_deadline, outcome_message, uncancellable};
 use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
 use common::api::{pb, unix_micros_now, OrderApi};
@@ -33,10 +33,12 @@ impl OrderApi for ChoreographyFront {
         let order = Order::try_from(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let deadline = client_deadline(req.deadline_ms);
         let outcome = self.waiters.register(order.id);
-        let existing = self
-            .accept(&order)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let existing = {
+            let (ctx, order) = (self.ctx.clone(), order.clone());
+            uncancellable(async move { accept(&ctx, &order).await })
+                .await?
+                .map_err(|e| Status::unavailable(e.to_string()))?
+        };
         let accepted_us = unix_micros_now();
         self.ctx
             .metrics
@@ -65,44 +67,42 @@ impl OrderApi for ChoreographyFront {
     }
 }
 
-impl ChoreographyFront {
-    /// Creates the order with its first event; for a repeated request, returns the outcome if the
-    /// order is already final.
-    async fn accept(&self, order: &Order) -> Result<Option<Decided>, SagaError> {
-        let ctx = &self.ctx;
-        let mut tx = ctx
-            .pool
-            .begin()
+/// Creates the order with its first event; for a repeated request, returns the outcome if the
+/// order is already final.
+async fn accept(ctx: &ServiceContext, order: &Order) -> Result<Option<Decided>, SagaError> {
+    let mut tx = ctx
+        .pool
+        .begin()
+        .await
+        .map_err(SagaError::db("beginning a transaction"))?;
+    if order::create(&mut tx, order).await? {
+        let event = Envelope::new(
+            order.id,
+            Body::Event(Event::OrderCreated {
+                order: order.clone(),
+            }),
+        );
+        enqueue(&mut tx, &ctx.kafka.topics.events(), &event).await?;
+        tx.commit()
             .await
-            .map_err(SagaError::db("beginning a transaction"))?;
-        if order::create(&mut tx, order).await? {
-            let event = Envelope::new(
-                order.id,
-                Body::Event(Event::OrderCreated {
-                    order: order.clone(),
-                }),
-            );
-            enqueue(&mut tx, &ctx.kafka.topics.events(), &event).await?;
-            tx.commit()
-                .await
-                .map_err(SagaError::db("committing a new order"))?;
-            ctx.relay.committed();
-            return Ok(None);
-        }
-        tx.rollback().await.map_err(SagaError::db("rolling back"))?;
-        let decided = match order::status(&ctx.pool, order.id).await? {
-            Some((OrderStatus::Confirmed, _)) => Some(Decided {
-                kind: OutcomeKind::Committed,
-                reason: String::new(),
-                decided_unix_us: unix_micros_now(),
-            }),
-            Some((OrderStatus::Cancelled, reason)) => Some(Decided {
-                kind: Ending::outcome_of(reason.as_deref()),
-                reason: reason.unwrap_or_default(),
-                decided_unix_us: unix_micros_now(),
-            }),
-            _ => None,
-        };
-        Ok(decided)
+            .map_err(SagaError::db("committing a new order"))?;
+        ctx.relay.committed();
+        return Ok(None);
     }
+    tx.rollback().await.map_err(SagaError::db("rolling back"))?;
+    let decided = match order::status(&ctx.pool, order.id).await? {
+        Some((OrderStatus::Confirmed, _)) => Some(Decided {
+            kind: OutcomeKind::Committed,
+            reason: String::new(),
+            decided_unix_us: unix_micros_now(),
+        }),
+        Some((OrderStatus::Cancelled, reason)) => Some(Decided {
+            kind: Ending::outcome_of(reason.as_deref()),
+            reason: reason.unwrap_or_default(),
+            decided_unix_us: unix_micros_now(),
+        }),
+        _ => None,
+    };
+    Ok(decided)
 }
+

@@ -168,31 +168,46 @@ impl PreparedBranches {
     /// Loads the branches PostgreSQL holds prepared in this database (after a restart), dated by
     /// the database's own `prepared` timestamp.
     pub async fn recover(&self) -> Result<usize, sqlx::Error> {
+        self.adopt_unknown(Duration::ZERO).await
+    }
+
+    /// Takes on the branches PostgreSQL holds prepared for this service, older than `min_age`,
+    /// that this process does not know: at start-up all of them; later, a branch whose PREPARE
+    /// succeeded but whose reply was lost and whose rollback then failed too. Adopted branches
+    /// are resolved at once by asking the coordinator, so none holds its locks until a restart.
+    /// `min_age` leaves alone a PREPARE that just succeeded and is about to be registered.
+    pub async fn adopt_unknown(&self, min_age: Duration) -> Result<usize, sqlx::Error> {
         let rows: Vec<(String, f64)> = sqlx::query_as(
             "SELECT gid, EXTRACT(EPOCH FROM (now() - prepared))::float8 FROM pg_prepared_xacts
-             WHERE database = current_database()",
+             WHERE database = current_database() AND prepared < now() - make_interval(secs => $1)",
         )
+        .bind(min_age.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
         let now = Instant::now();
         let suffix = format!("@{}", self.service);
-        let rows: Vec<(&str, f64)> = rows
-            .iter()
-            .filter_map(|(name, age)| Some((name.strip_suffix(&suffix)?, *age)))
-            .collect();
-        for (gid, age_secs) in &rows {
+        let mut branches = self.branches.lock().expect("branches lock");
+        let mut adopted = 0;
+        for (name, age_secs) in &rows {
+            let Some(gid) = name.strip_suffix(&suffix) else {
+                continue;
+            };
+            if branches.contains_key(gid) {
+                continue;
+            }
             let since = now
                 .checked_sub(Duration::from_secs_f64(age_secs.max(0.0)))
                 .unwrap_or(now);
-            self.insert(
-                gid,
+            branches.insert(
+                gid.to_string(),
                 PreparedBranch {
                     locked_at: since,
                     prepared_at: since,
                     recovered: true,
                 },
             );
+            adopted += 1;
         }
-        Ok(rows.len())
+        Ok(adopted)
     }
 }

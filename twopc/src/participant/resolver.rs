@@ -12,6 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::Channel;
 
+/// How often the resolver looks in `pg_prepared_xacts` for branches this process lost track of.
+const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// A prepared branch younger than this is never taken for lost: its PREPARE may have just
+/// succeeded, its registration a moment away.
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct InDoubtResolver {
     pub branches: PreparedBranches,
@@ -42,7 +48,19 @@ impl InDoubtResolver {
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let scan_every =
             (self.ask_after / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let mut last_sweep = std::time::Instant::now();
         loop {
+            if last_sweep.elapsed() >= ORPHAN_SWEEP_EVERY {
+                last_sweep = std::time::Instant::now();
+                match self.branches.adopt_unknown(self.ask_after.max(ORPHAN_MIN_AGE)).await {
+                    Ok(0) => {}
+                    Ok(adopted) => {
+                        self.metrics.add("orphans_adopted", adopted as u64);
+                        tracing::warn!(adopted, "prepared branches this process did not know; resolving them");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot sweep pg_prepared_xacts"),
+                }
+            }
             let busy = self.busy.lock().expect("busy lock").clone();
             for gid in self.branches.in_doubt(self.ask_after, &busy) {
                 self.busy.lock().expect("busy lock").insert(gid.clone());
