@@ -94,13 +94,21 @@ pub fn latency_distribution(
     Ok(())
 }
 
-/// Values per second (e.g. committed orders/s); `windows` are shaded (fault windows, seconds).
+/// A shaded span of the x axis with its label (a fault window: from, to, "pause payment").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub from: f64,
+    pub to: f64,
+    pub label: String,
+}
+
+/// Values per second (e.g. committed orders/s); `windows` are shaded and labelled.
 pub fn timeline(
     path: &Path,
     title: &str,
     y_desc: &str,
     series: &[Series],
-    windows: &[(f64, f64)],
+    windows: &[Window],
 ) -> PlotResult {
     lines(path, title, "second of the run", y_desc, series, windows)
 }
@@ -112,7 +120,7 @@ pub fn lines(
     x_desc: &str,
     y_desc: &str,
     series: &[Series],
-    windows: &[(f64, f64)],
+    windows: &[Window],
 ) -> PlotResult {
     let x_max = series
         .iter()
@@ -137,10 +145,17 @@ pub fn lines(
         .x_desc(x_desc)
         .y_desc(y_desc)
         .draw()?;
-    for (from, to) in windows {
+    for (i, w) in windows.iter().enumerate() {
         chart.draw_series(std::iter::once(Rectangle::new(
-            [(*from, 0.0), (*to, y_max)],
+            [(w.from, 0.0), (w.to, y_max)],
             RGBColor(200, 200, 200).mix(0.5).filled(),
+        )))?;
+        // Labels alternate between two heights so that close windows stay readable.
+        let y = y_max * if i % 2 == 0 { 0.97 } else { 0.90 };
+        chart.draw_series(std::iter::once(Text::new(
+            w.label.clone(),
+            (w.from, y),
+            ("sans-serif", 12).into_font().color(&BLACK),
         )))?;
     }
     draw_lines(&mut chart, series, SeriesLabelPosition::LowerRight)?;

@@ -2,7 +2,7 @@
 //! protocol, the SVG plots and `report.md`, which a person can publish as it is.
 
 use crate::experiment::Measured;
-use crate::plots::{self, Series};
+use crate::plots::{self, Series, Window};
 use crate::probe::composition;
 use crate::summary::{Percentiles, Summary};
 use crate::LoadgenError;
@@ -109,12 +109,17 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
             })
             .collect()
     };
-    // Fault windows (the scenario's, the same for every protocol) are shaded.
-    let windows: Vec<(f64, f64)> = summary
+    // Fault windows as scheduled (the same for every protocol) on the shared plots; each
+    // protocol's own plots below shade them at its real applied→healed times.
+    let windows: Vec<Window> = summary
         .scenario
         .iter()
         .flat_map(|s| &s.faults)
-        .map(|f| (f.at_s as f64, f.ends_at_s() as f64))
+        .map(|f| Window {
+            from: f.at_s as f64,
+            to: f.ends_at_s() as f64,
+            label: format!("{} {}", f.kind.as_str(), f.target.as_str()),
+        })
         .collect();
     plots::timeline(
         &dir.join("throughput.svg"),
@@ -136,6 +141,42 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         &windows,
     )
     .map_err(report_err)?;
+    for (run, (throughput, available)) in summary
+        .runs
+        .iter()
+        .zip(per_second(|b| b.committed as f64).into_iter().zip(availability))
+        .filter(|(r, _)| !r.faults.is_empty())
+    {
+        let real: Vec<Window> = run
+            .faults
+            .iter()
+            .filter_map(|f| {
+                Some(Window {
+                    from: f.applied_s?,
+                    to: f.healed_s?,
+                    label: without_window(&f.label).to_string(),
+                })
+            })
+            .collect();
+        let name = throughput.name;
+        plots::timeline(
+            &dir.join(format!("faults-{name}.svg")),
+            &format!("{name}: committed/s and availability %, faults shaded as they really held"),
+            "orders/s, %",
+            &[
+                Series {
+                    name: "committed/s",
+                    points: throughput.points,
+                },
+                Series {
+                    name: "available %",
+                    points: available.points,
+                },
+            ],
+            &real,
+        )
+        .map_err(report_err)?;
+    }
 
     let mut locks = Vec::new();
     for m in measured {
@@ -147,7 +188,10 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
                 format!("{} {service}", name_of(m))
             };
             for (name, h) in histograms {
-                if name.contains("lock_hold") || name.contains("semantic_lock") {
+                // 2PC's `in_doubt`: how long a prepared branch waited blocked for a decision
+                // it had to ask for (faults make it non-empty).
+                if name.contains("lock_hold") || name.contains("semantic_lock") || name == "in_doubt"
+                {
                     locks.push((
                         format!("{who} {name} p99"),
                         h.value_at_quantile(0.99) as f64 / 1000.0,
@@ -162,7 +206,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     }
     plots::bars(
         &dir.join("locks.svg"),
-        "Lock-hold time (2PC: row locks; sagas: semantic locks)",
+        "Lock-hold and blocked time (2PC: row locks, in doubt; sagas: semantic locks)",
         "ms",
         &locks,
         2, // a measure's p99 and p50
@@ -234,6 +278,13 @@ pub fn markdown(summary: &Summary) -> String {
         );
     }
     let _ = writeln!(md, "\n![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n![floor](floor.svg)\n");
+    for run in summary.runs.iter().filter(|r| !r.faults.is_empty()) {
+        let name = run.protocol.map_or("unknown", |p| p.name());
+        let _ = writeln!(
+            md,
+            "![faults {name}](faults-{name}.svg)\n\n{name}: each fault shaded from when it was applied to when it was healed (a restart can take longer than scheduled).\n"
+        );
+    }
 
     md.push_str(&faults_section(summary));
     let _ = writeln!(md, "## Outcomes and latency by outcome (ms)\n");
@@ -526,4 +577,12 @@ fn faults_section(summary: &Summary) -> String {
         }
     }
     md
+}
+
+/// "pause payment 8–11 s" without its scheduled window: "pause payment" (the plot shows when).
+fn without_window(label: &str) -> &str {
+    label
+        .strip_suffix(" s")
+        .and_then(|rest| rest.rsplit_once(' '))
+        .map_or(label, |(what, _)| what)
 }

@@ -208,6 +208,11 @@ impl Deployment {
         self.procs.get_mut(&role).expect("process started")
     }
 
+    /// The log of `role`'s current process.
+    pub fn log_path(&self, role: Role) -> PathBuf {
+        self.procs[&role].log_path()
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self, role: Role) {
         if let Some(mut p) = self.procs.remove(&role) {

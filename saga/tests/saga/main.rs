@@ -5,6 +5,7 @@
 mod crashes;
 mod exactly_once;
 mod flows;
+mod hang_ups;
 mod harness;
 mod inspect;
 mod timeouts;
