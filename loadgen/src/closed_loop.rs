@@ -139,10 +139,7 @@ pub async fn run(
                         bucket(&mut mine.timeline, second).count(kind, latency <= load.deadline);
                     }
                     Err(code) => {
-                        *mine
-                            .errors
-                            .entry(code)
-                            .or_default() += 1;
+                        *mine.errors.entry(code).or_default() += 1;
                         bucket(&mut mine.timeline, second).errors += 1;
                     }
                 }

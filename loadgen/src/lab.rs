@@ -20,15 +20,18 @@ pub fn scenarios_dir() -> PathBuf {
     }
 }
 
+/// Where the protocol binaries are: beside `loadgen`, or, for a test binary in
+/// `target/<profile>/deps/`, one level up, where cargo puts the workspace's binaries.
 pub(crate) fn bin_dir() -> Result<PathBuf, LoadgenError> {
     let exe = std::env::current_exe().map_err(|source| LoadgenError::Io {
         what: "locating loadgen",
         source,
     })?;
-    Ok(exe
-        .parent()
-        .expect("an executable lives in a directory")
-        .to_path_buf())
+    let dir = exe.parent().expect("an executable lives in a directory");
+    Ok(match dir.parent() {
+        Some(up) if dir.ends_with("deps") => up.to_path_buf(),
+        _ => dir.to_path_buf(),
+    })
 }
 
 /// The local environment, or the deployment `--deployment` names after checking it can run

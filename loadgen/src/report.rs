@@ -130,7 +130,8 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     )
     .map_err(report_err)?;
     let availability = per_second(|b| {
-        let offered = (b.scheduled + b.dropped).max(1) as f64;
+        // `scheduled` counts every order due that second, dropped ones included.
+        let offered = b.scheduled.max(1) as f64;
         100.0 * b.available as f64 / offered
     });
     plots::timeline(
@@ -144,7 +145,11 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     for (run, (throughput, available)) in summary
         .runs
         .iter()
-        .zip(per_second(|b| b.committed as f64).into_iter().zip(availability))
+        .zip(
+            per_second(|b| b.committed as f64)
+                .into_iter()
+                .zip(availability),
+        )
         .filter(|(r, _)| !r.faults.is_empty())
     {
         let real: Vec<Window> = run
@@ -190,7 +195,9 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
             for (name, h) in histograms {
                 // 2PC's `in_doubt`: how long a prepared branch waited blocked for a decision
                 // it had to ask for (faults make it non-empty).
-                if name.contains("lock_hold") || name.contains("semantic_lock") || name == "in_doubt"
+                if name.contains("lock_hold")
+                    || name.contains("semantic_lock")
+                    || name == "in_doubt"
                 {
                     locks.push((
                         format!("{who} {name} p99"),
@@ -573,6 +580,21 @@ fn faults_section(summary: &Summary) -> String {
                 "Longest a {} participant held a prepared branch (blocked, locks held): {}.\n",
                 r.protocol.map_or("?", |p| p.name()),
                 blocked.join(", ")
+            );
+            // Branches that heard no decision in time and had to ask the coordinator for it.
+            let in_doubt: Vec<String> = r
+                .services
+                .iter()
+                .filter(|s| s.maxima.contains_key("prepared_max"))
+                .map(|s| {
+                    let n = s.histograms.get("in_doubt").map_or(0, |h| h.n);
+                    format!("{} {n}", s.service)
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "Branches in doubt (no decision in time, resolved by asking the coordinator): {}.\n",
+                in_doubt.join(", ")
             );
         }
     }

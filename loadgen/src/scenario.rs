@@ -571,7 +571,15 @@ price_cents = [100, 200]
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             names.push(s.name);
         }
-        for kind in ["partition", "delay", "reset", "crash", "pause", "isolate", "surge"] {
+        for kind in [
+            "partition",
+            "delay",
+            "reset",
+            "crash",
+            "pause",
+            "isolate",
+            "surge",
+        ] {
             let s = Scenario::load(kind, &dir).unwrap();
             assert_eq!(s.faults.len(), 1, "{kind}");
             assert_eq!(s.faults[0].kind.as_str(), kind);

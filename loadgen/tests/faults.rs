@@ -56,7 +56,10 @@ fn committed_in(run: &ProtocolRun, from: u64, to: u64) -> u64 {
 
 /// The second after a fault's real heal (a slow restart heals later than scheduled).
 fn after_heal(fault: &FaultRecord) -> u64 {
-    fault.healed_s.expect("every fault that applies is healed").ceil() as u64
+    fault
+        .healed_s
+        .expect("every fault that applies is healed")
+        .ceil() as u64
 }
 
 /// Every fault applied, healed without error, and everything begun before its heal finished.
@@ -160,7 +163,10 @@ factor = 3.0
     let [partition, crash, pause, isolate, surge] = &run.faults[..] else {
         panic!("five fault records")
     };
-    assert!(partition.note.contains("coordinator→payment"), "{partition:?}");
+    assert!(
+        partition.note.contains("coordinator→payment"),
+        "{partition:?}"
+    );
     assert!(pause.note.contains("SIGSTOP coordinator"), "{pause:?}");
     assert!(
         isolate.note.contains("client→front") && isolate.note.contains("coordinator→order"),
@@ -244,7 +250,10 @@ duration_s = 2
             "the killed process comes back: {process:?}"
         );
         assert_applied_and_settled(&[partition, broker, process]);
-        assert!(partition.availability_in_window.unwrap() < 0.9, "{partition:?}");
+        assert!(
+            partition.availability_in_window.unwrap() < 0.9,
+            "{partition:?}"
+        );
         assert!(broker.availability_in_window.unwrap() < 0.9, "{broker:?}");
         let mut last_heal = after_heal(broker).max(after_heal(process));
         if orchestrated {

@@ -100,14 +100,13 @@ pub fn draw(
     let mut next_free = spec.first_at_s;
     for _ in 0..spec.count {
         let kind = *kinds.choose(&mut rng).expect("kinds is not empty");
-        let target = *roles_for(kind).choose(&mut rng).expect("every kind has roles");
+        let target = *roles_for(kind)
+            .choose(&mut rng)
+            .expect("every kind has roles");
         let at_s = next_free + rng.gen_range(0..=1);
         let duration_s = rng.gen_range(shortest..=longest);
         let (latency_ms, jitter_ms) = match kind {
-            FaultKind::Delay => (
-                Some(rng.gen_range(5..=50)),
-                Some(rng.gen_range(0..=10)),
-            ),
+            FaultKind::Delay => (Some(rng.gen_range(5..=50)), Some(rng.gen_range(0..=10))),
             _ => (None, None),
         };
         let factor = (kind == FaultKind::Surge).then(|| f64::from(rng.gen_range(2..=4u32)));

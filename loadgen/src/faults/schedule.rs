@@ -183,8 +183,10 @@ pub fn validate(faults: &[FaultSpec], duration_s: u64) -> Result<(), (String, St
         if fault.jitter_ms.is_some_and(|j| j > 60_000) {
             return Err((field("jitter_ms"), "must be at most 60000".into()));
         }
-        if matches!(fault.kind, FaultKind::Crash | FaultKind::Pause | FaultKind::Isolate)
-            && fault.target == Role::Client
+        if matches!(
+            fault.kind,
+            FaultKind::Crash | FaultKind::Pause | FaultKind::Isolate
+        ) && fault.target == Role::Client
         {
             return Err((
                 field("target"),
@@ -219,8 +221,7 @@ pub fn validate(faults: &[FaultSpec], duration_s: u64) -> Result<(), (String, St
                 && (shares_links(fault.target) || shares_links(other.target));
             let client_shared = (isolate(fault) && on_client(other) && on_links(other))
                 || (isolate(other) && on_client(fault) && on_links(fault));
-            if overlaps && on_links(fault) && on_links(other) && (services_share || client_shared)
-            {
+            if overlaps && on_links(fault) && on_links(other) && (services_share || client_shared) {
                 return Err((
                     field("at_s"),
                     format!(

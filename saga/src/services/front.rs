@@ -105,4 +105,3 @@ async fn accept(ctx: &ServiceContext, order: &Order) -> Result<Option<Decided>, 
     };
     Ok(decided)
 }
-

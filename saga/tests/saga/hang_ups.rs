@@ -42,7 +42,10 @@ async fn hang_ups_leave_no_open_transaction(mode: Mode) {
     while let Some(done) = requests.join_next().await {
         abandoned += done.unwrap() as usize;
     }
-    assert!(abandoned > ORDERS / 2, "only {abandoned} of {ORDERS} requests were cut short");
+    assert!(
+        abandoned > ORDERS / 2,
+        "only {abandoned} of {ORDERS} requests were cut short"
+    );
 
     // Every saga the fronts accepted finishes, and the databases agree with each other.
     lab.wait_quiescent(Duration::from_secs(120)).await;
@@ -60,7 +63,10 @@ async fn hang_ups_leave_no_open_transaction(mode: Mode) {
         .fetch_all(pool)
         .await
         .unwrap();
-        assert!(stuck.is_empty(), "{name}: sessions left inside a transaction: {stuck:?}");
+        assert!(
+            stuck.is_empty(),
+            "{name}: sessions left inside a transaction: {stuck:?}"
+        );
     }
     // A pooled connection left inside a transaction makes the next BEGIN on it warn.
     let front_log = std::fs::read_to_string(lab.log_path(lab.front())).unwrap();

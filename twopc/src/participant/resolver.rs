@@ -52,11 +52,18 @@ impl InDoubtResolver {
         loop {
             if last_sweep.elapsed() >= ORPHAN_SWEEP_EVERY {
                 last_sweep = std::time::Instant::now();
-                match self.branches.adopt_unknown(self.ask_after.max(ORPHAN_MIN_AGE)).await {
+                match self
+                    .branches
+                    .adopt_unknown(self.ask_after.max(ORPHAN_MIN_AGE))
+                    .await
+                {
                     Ok(0) => {}
                     Ok(adopted) => {
                         self.metrics.add("orphans_adopted", adopted as u64);
-                        tracing::warn!(adopted, "prepared branches this process did not know; resolving them");
+                        tracing::warn!(
+                            adopted,
+                            "prepared branches this process did not know; resolving them"
+                        );
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot sweep pg_prepared_xacts"),
                 }
