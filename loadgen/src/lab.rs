@@ -198,7 +198,7 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
     Ok(floors)
 }
 
-async fn postgres_version(url: &str) -> String {
+pub(crate) async fn postgres_version(url: &str) -> String {
     use sqlx::Connection;
     match sqlx::PgConnection::connect(url).await {
         Ok(mut conn) => sqlx::query_scalar::<_, String>("SHOW server_version")

@@ -121,7 +121,8 @@ impl SoakSummary {
             "# Soak: {} randomized fault schedules per protocol\n\n\
              Command: `{}`  \nStarted: {}  \nScenario: `{}` (seeds {}–{}; each schedule is drawn \
              from its seed, so `loadgen compare --scenario {} --seed <seed>` replays one)  \n\
-             Machine: {} CPUs, {:.1} GiB, {}, kernel {}, load average at start {}; {}; {}\n\n",
+             Commit: `{}`  \nMachine: {} CPUs, {:.1} GiB, {}, kernel {}, load average at start {}; \
+             PostgreSQL {}; Kafka {}\n\n",
             self.schedules,
             self.command,
             self.started_at,
@@ -129,6 +130,7 @@ impl SoakSummary {
             self.first_seed,
             self.first_seed + self.schedules.saturating_sub(1),
             self.scenario.name,
+            e.git_commit,
             e.cpus,
             e.memory_gib,
             e.os,
@@ -199,8 +201,9 @@ pub async fn run(args: &SoakArgs, command: String) -> Result<(PathBuf, SoakSumma
         args.protocols.clone()
     };
     let started_at = chrono::Utc::now();
-    let environment = Environment::read();
+    let mut environment = Environment::read();
     let mut lab = Lab::start(&args.env.run_dir, true).await?;
+    environment.postgres = crate::lab::postgres_version(&lab.any_database_url()).await;
     let floors = crate::probe::Floors::default();
     let bins = bin_dir()?;
     let logs = args.env.run_dir.join("logs");
