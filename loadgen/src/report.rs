@@ -1,6 +1,8 @@
 //! The result folder of a run: `summary.json`, `timeline.csv`, one HdrHistogram interval log per
 //! protocol, the SVG plots and `report.md`, which a person can publish as it is.
 
+mod faults;
+
 use crate::experiment::Measured;
 use crate::plots::{self, Series, Window};
 use crate::probe::composition;
@@ -118,14 +120,15 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         .map(|f| Window {
             from: f.at_s as f64,
             to: f.ends_at_s() as f64,
-            label: format!("{} {}", f.kind.as_str(), f.target.as_str()),
+            label: f.what(),
         })
         .collect();
+    let throughput = per_second(|b| b.committed as f64);
     plots::timeline(
         &dir.join("throughput.svg"),
         "Committed orders per second (by scheduled start)",
         "orders/s",
-        &per_second(|b| b.committed as f64),
+        &throughput,
         &windows,
     )
     .map_err(report_err)?;
@@ -142,46 +145,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         &windows,
     )
     .map_err(report_err)?;
-    for (run, (throughput, available)) in summary
-        .runs
-        .iter()
-        .zip(
-            per_second(|b| b.committed as f64)
-                .into_iter()
-                .zip(availability),
-        )
-        .filter(|(r, _)| !r.faults.is_empty())
-    {
-        let real: Vec<Window> = run
-            .faults
-            .iter()
-            .filter_map(|f| {
-                Some(Window {
-                    from: f.applied_s?,
-                    to: f.healed_s?,
-                    label: without_window(&f.label).to_string(),
-                })
-            })
-            .collect();
-        let name = throughput.name;
-        plots::timeline(
-            &dir.join(format!("faults-{name}.svg")),
-            &format!("{name}: committed/s and availability %, faults shaded as they really held"),
-            "orders/s, %",
-            &[
-                Series {
-                    name: "committed/s",
-                    points: throughput.points,
-                },
-                Series {
-                    name: "available %",
-                    points: available.points,
-                },
-            ],
-            &real,
-        )
-        .map_err(report_err)?;
-    }
+    faults::plots(dir, summary, &throughput, &availability)?;
 
     let mut locks = Vec::new();
     for m in measured {
@@ -293,7 +257,7 @@ pub fn markdown(summary: &Summary) -> String {
         );
     }
 
-    md.push_str(&faults_section(summary));
+    md.push_str(&faults::section(summary));
     let _ = writeln!(md, "## Outcomes and latency by outcome (ms)\n");
     let _ = writeln!(
         md,
@@ -521,90 +485,4 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     }
     let _ = writeln!(md, "\n![sweep](sweep.svg)\n\nEvery figure per rate is in `summary.json`; per second in `timeline.csv`.");
     std::fs::write(dir.join("report.md"), md).map_err(report_err)
-}
-
-/// The fault schedule as it happened under each protocol: availability of the orders scheduled
-/// inside each window and the time to recover after healing.
-fn faults_section(summary: &Summary) -> String {
-    let mut md = String::new();
-    if summary.runs.iter().all(|r| r.faults.is_empty()) {
-        return md;
-    }
-    let _ = writeln!(md, "## Faults\n");
-    let _ = writeln!(md, "Shaded in the throughput and availability plots. Every link of these runs went through a fault proxy (DESIGN §5). *Availability in window*: orders scheduled inside the window answered COMMITTED or REJECTED within the deadline. Windows are scored from when each fault was actually applied to when it was actually healed (a restart can take longer than scheduled). *Recovery*: seconds from the actual heal until three seconds in a row are again ≥ 99 % available (fewer when the next fault or the end of the run comes first; *not before the next fault or the end* when it never did). *All begun before the heal final*: from the heal until the databases hold no PENDING order and no prepared 2PC branch begun before it (sagas compensated or completed, in-doubt branches resolved).\n");
-    let _ = writeln!(md, "| protocol | fault | availability in window | orders in window | recovery after heal | all begun before the heal final after | what was done |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for r in &summary.runs {
-        for f in &r.faults {
-            let (availability, recovery, settled) = if f.applies {
-                (
-                    f.availability_in_window
-                        .map_or("–".into(), |a| format!("{:.1} %", 100.0 * a)),
-                    f.recovery_s
-                        .map_or("not before the next fault or the end".into(), |s| {
-                            format!("{s} s")
-                        }),
-                    f.settled_after_heal_s
-                        .map_or("not within 120 s".into(), |s| format!("{s:.1} s")),
-                )
-            } else {
-                ("does not apply".into(), "–".into(), "–".into())
-            };
-            let what = match &f.error {
-                Some(e) => format!("{} — **{e}**", f.note),
-                None => f.note.clone(),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {availability} | {} | {recovery} | {settled} | {what} |",
-                r.protocol.map_or("?", |p| p.name()),
-                f.label,
-                f.scheduled_in_window,
-            );
-        }
-    }
-    md.push_str("\nA crashed process restarts with empty histograms and counters: the figures below add those it gave just before the kill (read at the scheduled second, the kill follows within milliseconds) to those of its life after the restart.\n\n");
-    // How long a 2PC participant stayed blocked: its longest-held prepared branch.
-    for r in &summary.runs {
-        let blocked: Vec<String> = r
-            .services
-            .iter()
-            .filter_map(|s| {
-                let us = s.maxima.get("prepared_max")?;
-                Some(format!("{} {:.0} ms", s.service, *us as f64 / 1000.0))
-            })
-            .collect();
-        if !blocked.is_empty() {
-            let _ = writeln!(
-                md,
-                "Longest a {} participant held a prepared branch (blocked, locks held): {}.\n",
-                r.protocol.map_or("?", |p| p.name()),
-                blocked.join(", ")
-            );
-            // Branches that heard no decision in time and had to ask the coordinator for it.
-            let in_doubt: Vec<String> = r
-                .services
-                .iter()
-                .filter(|s| s.maxima.contains_key("prepared_max"))
-                .map(|s| {
-                    let n = s.histograms.get("in_doubt").map_or(0, |h| h.n);
-                    format!("{} {n}", s.service)
-                })
-                .collect();
-            let _ = writeln!(
-                md,
-                "Branches in doubt (no decision in time, resolved by asking the coordinator): {}.\n",
-                in_doubt.join(", ")
-            );
-        }
-    }
-    md
-}
-
-/// "pause payment 8–11 s" without its scheduled window: "pause payment" (the plot shows when).
-fn without_window(label: &str) -> &str {
-    label
-        .strip_suffix(" s")
-        .and_then(|rest| rest.rsplit_once(' '))
-        .map_or(label, |(what, _)| what)
 }

@@ -43,9 +43,10 @@ fn assert_intact(run: &ProtocolRun) {
     );
 }
 
-/// Committed orders scheduled in seconds `from..to`. A COMMITTED answer counts however late it
-/// came (the client waits up to a minute past the deadline), so "commits resume after the heal"
-/// is a property of the protocol, not of how fast this machine was that minute.
+/// Committed orders scheduled in seconds `from..to`, whenever their answer came. The fronts
+/// answer UNDECIDED once an order's deadline passes, so this counts orders the protocol finished
+/// within the deadline: "commits resume after the heal" needs only one such order before the
+/// window ends, not three good seconds in a row.
 fn committed_in(run: &ProtocolRun, from: u64, to: u64) -> u64 {
     run.timeline
         .iter()
@@ -200,10 +201,9 @@ factor = 3.0
     // later ones in time before the 40 s run ended.
     // Each saga mode: payment cut off from the broker, the broker itself killed (it comes back
     // on its ports after a JVM start, 5–11 s here), a saga process killed, the orchestrator
-    // stalled. The restarted
-    // process's consumer waits for its dead member's session (6 s) before it gets partitions,
-    // then the backlog drains: 40 s leave room for a slow minute, and a COMMITTED answer
-    // counts however late it comes.
+    // stalled. In one passing run at 30 orders/s, three good seconds in a row came 10 s
+    // (choreographed) and 22 s (orchestrated) after the last heal; at 10 orders/s and 40 s
+    // there is room for a slower minute.
     for (protocol, killed) in [
         (Protocol::SagaOrchestrated, "coordinator"),
         (Protocol::SagaChoreographed, "payment"),

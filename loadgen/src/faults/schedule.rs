@@ -68,11 +68,6 @@ impl FaultKind {
         }
     }
 
-    /// Whether the fault acts on processes (signals) rather than on links or load.
-    pub fn on_process(self) -> bool {
-        matches!(self, FaultKind::Crash | FaultKind::Pause)
-    }
-
     /// Whether the fault switches proxies on links.
     pub fn on_links(self) -> bool {
         matches!(
@@ -108,8 +103,9 @@ impl FaultSpec {
         self.at_s + self.duration_s
     }
 
-    /// "partition payment 10–15 s" and the like, for logs and reports.
-    pub fn label(&self) -> String {
+    /// "delay inventory +25 ms", "surge client ×3": what the fault does, without its window
+    /// (plots place the window themselves).
+    pub fn what(&self) -> String {
         let extra = match (self.kind, self.latency_ms, self.factor) {
             (FaultKind::Delay, Some(ms), _) => match self.jitter_ms {
                 Some(j) if j > 0 => format!(" +{ms} ms (+0–{j} jitter)"),
@@ -118,13 +114,12 @@ impl FaultSpec {
             (FaultKind::Surge, _, Some(f)) => format!(" ×{f}"),
             _ => String::new(),
         };
-        format!(
-            "{} {}{extra} {}–{} s",
-            self.kind.as_str(),
-            self.target.as_str(),
-            self.at_s,
-            self.ends_at_s()
-        )
+        format!("{} {}{extra}", self.kind.as_str(), self.target.as_str())
+    }
+
+    /// "partition payment 10–15 s" and the like, for logs and reports.
+    pub fn label(&self) -> String {
+        format!("{} {}–{} s", self.what(), self.at_s, self.ends_at_s())
     }
 }
 
