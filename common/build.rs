@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
     println!("cargo:rerun-if-changed=proto");
+    // `sqlx::migrate!` embeds the migrations; without this a new file would not be picked up.
+    println!("cargo:rerun-if-changed=migrations");
     // The pinned Kafka release lives in kafka/pom.xml only; the environment finds its jars by it.
     println!("cargo:rerun-if-changed=../kafka/pom.xml");
     let pom = std::fs::read_to_string("../kafka/pom.xml")?;

@@ -59,8 +59,8 @@ impl Store {
     /// The tables holding run state, emptied before a data set is seeded.
     fn run_tables(self) -> &'static str {
         match self {
-            Store::Orders => "order_lines, orders, outbox, processed_messages",
-            Store::Payments => "payments, wallets, outbox, processed_messages",
+            Store::Orders => "cancel_requests, order_lines, orders, outbox, processed_messages",
+            Store::Payments => "voided_payments, payments, wallets, outbox, processed_messages",
             Store::Inventory => "reservations, stock, outbox, processed_messages",
             Store::Coordinator => "decisions",
             Store::Orchestrator => "sagas, outbox, processed_messages",
@@ -145,6 +145,7 @@ pub async fn connect(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .after_release(move |conn, _| Box::pin(outside_transaction(conn, store)))
         .connect_with(options)
         .await
         .map_err(|source| StorageError::Connect {
@@ -152,6 +153,30 @@ pub async fn connect(
             url: redact(url),
             source,
         })
+}
+
+/// The pool's check of every returned connection (it runs after the borrower let go, beside
+/// sqlx's own ping): a session still inside a transaction is closed, not lent out again. sqlx
+/// 0.8 leaves one so when a `begin()` is cancelled mid-flight (transact-rs/sqlx#4393); the next
+/// borrower's statements would run inside that stale transaction and keep its locks. A single
+/// statement outside a transaction block starts its own, so both timestamps are equal; inside
+/// one the transaction's is older.
+async fn outside_transaction(
+    conn: &mut sqlx::PgConnection,
+    store: Store,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    // The simple query protocol on purpose: the extended one's Parse and Execute messages
+    // count as separate statements and would make the two timestamps differ anyway.
+    let check = sqlx::raw_sql("SELECT transaction_timestamp() < statement_timestamp()");
+    let stale: bool = sqlx::Executor::fetch_one(conn, check).await?.try_get(0)?;
+    if stale {
+        tracing::warn!(
+            store = store.name(),
+            "a pooled connection came back inside a transaction; closed (sqlx#4393)"
+        );
+    }
+    Ok(!stale)
 }
 
 /// Applies every migration the database needs; applying twice is a no-op.

@@ -80,6 +80,8 @@ impl SagaDeployment {
         step_timeout: Duration,
     ) -> Result<SagaDeployment, EnvError> {
         let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        // Every process gets the step timeout: the orchestrator's per step, and choreography's
+        // order service derives its saga deadline from it.
         let kafka = |listen: SocketAddr, process: &str| {
             vec![
                 "--listen".to_string(),
@@ -88,6 +90,8 @@ impl SagaDeployment {
                 bootstrap(process),
                 "--topic-prefix".into(),
                 prefix.clone(),
+                "--step-timeout-ms".into(),
+                step_timeout.as_millis().to_string(),
             ]
         };
         let mut deployment = SagaDeployment {
@@ -125,10 +129,6 @@ impl SagaDeployment {
             let listen = deployment.front;
             let mut args = kafka(listen, "orchestrator");
             args.extend(["--database-url".into(), databases.orchestrator.clone()]);
-            args.extend([
-                "--step-timeout-ms".into(),
-                step_timeout.as_millis().to_string(),
-            ]);
             deployment
                 .spawn(
                     "saga-orchestrator",

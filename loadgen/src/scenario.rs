@@ -151,7 +151,9 @@ pub struct Scenario {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SagaSpec {
-    /// Orchestrated: a step without a reply for this long is re-sent (then compensated).
+    /// Orchestrated: a step without a reply for this long is re-sent, and compensated after 3
+    /// sends (5+10+15 s at 5 s). Choreographed: a saga unfinished after that same total wait is
+    /// asked to cancel (the payment service decides, at the pivot).
     #[serde(default = "default_step_timeout")]
     pub step_timeout_ms: u64,
 }

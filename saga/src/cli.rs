@@ -1,7 +1,29 @@
 //! Flags both binaries share, turned into library configuration.
 
-use crate::config::{KafkaSettings, Topics};
+use crate::config::{KafkaSettings, StepPolicy, Topics};
 use common::kafka_clients::ClientTuning;
+use std::time::Duration;
+
+/// Step timeouts: the orchestrator's per step; choreography's order service derives its saga
+/// deadline from the same two numbers, so both modes give up after the same wait.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StepArgs {
+    /// How long a step may go unanswered before it is re-sent (ms).
+    #[arg(long, default_value_t = 5000)]
+    pub step_timeout_ms: u64,
+    /// Sends of a forward step before the saga compensates.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+}
+
+impl StepArgs {
+    pub fn policy(&self) -> StepPolicy {
+        StepPolicy {
+            step_timeout: Duration::from_millis(self.step_timeout_ms),
+            max_attempts: self.max_attempts,
+        }
+    }
+}
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct KafkaArgs {

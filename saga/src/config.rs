@@ -90,7 +90,8 @@ impl KafkaSettings {
     }
 }
 
-/// The orchestrator's timing policy for steps that get no reply.
+/// The timing policy for steps that get no reply: the orchestrator's per step, and the one
+/// choreography's order service applies to the whole saga (it cannot see which step is late).
 #[derive(Clone, Debug)]
 pub struct StepPolicy {
     /// How long a step may go unanswered before it is sent again.
@@ -115,6 +116,19 @@ impl StepPolicy {
     pub fn timeout_for(&self, attempt: u32) -> Duration {
         self.step_timeout * attempt.clamp(1, 4)
     }
+
+    /// How long a choreographed saga may stay unfinished before the order service asks for it to
+    /// be cancelled: what the orchestrator waits on one unanswered step before it gives up.
+    pub fn saga_deadline(&self) -> Duration {
+        (1..=self.max_attempts.max(1))
+            .map(|a| self.timeout_for(a))
+            .sum()
+    }
+
+    /// How long after a cancel request (choreography) it is made again while the order is open.
+    pub fn cancel_retry(&self) -> Duration {
+        self.timeout_for(self.max_attempts + 1)
+    }
 }
 
 /// How long `PlaceOrder` waits when the client gives no deadline.
@@ -138,6 +152,8 @@ mod tests {
         };
         let waits: Vec<u128> = (1..=6).map(|a| policy.timeout_for(a).as_millis()).collect();
         assert_eq!(waits, vec![100, 200, 300, 400, 400, 400]);
+        assert_eq!(policy.saga_deadline(), Duration::from_millis(600));
+        assert_eq!(policy.cancel_retry(), Duration::from_millis(400));
         let mut kafka = KafkaSettings::new("b:9092", topics);
         kafka.group_suffix = ".replay".into();
         assert_eq!(kafka.group("payment"), "run1.payment.replay");

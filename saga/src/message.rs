@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Bumped on any incompatible change; a consumer refuses versions it does not know.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Header carrying the moment the relay handed the message to the producer (Unix µs).
 pub const PRODUCED_AT_HEADER: &str = "txlab-produced-us";
@@ -155,8 +155,15 @@ pub enum Event {
     PaymentRejected { reason: RejectReason },
     /// Inventory: reservation COMMITTED. Order confirms.
     StockCommitted,
-    /// Inventory: reservation RELEASED after a payment failure. Order cancels.
-    StockReleased { reason: RejectReason },
+    /// Inventory: reservation RELEASED (or nothing was reserved) after a refused or voided
+    /// payment. Order cancels with `reason` (`rejected:<why>` or `aborted:<why>`).
+    StockReleased { reason: String },
+    /// Order service: the saga outlived its deadline. Payment, which owns the pivot, decides:
+    /// voided if nothing was charged, else the charge stands and the saga goes forward.
+    CancelRequested { reason: String },
+    /// Payment: nothing was charged and nothing will be (the void refuses a later charge).
+    /// Inventory releases.
+    PaymentVoided { reason: String },
     /// Order service: final. Payment ends the charge's semantic lock.
     OrderConfirmed,
     /// Order service: final, cancelled.

@@ -10,11 +10,23 @@ async fn every_database_is_migrated_and_migrating_again_is_a_no_op() {
     let expected: [(Store, &[&str]); 5] = [
         (
             Store::Orders,
-            &["orders", "order_lines", "outbox", "processed_messages"],
+            &[
+                "orders",
+                "order_lines",
+                "cancel_requests",
+                "outbox",
+                "processed_messages",
+            ],
         ),
         (
             Store::Payments,
-            &["wallets", "payments", "outbox", "processed_messages"],
+            &[
+                "wallets",
+                "payments",
+                "voided_payments",
+                "outbox",
+                "processed_messages",
+            ],
         ),
         (
             Store::Inventory,
@@ -46,8 +58,8 @@ async fn every_database_is_migrated_and_migrating_again_is_a_no_op() {
         .await
         .unwrap();
     assert_eq!(
-        applied, 2,
-        "orders has its own migration and the messaging one, once each"
+        applied, 3,
+        "orders has its own two migrations and the messaging one, once each"
     );
 }
 
@@ -89,4 +101,58 @@ async fn seeding_writes_exactly_the_data_set_and_reseeding_resets() {
         .map(|s| (s.sku.0, s.available, s.price.0))
         .collect();
     assert_eq!(stock, expected);
+}
+
+/// A connection handed back inside a transaction sqlx does not know of (what a cancelled
+/// `begin()` leaves behind, sqlx#4393) is closed by the pool, never lent to the next borrower.
+#[tokio::test]
+async fn a_connection_returned_inside_a_transaction_is_closed() {
+    let (urls, _) = fresh_databases("storage_stale_tx").await;
+    let pool = common::storage::connect(Store::Orders, &urls.orders, 1)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let stale_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut *conn).await.unwrap();
+    sqlx::query("SELECT count(*) FROM orders")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    // One connection at most: the next borrower waits for the check, then gets a new session.
+    let mut next = pool.acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *next)
+        .await
+        .unwrap();
+    assert_ne!(pid, stale_pid, "the stale session was lent out again");
+    let started = std::time::Instant::now();
+    loop {
+        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+            .bind(stale_pid)
+            .fetch_one(&mut *next)
+            .await
+            .unwrap();
+        if alive == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the stale session (pid {stale_pid}) is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // An ordinary release keeps the session.
+    drop(next);
+    let mut again = pool.acquire().await.unwrap();
+    let reused: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *again)
+        .await
+        .unwrap();
+    assert_eq!(reused, pid, "a clean connection was closed");
 }

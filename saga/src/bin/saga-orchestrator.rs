@@ -1,9 +1,7 @@
 //! The saga orchestrator process: serves `OrderApi` and `Metrics` on `--listen`.
 
 use clap::Parser;
-use saga::config::StepPolicy;
 use saga::orchestrator::{run, OrchestratorConfig};
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -18,12 +16,8 @@ struct Args {
     database_url: String,
     #[command(flatten)]
     kafka: saga::cli::KafkaArgs,
-    /// How long a step may go unanswered before it is re-sent (ms).
-    #[arg(long, default_value_t = 5000)]
-    step_timeout_ms: u64,
-    /// Sends of a forward step before the saga compensates.
-    #[arg(long, default_value_t = 3)]
-    max_attempts: u32,
+    #[command(flatten)]
+    steps: saga::cli::StepArgs,
     /// Parallel consumer lanes.
     #[arg(long, default_value_t = 4)]
     lanes: usize,
@@ -39,10 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let config = OrchestratorConfig {
         database_url: args.database_url,
         kafka: args.kafka.settings(),
-        policy: StepPolicy {
-            step_timeout: Duration::from_millis(args.step_timeout_ms),
-            max_attempts: args.max_attempts,
-        },
+        policy: args.steps.policy(),
         lanes: args.lanes,
         db_connections: args.db_connections,
     };

@@ -22,6 +22,9 @@ struct Args {
     database_url: String,
     #[command(flatten)]
     kafka: saga::cli::KafkaArgs,
+    /// Choreography's order service: the saga deadline derives from these.
+    #[command(flatten)]
+    steps: saga::cli::StepArgs,
     /// Parallel consumer lanes.
     #[arg(long, default_value_t = 4)]
     lanes: usize,
@@ -39,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         mode: args.mode,
         database_url: args.database_url,
         kafka: args.kafka.settings(),
+        policy: args.steps.policy(),
         lanes: args.lanes,
         db_connections: args.db_connections,
     };

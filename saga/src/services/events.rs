@@ -1,8 +1,10 @@
 //! Choreographed mode: each service reacts to the events of the step before it and emits its own.
-//! inventory: OrderCreated → reserve; PaymentCaptured → commit; PaymentRejected → release.
-//! payment: StockReserved → charge. order: StockCommitted → confirm; StockRejected or
-//! StockReleased → cancel. Every reaction is one local transaction with its dedupe record and
-//! its outgoing event in the outbox.
+//! inventory: OrderCreated → reserve; PaymentCaptured → commit; PaymentRejected or PaymentVoided
+//! → release. payment: StockReserved → charge (refused once voided); CancelRequested → void, or
+//! re-announce a charge that came first. order: StockCommitted → confirm; StockRejected or
+//! StockReleased → cancel. Every reaction is one local transaction with its dedupe record and its
+//! outgoing event in the outbox. The order service's deadline watch (`deadlines`) asks for the
+//! cancel of a saga that outlives its deadline.
 
 use super::{inventory, order, payment, ServiceContext};
 use crate::consumer::{first_delivery, MessageHandler};
@@ -14,8 +16,9 @@ use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
 use crate::ServiceKind;
 use common::api::unix_micros_now;
-use common::domain::{OrderStatus, OutcomeKind};
+use common::domain::{OrderId, OrderStatus, OutcomeKind};
 use futures::future::BoxFuture;
+use sqlx::{Postgres, Transaction};
 use std::time::{Duration, Instant};
 
 /// Reacts to the events one service cares about; all others pass by without a transaction.
@@ -83,15 +86,32 @@ impl EventHandler {
                 effect.emit = Some(Event::StockCommitted);
             }
             (ServiceKind::Inventory, Event::PaymentRejected { reason }) => {
-                effect.lock = inventory::release(&mut tx, id)
-                    .await?
-                    .map(|d| (telemetry::LOCK_RESERVATION, d));
-                effect.emit = Some(Event::StockReleased { reason: *reason });
+                let reason = Ending::Rejected(*reason).to_text();
+                effect = release(&mut tx, id, reason).await?;
+            }
+            (ServiceKind::Inventory, Event::PaymentVoided { reason }) => {
+                effect = release(&mut tx, id, reason.clone()).await?;
             }
             (ServiceKind::Payment, Event::StockReserved { order }) => {
-                effect.emit = Some(match payment::charge(&mut tx, order).await? {
-                    Ok(()) => Event::PaymentCaptured,
-                    Err(reason) => Event::PaymentRejected { reason },
+                if payment::is_voided(&mut tx, id).await? {
+                    // The saga was cancelled before this charge arrived; inventory releases on
+                    // the void, so nothing is said here.
+                    ctx.metrics.add("payment.refused_after_void", 1);
+                } else {
+                    effect.emit = Some(match payment::charge(&mut tx, order).await? {
+                        Ok(()) => Event::PaymentCaptured,
+                        Err(reason) => Event::PaymentRejected { reason },
+                    });
+                }
+            }
+            (ServiceKind::Payment, Event::CancelRequested { reason }) => {
+                effect.emit = Some(match payment::void(&mut tx, id).await? {
+                    payment::Pivot::Voided => Event::PaymentVoided {
+                        reason: reason.clone(),
+                    },
+                    // Past the pivot the saga can only go forward: announcing the charge again
+                    // re-drives a forward step that was lost or skipped (each is idempotent).
+                    payment::Pivot::Charged => Event::PaymentCaptured,
                 });
             }
             (ServiceKind::Order, Event::StockCommitted) => {
@@ -100,17 +120,11 @@ impl EventHandler {
                     effect.decided = Some(decided(OutcomeKind::Committed, String::new()));
                 }
             }
-            (
-                ServiceKind::Order,
-                Event::StockRejected { reason } | Event::StockReleased { reason },
-            ) => {
-                let text = Ending::Rejected(*reason).to_text();
-                if order::finish(&mut tx, id, OrderStatus::Cancelled, Some(&text)).await? {
-                    effect.emit = Some(Event::OrderCancelled {
-                        reason: text.clone(),
-                    });
-                    effect.decided = Some(decided(OutcomeKind::Rejected, text));
-                }
+            (ServiceKind::Order, Event::StockRejected { reason }) => {
+                effect = cancel(&mut tx, id, Ending::Rejected(*reason).to_text()).await?;
+            }
+            (ServiceKind::Order, Event::StockReleased { reason }) => {
+                effect = cancel(&mut tx, id, reason.clone()).await?;
             }
             _ => unreachable!("cares_about filters the rest"),
         }
@@ -144,10 +158,16 @@ impl EventHandler {
                     Event::OrderCreated { .. }
                         | Event::PaymentCaptured
                         | Event::PaymentRejected { .. }
+                        | Event::PaymentVoided { .. }
                 )
             }
             ServiceKind::Payment => {
-                matches!(event, Event::StockReserved { .. } | Event::OrderConfirmed)
+                matches!(
+                    event,
+                    Event::StockReserved { .. }
+                        | Event::CancelRequested { .. }
+                        | Event::OrderConfirmed
+                )
             }
             ServiceKind::Order => {
                 matches!(
@@ -159,6 +179,37 @@ impl EventHandler {
             }
         }
     }
+}
+
+/// Inventory's compensation: the reservation released (a no-op if none), then `StockReleased`.
+async fn release(
+    tx: &mut Transaction<'_, Postgres>,
+    id: OrderId,
+    reason: String,
+) -> Result<Effect, SagaError> {
+    Ok(Effect {
+        lock: inventory::release(tx, id)
+            .await?
+            .map(|d| (telemetry::LOCK_RESERVATION, d)),
+        emit: Some(Event::StockReleased { reason }),
+        decided: None,
+    })
+}
+
+/// The order service's last step of a failed saga; `reason` says rejected or aborted, and why.
+async fn cancel(
+    tx: &mut Transaction<'_, Postgres>,
+    id: OrderId,
+    reason: String,
+) -> Result<Effect, SagaError> {
+    let mut effect = Effect::default();
+    if order::finish(tx, id, OrderStatus::Cancelled, Some(&reason)).await? {
+        effect.emit = Some(Event::OrderCancelled {
+            reason: reason.clone(),
+        });
+        effect.decided = Some(decided(Ending::outcome_of(Some(&reason)), reason));
+    }
+    Ok(effect)
 }
 
 fn decided(kind: OutcomeKind, reason: String) -> Decided {

@@ -2,13 +2,14 @@
 //! react in each mode, and the process that runs one of them.
 
 pub mod commands;
+pub mod deadlines;
 pub mod events;
 pub mod front;
 pub mod inventory;
 pub mod order;
 pub mod payment;
 
-use crate::config::{KafkaSettings, Mode, ServiceKind};
+use crate::config::{KafkaSettings, Mode, ServiceKind, StepPolicy};
 use crate::consumer::{self, ConsumerSpec};
 use crate::error::SagaError;
 use crate::outbox::{OutboxRelay, RelayPolicy, RelaySignal};
@@ -29,6 +30,8 @@ pub struct ServiceConfig {
     /// The service's own database.
     pub database_url: String,
     pub kafka: KafkaSettings,
+    /// Choreography's order service: the saga deadline after which it requests a cancel.
+    pub policy: StepPolicy,
     /// Parallel consumer lanes (partitions handled at once).
     pub lanes: usize,
     pub db_connections: u32,
@@ -45,7 +48,7 @@ pub struct ServiceContext {
 }
 
 /// Runs the service until `shutdown`: its consumer, its outbox relay and its gRPC endpoint
-/// (metrics; in choreography the order service also serves `OrderApi`).
+/// (metrics; in choreography the order service also serves `OrderApi` and watches deadlines).
 pub async fn run<F>(
     config: ServiceConfig,
     listener: TcpListener,
@@ -131,13 +134,21 @@ where
         }
     };
 
-    let front =
-        (config.mode == Mode::Choreographed && config.kind == ServiceKind::Order).then(|| {
-            OrderApiServer::new(front::ChoreographyFront {
-                ctx: ctx.clone(),
-                waiters,
-            })
-        });
+    let choreography_front =
+        config.mode == Mode::Choreographed && config.kind == ServiceKind::Order;
+    let deadline_task = choreography_front.then(|| {
+        tokio::spawn(deadlines::watch(
+            ctx.clone(),
+            config.policy.clone(),
+            stopped.clone(),
+        ))
+    });
+    let front = choreography_front.then(|| {
+        OrderApiServer::new(front::ChoreographyFront {
+            ctx: ctx.clone(),
+            waiters,
+        })
+    });
     tracing::info!(service = config.kind.as_str(), mode, addr = ?listener.local_addr().ok(), "saga service running");
     let served = common::net::server_builder()
         .add_service(MetricsServer::new(metrics))
@@ -150,6 +161,9 @@ where
     let _ = stop.send(true);
     let consumed = consumer_task.await;
     let _ = relay_task.await;
+    if let Some(task) = deadline_task {
+        let _ = task.await;
+    }
     served?;
     match consumed {
         Ok(result) => result,

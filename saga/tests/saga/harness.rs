@@ -153,12 +153,16 @@ impl Deployment {
             "10".into(),
             "--lanes".into(),
             "8".into(),
+            // The orchestrator's step timeouts; choreography's order service derives its saga
+            // deadline from the same two.
+            "--step-timeout-ms".into(),
+            self.step_timeout_ms.to_string(),
+            "--max-attempts".into(),
+            self.max_attempts.to_string(),
         ];
         let program = match role {
             Role::Orchestrator => {
                 args.extend(["--database-url".into(), self.urls.orchestrator.clone()]);
-                args.extend(["--step-timeout-ms".into(), self.step_timeout_ms.to_string()]);
-                args.extend(["--max-attempts".into(), self.max_attempts.to_string()]);
                 env!("CARGO_BIN_EXE_saga-orchestrator")
             }
             service => {
