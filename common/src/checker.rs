@@ -72,12 +72,24 @@ pub struct OrderEvidence {
     pub order_id: Option<OrderId>,
     /// `orders` row: status and amount.
     pub order: Option<(String, Cents)>,
+    /// `orders.customer_id`.
+    #[serde(default)]
+    pub customer: Option<CustomerId>,
     /// `order_lines` rows: sku → qty.
     pub lines: BTreeMap<i32, i32>,
+    /// `order_lines.unit_price_cents`: sku → price the order was placed at.
+    #[serde(default)]
+    pub unit_prices: BTreeMap<i32, i64>,
     /// `payments` row: status and amount.
     pub payment: Option<(String, Cents)>,
+    /// `payments.customer_id`: whose wallet paid.
+    #[serde(default)]
+    pub payer: Option<CustomerId>,
     /// `reservations` rows: sku → (qty, status).
     pub reservations: BTreeMap<i32, (i32, String)>,
+    /// The 2PC coordinator's decision log holds a COMMIT for this order.
+    #[serde(default)]
+    pub commit_logged: bool,
 }
 
 /// What the checker saw, for the summary.
@@ -132,7 +144,7 @@ pub async fn check(dbs: &Databases, initial: &DataSet) -> Result<CheckReport, St
     find_open_sagas(dbs, &mut report).await?;
     check_stock(dbs, initial, &mut report).await?;
     check_money(dbs, initial, &mut report).await?;
-    check_atomicity(dbs, &mut report).await?;
+    check_atomicity(dbs, initial, &mut report).await?;
     Ok(report)
 }
 
@@ -252,30 +264,57 @@ async fn check_money(
     Ok(())
 }
 
-async fn check_atomicity(dbs: &Databases, report: &mut CheckReport) -> Result<(), StorageError> {
+async fn check_atomicity(
+    dbs: &Databases,
+    initial: &DataSet,
+    report: &mut CheckReport,
+) -> Result<(), StorageError> {
     let mut evidence: HashMap<Uuid, OrderEvidence> = HashMap::new();
-    let orders: Vec<(Uuid, String, i64)> =
-        sqlx::query_as("SELECT id, status, amount_cents FROM orders")
+    let orders: Vec<(Uuid, String, i64, i32)> =
+        sqlx::query_as("SELECT id, status, amount_cents, customer_id FROM orders")
             .fetch_all(&dbs.orders)
             .await
             .map_err(StorageError::query(Store::Orders, "reading orders"))?;
-    for (id, status, amount) in orders {
-        evidence.entry(id).or_default().order = Some((status, Cents(amount)));
+    for (id, status, amount, customer) in orders {
+        let e = evidence.entry(id).or_default();
+        e.order = Some((status, Cents(amount)));
+        e.customer = Some(CustomerId(customer));
     }
-    let lines: Vec<(Uuid, i32, i32)> = sqlx::query_as("SELECT order_id, sku, qty FROM order_lines")
-        .fetch_all(&dbs.orders)
-        .await
-        .map_err(StorageError::query(Store::Orders, "reading order lines"))?;
-    for (id, sku, qty) in lines {
-        evidence.entry(id).or_default().lines.insert(sku, qty);
+    let lines: Vec<(Uuid, i32, i32, i64)> =
+        sqlx::query_as("SELECT order_id, sku, qty, unit_price_cents FROM order_lines")
+            .fetch_all(&dbs.orders)
+            .await
+            .map_err(StorageError::query(Store::Orders, "reading order lines"))?;
+    for (id, sku, qty, price) in lines {
+        let e = evidence.entry(id).or_default();
+        e.lines.insert(sku, qty);
+        e.unit_prices.insert(sku, price);
     }
-    let payments: Vec<(Uuid, String, i64)> =
-        sqlx::query_as("SELECT order_id, status, amount_cents FROM payments")
+    let payments: Vec<(Uuid, String, i64, i32)> =
+        sqlx::query_as("SELECT order_id, status, amount_cents, customer_id FROM payments")
             .fetch_all(&dbs.payments)
             .await
             .map_err(StorageError::query(Store::Payments, "reading payments"))?;
-    for (id, status, amount) in payments {
-        evidence.entry(id).or_default().payment = Some((status, Cents(amount)));
+    for (id, status, amount, payer) in payments {
+        let e = evidence.entry(id).or_default();
+        e.payment = Some((status, Cents(amount)));
+        e.payer = Some(CustomerId(payer));
+    }
+    let committed: Vec<Uuid> = sqlx::query_scalar("SELECT order_id FROM decisions")
+        .fetch_all(&dbs.coordinator)
+        .await
+        .map_err(StorageError::query(
+            Store::Coordinator,
+            "reading the decision log",
+        ))?;
+    // Presumed abort: only 2PC writes this log, and only COMMITs. A run that logged any was a
+    // 2PC run, and then every CONFIRMED order needs its COMMIT.
+    let rules = Rules {
+        two_phase: !committed.is_empty(),
+        prices: initial.stock.iter().map(|s| (s.sku.0, s.price.0)).collect(),
+    };
+    for id in committed {
+        evidence.entry(id).or_default().commit_logged = true;
     }
     let reservations: Vec<(Uuid, i32, i32, String)> =
         sqlx::query_as("SELECT order_id, sku, qty, status FROM reservations")
@@ -297,13 +336,51 @@ async fn check_atomicity(dbs: &Databases, report: &mut CheckReport) -> Result<()
     for id in ids {
         let mut order = evidence.remove(&id).unwrap_or_default();
         order.order_id = Some(OrderId(id));
-        judge_order(order, report);
+        judge_order(order, &rules, report);
     }
     Ok(())
 }
 
+/// What the per-order rules need beyond the order's own rows.
+struct Rules {
+    /// The decision log is in use: a CONFIRMED order must have a COMMIT in it.
+    two_phase: bool,
+    /// The stock's prices (sku → cents), which never change during a run.
+    prices: HashMap<i32, i64>,
+}
+
+/// The rules that hold for any order, whatever its status: its amount is what its lines add
+/// up to, a payment is the order's amount from the order's own customer, and a logged COMMIT
+/// means CONFIRMED.
+fn consistency_problem(order: &OrderEvidence, status: Option<OrderStatus>) -> Option<String> {
+    if let Some((_, amount)) = &order.order {
+        let sum: i64 = order
+            .lines
+            .iter()
+            .map(|(sku, qty)| i64::from(*qty) * order.unit_prices.get(sku).copied().unwrap_or(0))
+            .sum();
+        if amount.0 != sum {
+            return Some("order amount differs from the sum of its lines".into());
+        }
+        if let Some((_, paid)) = &order.payment {
+            if order.payer != order.customer {
+                return Some("payment taken from another customer than the order's".into());
+            }
+            if paid != amount {
+                return Some("payment differs from the order's amount".into());
+            }
+        }
+    }
+    match status {
+        _ if !order.commit_logged => None,
+        Some(OrderStatus::Confirmed | OrderStatus::Pending) => None,
+        Some(OrderStatus::Cancelled) => Some("COMMIT logged but the order is CANCELLED".into()),
+        None => Some("COMMIT logged for an order that does not exist".into()),
+    }
+}
+
 /// The atomicity rules for one order, given every row the services hold about it.
-fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
+fn judge_order(order: OrderEvidence, rules: &Rules, report: &mut CheckReport) {
     let mut unknown = |table: &str, status: &str| {
         report.violations.push(Violation::UnknownStatus {
             table: table.to_string(),
@@ -356,10 +433,17 @@ fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
     let any_held = reservation_statuses
         .iter()
         .any(|s| *s != ReservationStatus::Released);
-    let problem = match status {
+    let off_price = order
+        .unit_prices
+        .iter()
+        .any(|(sku, price)| rules.prices.get(sku) != Some(price));
+    if status == Some(OrderStatus::Pending) {
+        report.leftovers.push(Leftover::PendingOrder {
+            order: order.clone(),
+        });
+    }
+    let by_status = || match status {
         Some(OrderStatus::Confirmed) => {
-            let amount = order.order.as_ref().map(|(_, a)| *a);
-            let paid = order.payment.as_ref().map(|(_, a)| *a);
             let reserved: BTreeMap<i32, i32> = order
                 .reservations
                 .iter()
@@ -367,8 +451,6 @@ fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
                 .collect();
             if !captured {
                 Some("CONFIRMED order without a captured payment".to_string())
-            } else if paid != amount {
-                Some("CONFIRMED order whose payment differs from its amount".to_string())
             } else if reserved != order.lines {
                 Some("CONFIRMED order whose reservations differ from its lines".to_string())
             } else if reservation_statuses
@@ -376,6 +458,10 @@ fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
                 .any(|s| *s != ReservationStatus::Committed)
             {
                 Some("CONFIRMED order with stock not committed".to_string())
+            } else if off_price {
+                Some("CONFIRMED order at a price other than the stock's".to_string())
+            } else if rules.two_phase && !order.commit_logged {
+                Some("CONFIRMED under 2PC without a COMMIT in the decision log".to_string())
             } else {
                 None
             }
@@ -386,19 +472,13 @@ fn judge_order(order: OrderEvidence, report: &mut CheckReport) {
         Some(OrderStatus::Cancelled) if any_held => {
             Some("CANCELLED order whose stock is still held".to_string())
         }
-        Some(OrderStatus::Cancelled) => None,
-        Some(OrderStatus::Pending) => {
-            report.leftovers.push(Leftover::PendingOrder {
-                order: order.clone(),
-            });
-            None
-        }
+        Some(OrderStatus::Cancelled) | Some(OrderStatus::Pending) => None,
         None if captured || any_held => {
             Some("payment or stock taken for an order that does not exist".to_string())
         }
         None => None,
     };
-    if let Some(problem) = problem {
+    if let Some(problem) = consistency_problem(&order, status).or_else(by_status) {
         report
             .violations
             .push(Violation::Atomicity { order, problem });

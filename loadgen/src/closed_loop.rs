@@ -137,6 +137,10 @@ pub async fn run(
                             latency,
                         );
                         bucket(&mut mine.timeline, second).count(kind, latency <= load.deadline);
+                        if kind == OutcomeKind::Committed {
+                            let done = (started + latency - started_at).as_secs() as usize;
+                            bucket(&mut mine.timeline, done).committed_by_completion += 1;
+                        }
                     }
                     Err(code) => {
                         *mine.errors.entry(code).or_default() += 1;

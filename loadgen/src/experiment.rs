@@ -345,6 +345,10 @@ struct Driven {
     latency: BTreeMap<OutcomeKind, Histogram<u64>>,
     errors: BTreeMap<String, u64>,
     timeline: Vec<open_loop::SecondBucket>,
+    /// Open loop: commits answered after the window (not throughput, still latency).
+    committed_after_window: u64,
+    /// Open loop: the schedule is the offered load; closed loop offers what it achieves.
+    open: bool,
     started: u64,
     dropped_at_cap: u64,
     measured: Duration,
@@ -381,6 +385,8 @@ async fn drive(
                 latency: r.latency,
                 errors: r.errors,
                 timeline: r.timeline,
+                committed_after_window: r.committed_after_window,
+                open: true,
                 started: r.started,
                 dropped_at_cap: r.dropped_at_cap,
                 measured: duration,
@@ -403,6 +409,8 @@ async fn drive(
                 latency: r.latency,
                 errors: r.errors,
                 timeline: r.timeline,
+                committed_after_window: 0,
+                open: false,
                 dropped_at_cap: 0,
                 measured: r.elapsed,
                 schedule_lag: None,
@@ -432,6 +440,7 @@ fn summarize(
         .collect();
     latency.insert("ALL".into(), Percentiles::of(&all));
     let floor_us = floors.floor_us(protocol);
+    let measured_s = d.measured.as_secs_f64().max(1e-9);
     let p50_committed = d
         .latency
         .get(&OutcomeKind::Committed)
@@ -447,7 +456,17 @@ fn summarize(
             .iter()
             .map(|k| (k.as_str().to_string(), count(*k)))
             .collect(),
-        committed_per_s: count(OutcomeKind::Committed) as f64 / d.measured.as_secs_f64().max(1e-9),
+        offered_per_s: d.open.then(|| {
+            let scheduled: u64 = d.timeline.iter().map(|b| b.scheduled).sum();
+            scheduled as f64 / measured_s
+        }),
+        committed_per_s: d
+            .timeline
+            .iter()
+            .map(|b| b.committed_by_completion)
+            .sum::<u64>() as f64
+            / measured_s,
+        committed_after_window: d.committed_after_window,
         availability: available as f64 / (d.started + d.dropped_at_cap).max(1) as f64,
         latency,
         schedule_lag: d.schedule_lag.as_ref().map(Percentiles::of),

@@ -1,11 +1,12 @@
 //! An `OrderApi` that does nothing but answer COMMITTED, optionally stalling every request for a
-//! window: the load generator's own yardstick (its ceiling, and coordinated-omission tests).
+//! window or serving one at a time: the load generator's own yardstick (its ceiling,
+//! coordinated-omission tests, and what is measured past a server's capacity).
 
 use common::api::pb::{Outcome, OutcomeKind, PlaceOrderRequest};
 use common::api::{unix_micros_now, OrderApi, OrderApiServer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Requests arriving before `until` wait until then.
 #[derive(Clone, Default)]
@@ -22,6 +23,18 @@ impl Stall {
 #[derive(Clone, Default)]
 pub struct NoopOrderApi {
     pub stall: Stall,
+    /// One request at a time, each taking this long: a capacity of 1/`each` orders per second.
+    serial: Option<(Duration, Arc<tokio::sync::Mutex<()>>)>,
+}
+
+impl NoopOrderApi {
+    /// A server that saturates: it answers one order at a time, each after `each`.
+    pub fn saturating(each: Duration) -> NoopOrderApi {
+        NoopOrderApi {
+            serial: Some((each, Arc::default())),
+            ..NoopOrderApi::default()
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -33,6 +46,10 @@ impl OrderApi for NoopOrderApi {
         let until = *self.stall.until.lock().expect("stall lock");
         if let Some(until) = until.filter(|u| *u > Instant::now()) {
             tokio::time::sleep_until(until.into()).await;
+        }
+        if let Some((each, one_at_a_time)) = &self.serial {
+            let _turn = one_at_a_time.lock().await;
+            tokio::time::sleep(*each).await;
         }
         let now = unix_micros_now();
         Ok(tonic::Response::new(Outcome {

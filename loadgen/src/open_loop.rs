@@ -86,6 +86,10 @@ pub struct SecondBucket {
     pub dropped: u64,
     /// COMMITTED or REJECTED within the deadline (DESIGN §6).
     pub available: u64,
+    /// COMMITTED answers that *arrived* in this second, whenever they were scheduled: the
+    /// throughput timeline, where a stall shows as a dip (the fields above are by start).
+    #[serde(default)]
+    pub committed_by_completion: u64,
 }
 
 impl SecondBucket {
@@ -112,6 +116,7 @@ impl SecondBucket {
         self.errors += other.errors;
         self.dropped += other.dropped;
         self.available += other.available;
+        self.committed_by_completion += other.committed_by_completion;
     }
 }
 
@@ -127,6 +132,9 @@ pub struct OpenLoopResult {
     pub errors: BTreeMap<String, u64>,
     pub dropped_at_cap: u64,
     pub timeline: Vec<SecondBucket>,
+    /// COMMITTED answers that arrived after the scheduled window ended (the run waits for every
+    /// answer, but throughput counts only what the window completed).
+    pub committed_after_window: u64,
     /// What each answered order was told, for the checker.
     pub told: Vec<(OrderId, OutcomeKind)>,
     /// Orders started, and the span from the first start to the last.
@@ -175,6 +183,7 @@ pub async fn run(
                 ..SecondBucket::default()
             })
             .collect(),
+        committed_after_window: 0,
         told: Vec::new(),
         started: 0,
         start_span: Duration::ZERO,
@@ -355,6 +364,13 @@ fn handle(
                 record(&mut result.acceptance, accepted);
             }
             bucket.count(kind, answer.latency <= deadline);
+            if kind == OutcomeKind::Committed {
+                let done = (answer.scheduled_offset + answer.latency).as_secs() as usize;
+                match result.timeline.get_mut(done) {
+                    Some(bucket) => bucket.committed_by_completion += 1,
+                    None => result.committed_after_window += 1,
+                }
+            }
         }
         Err(code) => {
             bucket.errors += 1;

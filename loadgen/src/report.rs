@@ -36,16 +36,17 @@ fn name_of(m: &Measured) -> &'static str {
     m.run.protocol.map_or("unknown", |p| p.name())
 }
 
+/// Per second: the answers to the orders *scheduled* in it, then the commits that *arrived* in it.
 fn timeline_csv(summary: &Summary) -> String {
     let mut out = String::from(
-        "protocol,second,scheduled,committed,rejected,aborted,undecided,errors,dropped,available\n",
+        "protocol,second,scheduled,committed,rejected,aborted,undecided,errors,dropped,available,committed_by_completion\n",
     );
     for run in &summary.runs {
         let name = run.protocol.map_or("unknown", |p| p.name());
         for b in &run.timeline {
             let _ = writeln!(
                 out,
-                "{name},{},{},{},{},{},{},{},{},{}",
+                "{name},{},{},{},{},{},{},{},{},{},{}",
                 b.second,
                 b.scheduled,
                 b.committed,
@@ -54,7 +55,8 @@ fn timeline_csv(summary: &Summary) -> String {
                 b.undecided,
                 b.errors,
                 b.dropped,
-                b.available
+                b.available,
+                b.committed_by_completion
             );
         }
     }
@@ -123,10 +125,10 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
             label: f.what(),
         })
         .collect();
-    let throughput = per_second(|b| b.committed as f64);
+    let throughput = per_second(|b| b.committed_by_completion as f64);
     plots::timeline(
         &dir.join("throughput.svg"),
-        "Committed orders per second (by scheduled start)",
+        "Committed orders per second (by completion: a stall is a dip)",
         "orders/s",
         &throughput,
         &windows,
@@ -210,10 +212,11 @@ fn produced_by(summary: &Summary) -> String {
 }
 
 fn row(p: &Percentiles) -> String {
-    format!(
-        "{:.2} | {:.2} | {:.2} | {:.2} | {:.2}",
-        p.p50, p.p90, p.p99, p.p999, p.max
-    )
+    p.cells().join(" | ")
+}
+
+fn per_s(rate: Option<f64>) -> String {
+    rate.map_or("–".into(), |r| format!("{r:.1}"))
 }
 
 /// The report a person reads: what ran, on what, with which command, and the figures side by side.
@@ -230,17 +233,23 @@ pub fn markdown(summary: &Summary) -> String {
     let _ = writeln!(md, "{}\n", produced_by(summary));
 
     let _ = writeln!(md, "## Results\n");
-    let _ = writeln!(md, "| protocol | committed/s | availability | committed p50 / p90 / p99 / p99.9 / max (ms) | p50 / floor | violations | leftovers | dropped | errors |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    if scenario.is_some_and(|s| s.load.mode == crate::scenario::LoadMode::Closed) {
+        let _ = writeln!(md, "**Closed loop: coordinated omission.** Each client waits for its answer before it sends the next order, so a stalled system is sent fewer orders exactly while it is slow: the slow seconds are under-sampled, the latency percentiles are optimistic and availability counts only the orders the clients got round to sending. Read these figures as service times at a fixed concurrency; the open-loop runs are the ones that charge a stall to every order it delayed.\n");
+    }
+    let _ = writeln!(md, "*offered/s*: orders scheduled per second (open loop); *committed/s*: COMMITTED answers that arrived inside the measured window, per second (achieved; past the knee it falls below the offered rate). Latency covers every answered order, whatever its outcome (per outcome below); *n* is how many; a p99 needs 100 of them and a p99.9 1,000, else \"–\". *p50 / floor*: committed p50 over the protocol's floor.\n");
+    let _ = writeln!(md, "| protocol | offered/s | committed/s | availability | n | all outcomes p50 / p90 / p99 / p99.9 / max (ms) | p50 / floor | violations | leftovers | dropped | errors |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
-        let committed = r.latency.get("COMMITTED").cloned().unwrap_or_default();
+        let all = r.latency.get("ALL").cloned().unwrap_or_default();
         let _ = writeln!(
             md,
-            "| {} | {:.1} | {:.1} % | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} % | {} | {} | {} | {} | {} | {} | {} |",
             r.protocol.map_or("?", |p| p.name()),
+            per_s(r.offered_per_s),
             r.committed_per_s,
             100.0 * r.availability,
-            row(&committed).replace(" | ", " / "),
+            all.n,
+            row(&all).replace(" | ", " / "),
             r.p50_over_floor.map_or("–".into(), |x| format!("{x:.1}×")),
             r.check.violations.len(),
             r.check.leftovers.len(),
@@ -265,7 +274,9 @@ pub fn markdown(summary: &Summary) -> String {
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
-        for (outcome, p) in &r.latency {
+        let all = r.latency.get_key_value("ALL");
+        let outcomes = r.latency.iter().filter(|(k, _)| k.as_str() != "ALL");
+        for (outcome, p) in all.into_iter().chain(outcomes) {
             let _ = writeln!(
                 md,
                 "| {} | {outcome} | {} | {} |",
@@ -449,8 +460,8 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     ];
     plots::lines(
         &dir.join("sweep.svg"),
-        "Latency against throughput",
-        "committed orders/s",
+        "Latency against achieved throughput",
+        "committed orders/s (by completion, inside the window)",
         "ms",
         &series,
         &[],
@@ -471,12 +482,12 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
         let c = r.latency.get("COMMITTED").cloned().unwrap_or_default();
         let _ = writeln!(
             md,
-            "| {:.0} | {:.1} | {:.1} % | {:.2} / {:.2} | {} | {} | {} | {} |",
-            r.offered_rate.unwrap_or(0.0),
+            "| {} | {:.1} | {:.1} % | {} / {} | {} | {} | {} | {} |",
+            per_s(r.offered_per_s.or(r.offered_rate)),
             r.committed_per_s,
             100.0 * r.availability,
-            c.p50,
-            c.p99,
+            c.cells()[0],
+            c.cells()[2],
             r.p50_over_floor.map_or("–".into(), |x| format!("{x:.1}×")),
             r.check.violations.len(),
             r.check.leftovers.len(),

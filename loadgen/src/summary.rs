@@ -35,6 +35,27 @@ impl Percentiles {
     }
 }
 
+impl Percentiles {
+    /// p50, p90, p99, p99.9 and max as text, each "–" when too few samples stand behind it: a
+    /// quantile q needs at least 1/(1−q) of them (p99: 100, p99.9: 1,000), or it is just the max.
+    pub fn cells(&self) -> [String; 5] {
+        let at_least = |n: u64, v: f64| {
+            if self.n >= n {
+                format!("{v:.2}")
+            } else {
+                "–".to_string()
+            }
+        };
+        [
+            at_least(1, self.p50),
+            at_least(10, self.p90),
+            at_least(100, self.p99),
+            at_least(1_000, self.p999),
+            at_least(1, self.max),
+        ]
+    }
+}
+
 /// One process's own figures (fetched over `Metrics`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceFigures {
@@ -57,7 +78,16 @@ pub struct ProtocolRun {
     /// Requests with no Outcome, by gRPC code.
     pub errors: BTreeMap<String, u64>,
     pub outcomes: BTreeMap<String, u64>,
+    /// Open loop: orders scheduled per second of the window (dropped ones included), the load
+    /// offered, to read beside what was achieved.
+    #[serde(default)]
+    pub offered_per_s: Option<f64>,
+    /// Achieved throughput: COMMITTED answers that arrived inside the measured window, per
+    /// second of it. Past the knee this is the capacity, not the offered rate.
     pub committed_per_s: f64,
+    /// COMMITTED answers that arrived after the window (the run waits for every answer).
+    #[serde(default)]
+    pub committed_after_window: u64,
     /// Share of started orders that were COMMITTED or REJECTED within the deadline.
     pub availability: f64,
     /// By outcome, and "ALL".
@@ -205,5 +235,22 @@ mod tests {
         let back: Summary = serde_json::from_str(&text).unwrap();
         assert_eq!(back, summary);
         assert_eq!(back.runs[0].latency["ALL"].p50, 0.5);
+    }
+
+    #[test]
+    fn quantiles_need_enough_samples_to_be_shown() {
+        let mut h = common::metrics::new_histogram();
+        for v in 1..=99 {
+            h.record(v * 1000).unwrap();
+        }
+        let cells = Percentiles::of(&h).cells();
+        assert!(cells[0].starts_with("50.0"), "{cells:?}");
+        assert_eq!(&cells[2..4], ["–", "–"], "no p99 or p99.9 from 99 samples");
+        assert!(cells[4].starts_with("99."), "{cells:?}");
+        h.record(100_000).unwrap();
+        let cells = Percentiles::of(&h).cells();
+        assert_ne!(cells[2], "–", "p99 from 100 samples");
+        assert_eq!(cells[3], "–");
+        assert_eq!(Percentiles::default().cells(), ["–", "–", "–", "–", "–"]);
     }
 }

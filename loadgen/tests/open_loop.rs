@@ -1,5 +1,6 @@
-//! The open-loop generator against an in-process no-op server: it keeps the requested rate, and
-//! it charges a stalled server for every order it kept waiting (coordinated omission corrected).
+//! The open-loop generator against an in-process no-op server: it keeps the requested rate, it
+//! charges a stalled server for every order it kept waiting (coordinated omission corrected),
+//! and past a server's capacity it counts what completed, not what was offered.
 
 use common::datagen::{DataSet, DataSetSpec};
 use common::domain::OutcomeKind;
@@ -111,5 +112,42 @@ async fn a_stall_is_charged_to_every_order_scheduled_during_it() {
     assert!(
         slow >= 80,
         "orders scheduled during the stall were not charged for it: {slow} over 500 ms"
+    );
+}
+
+/// A server that answers one order at a time, 20 ms each, completes at most 50 a second; offered
+/// 100/s for 4 s, the window's throughput is bounded by that capacity (a slower machine only
+/// lowers it), every commit is counted once, inside the window or after it, and the backlog
+/// is still answered after the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_knee_throughput_is_what_completed_not_what_was_offered() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let api = NoopOrderApi::saturating(Duration::from_millis(20));
+    let (addr, _stop) = serve(api).await.unwrap();
+    let result = run(
+        &connections(addr).await,
+        &data(),
+        &WorkloadSpec::default(),
+        &load(100.0, 4, Arrivals::Constant),
+    )
+    .await;
+    assert!((399..=401).contains(&result.started), "{}", result.started);
+    let in_window: u64 = result
+        .timeline
+        .iter()
+        .map(|b| b.committed_by_completion)
+        .sum();
+    let committed = result.count(OutcomeKind::Committed);
+    assert_eq!(committed, result.started, "every order answered in the end");
+    assert_eq!(in_window + result.committed_after_window, committed);
+    assert!(
+        in_window <= 4 * 50 + 1,
+        "{in_window} commits completed in 4 s by a server that does 50/s at most"
+    );
+    assert!(result.committed_after_window >= result.started - 4 * 50 - 1);
+    let offered: u64 = result.timeline.iter().map(|b| b.scheduled).sum();
+    assert_eq!(
+        offered, result.started,
+        "the offered load is the schedule, whatever completed"
     );
 }

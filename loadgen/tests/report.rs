@@ -22,9 +22,14 @@ fn measured(protocol: Protocol, scale: u64) -> Measured {
         protocol: Some(protocol),
         measured_s: 10.0,
         started: 1_000,
+        offered_per_s: Some(100.0),
         committed_per_s: 100.0,
         availability: 1.0,
-        latency: [("COMMITTED".to_string(), Percentiles::of(&committed))].into(),
+        latency: [
+            ("COMMITTED".to_string(), Percentiles::of(&committed)),
+            ("ALL".to_string(), Percentiles::of(&committed)),
+        ]
+        .into(),
         p50_over_floor: Some(2.5),
         floor_ms: Some(1.0),
         timeline: (0..10)
@@ -33,6 +38,7 @@ fn measured(protocol: Protocol, scale: u64) -> Measured {
                 scheduled: 100,
                 committed: 100,
                 available: 100,
+                committed_by_completion: 100,
                 ..SecondBucket::default()
             })
             .collect(),
@@ -76,7 +82,18 @@ fn report_renders_and_svgs_parse() {
         );
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("| twopc | 100.0 | 100.0 % |"), "{md}");
+    assert!(
+        md.contains("| twopc | 100.0 | 100.0 | 100.0 % | 1000 |"),
+        "offered, achieved, availability and n lead the row: {md}"
+    );
+    let by_outcome = md
+        .split("## Outcomes and latency by outcome")
+        .nth(1)
+        .unwrap();
+    assert!(
+        by_outcome.find("| twopc | ALL |") < by_outcome.find("| twopc | COMMITTED |"),
+        "every outcome first: {by_outcome}"
+    );
     assert!(
         md.contains("| saga-choreographed |") && md.contains("loadgen compare --scenario quick")
     );

@@ -256,10 +256,20 @@ async fn finds_a_hanging_prepared_transaction() {
 async fn reports_unfinished_orders_and_sagas_as_leftovers() {
     let (dbs, data, _) = seeded_with_history("checker_unfinished").await;
     let pending = Uuid::new_v4();
+    let price = data.price_of(Sku(2)).unwrap().0;
     sqlx::query(
-        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, 5, 100, 'PENDING')",
+        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, 5, $2, 'PENDING')",
     )
     .bind(pending)
+    .bind(price)
+    .execute(&dbs.orders)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO order_lines (order_id, sku, qty, unit_price_cents) VALUES ($1, 2, 1, $2)",
+    )
+    .bind(pending)
+    .bind(price)
     .execute(&dbs.orders)
     .await
     .unwrap();
@@ -307,4 +317,122 @@ async fn finds_answers_the_databases_contradict() {
         told: OutcomeKind::Committed,
         status: None
     }));
+}
+
+fn only_atomicity_problem(report: &CheckReport, order_id: Uuid) -> String {
+    match only_violation(report) {
+        Violation::Atomicity { order, problem } => {
+            assert_eq!(order.order_id.unwrap().0, order_id);
+            problem.clone()
+        }
+        other => panic!("not an atomicity violation: {other:?}"),
+    }
+}
+
+/// Runs `sql` with the order id as $1 against one database.
+async fn plant(pool: &sqlx::PgPool, sql: &str, order: Uuid) {
+    sqlx::query(sql).bind(order).execute(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn finds_a_payment_from_another_customer() {
+    let (dbs, data, confirmed) = seeded_with_history("checker_payer").await;
+    // Customer 2 pays for customer 1's order; both wallets stay consistent with their payments.
+    plant(
+        &dbs.payments,
+        "UPDATE payments SET customer_id = 2 WHERE order_id = $1",
+        confirmed,
+    )
+    .await;
+    plant(
+        &dbs.payments,
+        "UPDATE wallets w SET balance_cents = balance_cents + CASE w.customer_id WHEN 1 THEN p.amount_cents ELSE -p.amount_cents END \
+         FROM payments p WHERE p.order_id = $1 AND w.customer_id IN (1, 2)",
+        confirmed,
+    )
+    .await;
+    let report = check(&dbs, &data).await.unwrap();
+    let problem = only_atomicity_problem(&report, confirmed);
+    assert!(problem.contains("another customer"), "{problem}");
+}
+
+#[tokio::test]
+async fn finds_an_order_amount_that_is_not_the_sum_of_its_lines() {
+    let (dbs, data, confirmed) = seeded_with_history("checker_amount").await;
+    // The order, its payment and the wallet agree with each other, not with the lines.
+    plant(
+        &dbs.orders,
+        "UPDATE orders SET amount_cents = amount_cents - 1 WHERE id = $1",
+        confirmed,
+    )
+    .await;
+    plant(
+        &dbs.payments,
+        "UPDATE payments SET amount_cents = amount_cents - 1 WHERE order_id = $1",
+        confirmed,
+    )
+    .await;
+    plant(&dbs.payments, "UPDATE wallets SET balance_cents = balance_cents + 1 WHERE customer_id = 1 AND $1::uuid IS NOT NULL", confirmed).await;
+    let report = check(&dbs, &data).await.unwrap();
+    let problem = only_atomicity_problem(&report, confirmed);
+    assert!(problem.contains("sum of its lines"), "{problem}");
+}
+
+#[tokio::test]
+async fn finds_a_confirmed_order_at_another_price_than_the_stock() {
+    let (dbs, data, confirmed) = seeded_with_history("checker_price").await;
+    // One unit of sku 5 sold a cent cheaper, every amount adjusted to match.
+    plant(&dbs.orders, "UPDATE order_lines SET unit_price_cents = unit_price_cents - 1 WHERE order_id = $1 AND sku = 5", confirmed).await;
+    plant(
+        &dbs.orders,
+        "UPDATE orders SET amount_cents = amount_cents - 1 WHERE id = $1",
+        confirmed,
+    )
+    .await;
+    plant(
+        &dbs.payments,
+        "UPDATE payments SET amount_cents = amount_cents - 1 WHERE order_id = $1",
+        confirmed,
+    )
+    .await;
+    plant(&dbs.payments, "UPDATE wallets SET balance_cents = balance_cents + 1 WHERE customer_id = 1 AND $1::uuid IS NOT NULL", confirmed).await;
+    let report = check(&dbs, &data).await.unwrap();
+    let problem = only_atomicity_problem(&report, confirmed);
+    assert!(problem.contains("price"), "{problem}");
+}
+
+#[tokio::test]
+async fn reads_the_decision_log_both_ways() {
+    let (dbs, data, confirmed) = seeded_with_history("checker_decisions").await;
+    let log = "INSERT INTO decisions (gid, order_id, participants) VALUES ($1::text, $1, '{order,payment,inventory}')";
+    plant(&dbs.coordinator, log, confirmed).await;
+    let report = check(&dbs, &data).await.unwrap();
+    assert!(
+        report.is_clean(),
+        "a CONFIRMED order with its COMMIT: {:?}",
+        report.describe()
+    );
+
+    // A COMMIT for an order that ended CANCELLED.
+    let cancelled: Uuid = sqlx::query_scalar("SELECT id FROM orders WHERE status = 'CANCELLED'")
+        .fetch_one(&dbs.orders)
+        .await
+        .unwrap();
+    plant(&dbs.coordinator, log, cancelled).await;
+    let report = check(&dbs, &data).await.unwrap();
+    let problem = only_atomicity_problem(&report, cancelled);
+    assert!(problem.contains("COMMIT logged"), "{problem}");
+    plant(
+        &dbs.coordinator,
+        "DELETE FROM decisions WHERE order_id = $1",
+        cancelled,
+    )
+    .await;
+
+    // Under 2PC (the log is in use) a CONFIRMED order without its COMMIT.
+    let unlogged = Uuid::new_v4();
+    apply_order(&dbs, &data, unlogged, 8, &[(3, 2)], "CONFIRMED").await;
+    let report = check(&dbs, &data).await.unwrap();
+    let problem = only_atomicity_problem(&report, unlogged);
+    assert!(problem.contains("without a COMMIT"), "{problem}");
 }
