@@ -84,9 +84,29 @@ pub struct CompareArgs {
     #[arg(long, default_value = "results/runs")]
     pub results_dir: PathBuf,
     #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
     pub env: EnvArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Overrides of the scenario's `[load]`, as wrk2 and oha users expect; recorded in the run's
+/// scenario, so the report shows what really ran.
+#[derive(Debug, Default, Args)]
+pub struct LoadArgs {
+    /// Offered orders per second (open loop): `[load] rate`.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured seconds: `[load] duration_s`.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Concurrent clients (closed loop): `[load] clients`.
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Seconds of load before measuring: `[load] warmup_s`.
+    #[arg(long, value_name = "SECONDS")]
+    pub warmup: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use crate::figures::by_process;
 use crate::open_loop::{self, OpenLoop};
 use crate::probe::{self, Floors, ProbeTargets};
 use crate::protocols::Running;
+use crate::resources;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::LoadgenError;
@@ -159,6 +160,7 @@ pub async fn measure(
     let dbs = Databases::connect(&urls, 4).await?;
     dbs.migrate().await?;
     dbs.reset_and_seed(&data).await?;
+    let stats_url = urls.orders.clone();
     let mut services = match &*lab {
         Lab::Local(local) => {
             eprintln!("{}: starting its processes", protocol.name());
@@ -209,6 +211,11 @@ pub async fn measure(
         scenario.load.duration_s
     );
     let measured = Duration::from_secs(scenario.load.duration_s);
+    let postmaster = match &*lab {
+        Lab::Local(local) => Some(local.env.postgres.pid()),
+        Lab::Deployed(_) => None,
+    };
+    let sampler = resources::Sampler::start(postmaster, Some(stats_url));
     let (driven, injected) = match (&mut *lab, &mut services) {
         _ if scenario.faults.is_empty() => (
             drive(&connections, scenario, &data, measured, 0).await,
@@ -248,6 +255,9 @@ pub async fn measure(
             }))
         }
     };
+    let mut resources = sampler.finish().await;
+    // The window only: the seconds after it drain the answers and would dilute the cost.
+    resources.truncate(scenario.load.duration_s as usize);
     let Injected {
         records: mut faults,
         before_kills,
@@ -318,6 +328,13 @@ pub async fn measure(
     }
     let mut run = summarize(protocol, &driven, floors, services, check);
     run.faults = faults;
+    let in_window: u64 = driven
+        .timeline
+        .iter()
+        .map(|b| b.committed_by_completion)
+        .sum();
+    run.cpu_ms_per_commit = resources::cpu_per_commit(&resources, in_window);
+    run.resources = resources;
     run.offered_rate = (scenario.load.mode == LoadMode::Open)
         .then_some(scenario.load.rate)
         .flatten();
@@ -478,6 +495,8 @@ fn summarize(
         services,
         timeline: d.timeline.clone(),
         check,
+        resources: Vec::new(),
+        cpu_ms_per_commit: BTreeMap::new(),
         faults: Vec::new(),
     }
 }

@@ -52,16 +52,29 @@ async fn open_lab(
     }
 }
 
+/// The scenario as the command line asks for it: loaded, reseeded, its load overridden.
+fn scenario_for(args: &CompareArgs) -> Result<Scenario, LoadgenError> {
+    let mut scenario = Scenario::load(&args.scenario, &scenarios_dir())?;
+    if let Some(seed) = args.seed {
+        scenario.reseed(seed, Path::new(&args.scenario))?;
+    }
+    scenario
+        .override_load(&args.load)
+        .map_err(|(field, reason)| crate::scenario::ScenarioError::Invalid {
+            path: Path::new(&args.scenario).to_path_buf(),
+            field,
+            reason,
+        })?;
+    Ok(scenario)
+}
+
 /// Runs `protocols` (all of the scenario's when `None`) and writes the report; returns its folder.
 pub async fn compare(
     args: &CompareArgs,
     only: Option<Protocol>,
     command: String,
 ) -> Result<(PathBuf, Summary), LoadgenError> {
-    let mut scenario = Scenario::load(&args.scenario, &scenarios_dir())?;
-    if let Some(seed) = args.seed {
-        scenario.reseed(seed, Path::new(&args.scenario))?;
-    }
+    let scenario = scenario_for(args)?;
     let protocols = match only {
         Some(p) => vec![p],
         None => scenario.protocols.clone(),
@@ -69,7 +82,7 @@ pub async fn compare(
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
     let mut lab = open_lab(&args.env, &args.target, &scenario, &protocols).await?;
-    environment.postgres = postgres_version(&lab.any_database_url()).await;
+    observe_postgres(&mut environment, &lab.any_database_url()).await;
     environment.set_deployment(args.target.deployment.as_deref());
     let floors = experiment::floors(&lab).await?;
     let bin_dir = bin_dir()?;
@@ -101,10 +114,7 @@ pub async fn compare(
 /// `sweep`: one protocol at each offered rate in turn (open loop), one environment, one report.
 pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summary), LoadgenError> {
     let compare = &args.run.compare;
-    let mut scenario = Scenario::load(&compare.scenario, &scenarios_dir())?;
-    if let Some(seed) = compare.seed {
-        scenario.reseed(seed, Path::new(&compare.scenario))?;
-    }
+    let scenario = scenario_for(compare)?;
     if let Some(rate) = args
         .rates
         .iter()
@@ -124,7 +134,7 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
         &[args.run.protocol],
     )
     .await?;
-    environment.postgres = postgres_version(&lab.any_database_url()).await;
+    observe_postgres(&mut environment, &lab.any_database_url()).await;
     environment.set_deployment(compare.target.deployment.as_deref());
     let floors = experiment::floors(&lab).await?;
     let (bin_dir, log_dir) = (bin_dir()?, compare.env.run_dir.join("logs"));
@@ -198,13 +208,39 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
     Ok(floors)
 }
 
-pub(crate) async fn postgres_version(url: &str) -> String {
+/// The settings a reader needs to judge durability and sizing, read from the server itself.
+const POSTGRES_SETTINGS: [&str; 10] = [
+    "fsync",
+    "synchronous_commit",
+    "wal_sync_method",
+    "full_page_writes",
+    "max_prepared_transactions",
+    "max_connections",
+    "shared_buffers",
+    "checkpoint_timeout",
+    "max_wal_size",
+    "autovacuum",
+];
+
+/// Records the server's version and settings as it reports them (`SHOW`); left empty, and so
+/// shown as unknown, when it cannot be reached.
+pub(crate) async fn observe_postgres(environment: &mut Environment, url: &str) {
     use sqlx::Connection;
-    match sqlx::PgConnection::connect(url).await {
-        Ok(mut conn) => sqlx::query_scalar::<_, String>("SHOW server_version")
-            .fetch_one(&mut conn)
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
+        return;
+    };
+    async fn show(conn: &mut sqlx::PgConnection, name: &str) -> Option<String> {
+        sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
+            .fetch_one(conn)
             .await
-            .unwrap_or_default(),
-        Err(_) => String::new(),
+            .ok()
+    }
+    environment.postgres = show(&mut conn, "server_version").await.unwrap_or_default();
+    for name in POSTGRES_SETTINGS {
+        if let Some(value) = show(&mut conn, name).await {
+            environment
+                .postgres_settings
+                .insert(name.to_string(), value);
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod print;
 pub mod probe;
 pub mod protocols;
 pub mod report;
+pub mod resources;
 pub mod saga_deployment;
 pub mod scenario;
 pub mod soak;

@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
 use loadgen::cli::{Cli, Command};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// The generator allocates per order (request, HTTP/2 frames); glibc malloc was its largest
@@ -16,6 +17,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("warn,loadgen=info,common=info")),
         )
         .with_target(false)
+        // Colour codes only on a terminal, never in a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");

@@ -2,6 +2,7 @@
 //! protocol, the SVG plots and `report.md`, which a person can publish as it is.
 
 mod faults;
+mod resources;
 
 use crate::experiment::Measured;
 use crate::plots::{self, Series, Window};
@@ -148,6 +149,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     )
     .map_err(report_err)?;
     faults::plots(dir, summary, &throughput, &availability)?;
+    resources::plots(dir, summary, &windows)?;
 
     let mut locks = Vec::new();
     for m in measured {
@@ -206,8 +208,16 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
 fn produced_by(summary: &Summary) -> String {
     let e = &summary.environment;
     format!(
-        "Produced by `{}` on {} (lab {} at commit {}).",
-        summary.command, summary.started_at, e.lab_version, e.git_commit
+        "Produced by `{}` on {} (lab {} at commit {}{}).",
+        summary.command,
+        summary.started_at,
+        e.lab_version,
+        e.git_commit,
+        if e.git_dirty {
+            ", with uncommitted changes"
+        } else {
+            ""
+        }
     )
 }
 
@@ -267,6 +277,7 @@ pub fn markdown(summary: &Summary) -> String {
     }
 
     md.push_str(&faults::section(summary));
+    md.push_str(&resources::section(summary));
     let _ = writeln!(md, "## Outcomes and latency by outcome (ms)\n");
     let _ = writeln!(
         md,
@@ -399,15 +410,44 @@ pub fn markdown(summary: &Summary) -> String {
     let _ = writeln!(md, "\n## Environment\n");
     let _ = writeln!(
         md,
-        "- machine: {} ({}, kernel {}), {} CPUs, {} GiB; load average at start {}",
-        e.hostname, e.os, e.kernel, e.cpus, e.memory_gib, e.load_average_at_start
+        "- machine: {} ({}, kernel {}), {} CPUs ({}), {} GiB; load average at start {}",
+        e.hostname,
+        e.os,
+        e.kernel,
+        e.cpus,
+        if e.cpu_model.is_empty() {
+            "model unknown"
+        } else {
+            &e.cpu_model
+        },
+        e.memory_gib,
+        e.load_average_at_start
+    );
+    let settings: Vec<String> = e
+        .postgres_settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = writeln!(
+        md,
+        "- PostgreSQL {} as the server reported it: {}",
+        if e.postgres.is_empty() {
+            "(unreachable)"
+        } else {
+            &e.postgres
+        },
+        if settings.is_empty() {
+            "settings not read".to_string()
+        } else {
+            settings.join(", ")
+        }
     );
     match &e.deployment {
         None => {
             let _ = writeln!(
                 md,
-                "- PostgreSQL {} (fsync=on, synchronous_commit=on), Apache Kafka {} (KRaft, one broker)",
-                e.postgres, e.kafka
+                "- Apache Kafka {} (the lab's pinned release; KRaft, one broker)",
+                e.kafka
             );
             let _ = writeln!(
                 md,

@@ -325,6 +325,37 @@ impl Scenario {
             })
     }
 
+    /// Applies the command line's `[load]` overrides, then validates as for a file; an error
+    /// names the flag when the flag's own value is what is wrong.
+    pub fn override_load(&mut self, o: &crate::cli::LoadArgs) -> Result<(), (String, String)> {
+        let flags = [
+            ("load.rate", "--rate", o.rate.is_some()),
+            ("load.duration_s", "--duration", o.duration.is_some()),
+            ("load.clients", "--clients", o.clients.is_some()),
+            ("load.warmup_s", "--warmup", o.warmup.is_some()),
+        ];
+        if o.rate.is_some() {
+            self.load.rate = o.rate;
+        }
+        if let Some(duration) = o.duration {
+            self.load.duration_s = duration;
+        }
+        if o.clients.is_some() {
+            self.load.clients = o.clients;
+        }
+        if let Some(warmup) = o.warmup {
+            self.load.warmup_s = warmup;
+        }
+        self.draw_faults()
+            .and_then(|()| self.validate())
+            .map_err(|(field, reason)| {
+                match flags.iter().find(|(f, _, given)| *given && *f == field) {
+                    Some((_, flag, _)) => (flag.to_string(), reason),
+                    None => (field, reason),
+                }
+            })
+    }
+
     fn draw_faults(&mut self) -> Result<(), (String, String)> {
         if let Some(random) = &self.random_faults {
             self.faults = crate::faults::random::draw(random, self.seed, self.load.duration_s)?;

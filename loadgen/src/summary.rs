@@ -102,6 +102,13 @@ pub struct ProtocolRun {
     pub services: Vec<ServiceFigures>,
     pub timeline: Vec<SecondBucket>,
     pub check: CheckReport,
+    /// Once a second of the window: CPU and memory per process, PostgreSQL's WAL and
+    /// checkpoints.
+    #[serde(default)]
+    pub resources: Vec<crate::resources::ResourceSecond>,
+    /// CPU milliseconds per order committed inside the window, per process.
+    #[serde(default)]
+    pub cpu_ms_per_commit: BTreeMap<String, f64>,
     /// The scenario's faults as they happened in this run, with availability in each window.
     #[serde(default)]
     pub faults: Vec<crate::faults::injector::FaultRecord>,
@@ -116,9 +123,19 @@ pub struct Environment {
     pub cpus: usize,
     pub memory_gib: f64,
     pub load_average_at_start: String,
+    /// `/proc/cpuinfo`'s model name.
+    #[serde(default)]
+    pub cpu_model: String,
     pub postgres: String,
+    /// The durability and sizing settings as the server reports them (`SHOW`), not as
+    /// configured: fsync, synchronous_commit, wal_sync_method, max_prepared_transactions, …
+    #[serde(default)]
+    pub postgres_settings: BTreeMap<String, String>,
     pub kafka: String,
     pub git_commit: String,
+    /// The work tree had changes not in `git_commit`.
+    #[serde(default)]
+    pub git_dirty: bool,
     pub lab_version: String,
     /// The deployment file driven (`--deployment`); `None`: the local environment.
     #[serde(default)]
@@ -151,11 +168,23 @@ impl Environment {
                     .ok()
             })
             .unwrap_or(0.0);
-        let git = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        let git_out = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let git = git_out(&["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+        let git_dirty = git_out(&["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|changes| !changes.is_empty());
+        let cpu_model = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key.trim() == "model name").then(|| value.trim().to_string())
+            })
             .unwrap_or_default();
         Environment {
             hostname: read("/proc/sys/kernel/hostname"),
@@ -170,9 +199,12 @@ impl Environment {
                 .take(3)
                 .collect::<Vec<_>>()
                 .join(" "),
+            cpu_model,
             postgres: String::new(),
+            postgres_settings: BTreeMap::new(),
             kafka: common::env::kafka::KAFKA_VERSION.to_string(),
             git_commit: git,
+            git_dirty,
             lab_version: env!("CARGO_PKG_VERSION").to_string(),
             deployment: None,
         }

@@ -189,6 +189,7 @@ async fn compare_drives_the_compose_deployment_known_only_by_its_addresses() {
         scenario: scenario.display().to_string(),
         seed: None,
         results_dir: dir.join("results"),
+        load: Default::default(),
         env: EnvArgs {
             run_dir: dir.join("unused-local-env"),
         },

@@ -182,3 +182,41 @@ fn a_fault_schedule_parses_and_its_errors_name_the_entry_and_field() {
         assert!(e.contains(expected), "expected {expected:?} in: {e}");
     }
 }
+
+#[test]
+fn command_line_overrides_replace_the_load_and_errors_name_the_flag() {
+    use crate::cli::LoadArgs;
+    let mut s = Scenario::parse(GOOD, Path::new("t.toml")).unwrap();
+    let given = LoadArgs {
+        rate: Some(250.0),
+        duration: Some(30),
+        warmup: Some(0),
+        clients: None,
+    };
+    s.override_load(&given).unwrap();
+    assert_eq!(
+        (s.load.rate, s.load.duration_s, s.load.warmup_s),
+        (Some(250.0), 30, 0)
+    );
+    let bad_rate = LoadArgs {
+        rate: Some(-1.0),
+        ..LoadArgs::default()
+    };
+    let (flag, reason) = s.clone().override_load(&bad_rate).unwrap_err();
+    assert_eq!(flag, "--rate", "{reason}");
+    let clients_on_open = LoadArgs {
+        clients: Some(4),
+        ..LoadArgs::default()
+    };
+    let (flag, reason) = s.clone().override_load(&clients_on_open).unwrap_err();
+    assert_eq!(flag, "--clients");
+    assert!(reason.contains("closed loop"), "{reason}");
+    // A window past the new end is the schedule's error, named by its entry.
+    let mut faults = Scenario::load("faults", &crate::lab::scenarios_dir()).unwrap();
+    let short = LoadArgs {
+        duration: Some(10),
+        ..LoadArgs::default()
+    };
+    let (field, _) = faults.override_load(&short).unwrap_err();
+    assert!(field.starts_with("faults["), "{field}");
+}
