@@ -62,7 +62,7 @@ pub(super) fn section(summary: &Summary) -> String {
         return md;
     }
     let _ = writeln!(md, "## Resources\n");
-    let _ = writeln!(md, "Sampled once a second from /proc over the measured window: CPU time (user + system, reaped children included) of each process of the run, a restarted process staying in its line; `loadgen` includes the fault proxies, `postgres` every backend. *CPU ms per commit*: the window's CPU time over the orders committed inside it — the cost to carry to another machine. WAL and checkpoints from `pg_stat_wal` and `pg_stat_bgwriter` (the whole cluster).\n");
+    let _ = writeln!(md, "Sampled once a second from /proc over the measured window: CPU time (user + system, reaped children included) of each process of the run, a restarted process staying in its line; `loadgen` includes the fault proxies, `postgres` every backend. *CPU ms per commit*: the window's CPU time over the orders committed inside it — the cost to carry to another machine. WAL and checkpoints from `pg_stat_wal` and `pg_stat_bgwriter` (the whole cluster). Peak RSS sums each line's processes, so shared memory (PostgreSQL's shared buffers) counts once per backend that touched it: an upper bound.\n");
     let all: BTreeSet<&str> = runs.iter().flat_map(|r| processes(r)).collect();
     let _ = write!(md, "| protocol | total |");
     for p in &all {
