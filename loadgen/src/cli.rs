@@ -107,6 +107,9 @@ pub struct LoadArgs {
     /// Seconds of load before measuring: `[load] warmup_s`.
     #[arg(long, value_name = "SECONDS")]
     pub warmup: Option<u64>,
+    /// Runs per protocol, interleaved, reported as median and range: `[load] repeat`.
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<u32>,
 }
 
 #[derive(Debug, Args)]

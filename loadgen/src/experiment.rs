@@ -464,6 +464,8 @@ fn summarize(
         .map(|h| h.value_at_quantile(0.5) as f64);
     ProtocolRun {
         protocol: Some(protocol),
+        repetition: None,
+        floors: None,
         offered_rate: None,
         measured_s: d.measured.as_secs_f64(),
         started: d.started,
@@ -492,6 +494,11 @@ fn summarize(
             .filter(|_| floor_us > 0.0)
             .map(|p50| p50 / floor_us),
         floor_ms: (floor_us > 0.0).then_some(floor_us / 1000.0),
+        fastest_committed_ms: d
+            .latency
+            .get(&OutcomeKind::Committed)
+            .filter(|h| !h.is_empty())
+            .map(|h| h.min() as f64 / 1000.0),
         services,
         timeline: d.timeline.clone(),
         check,

@@ -84,16 +84,30 @@ pub async fn compare(
     let mut lab = open_lab(&args.env, &args.target, &scenario, &protocols).await?;
     observe_postgres(&mut environment, &lab.any_database_url()).await;
     environment.set_deployment(args.target.deployment.as_deref());
-    let floors = experiment::floors(&lab).await?;
     let bin_dir = bin_dir()?;
     let log_dir = args.env.run_dir.join("logs");
+    let repeat = scenario.load.repeat;
     let mut measured: Vec<Measured> = Vec::new();
-    for protocol in protocols {
-        measured.push(
-            experiment::measure(&mut lab, &scenario, protocol, &floors, &bin_dir, &log_dir).await?,
-        );
+    for k in 1..=repeat {
+        for &protocol in &protocols {
+            if repeat > 1 {
+                eprintln!("{} run {k} of {repeat}", protocol.name());
+            }
+            measured.push(
+                measure_once(
+                    &mut lab,
+                    &scenario,
+                    protocol,
+                    (k, repeat),
+                    &bin_dir,
+                    &log_dir,
+                )
+                .await?,
+            );
+        }
     }
     lab.stop();
+    let floors = first_floors(&measured);
     let summary = summarize(
         command,
         started_at,
@@ -136,28 +150,31 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
     .await?;
     observe_postgres(&mut environment, &lab.any_database_url()).await;
     environment.set_deployment(compare.target.deployment.as_deref());
-    let floors = experiment::floors(&lab).await?;
     let (bin_dir, log_dir) = (bin_dir()?, compare.env.run_dir.join("logs"));
+    let repeat = scenario.load.repeat;
     let mut measured = Vec::new();
-    for rate in &args.rates {
-        let mut at_rate = scenario.clone();
-        at_rate.load.mode = LoadMode::Open;
-        at_rate.load.rate = Some(*rate);
-        at_rate.load.clients = None;
-        eprintln!("sweep: {} orders/s", rate);
-        measured.push(
-            experiment::measure(
-                &mut lab,
-                &at_rate,
-                args.run.protocol,
-                &floors,
-                &bin_dir,
-                &log_dir,
-            )
-            .await?,
-        );
+    for k in 1..=repeat {
+        for rate in &args.rates {
+            let mut at_rate = scenario.clone();
+            at_rate.load.mode = LoadMode::Open;
+            at_rate.load.rate = Some(*rate);
+            at_rate.load.clients = None;
+            eprintln!("sweep: {rate} orders/s, run {k} of {repeat}");
+            measured.push(
+                measure_once(
+                    &mut lab,
+                    &at_rate,
+                    args.run.protocol,
+                    (k, repeat),
+                    &bin_dir,
+                    &log_dir,
+                )
+                .await?,
+            );
+        }
     }
     lab.stop();
+    let floors = first_floors(&measured);
     let summary = summarize(
         command,
         started_at,
@@ -175,6 +192,31 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
     let dir = compare.results_dir.join(name);
     crate::report::write_sweep(&dir, &summary)?;
     Ok((dir, summary))
+}
+
+/// One run of `protocol`, with the floors measured right before it (they drift with the
+/// machine's load, so a ratio to floors from minutes earlier would mislead); `k` of `repeat`.
+async fn measure_once(
+    lab: &mut Lab,
+    scenario: &Scenario,
+    protocol: Protocol,
+    (k, repeat): (u32, u32),
+    bin_dir: &Path,
+    log_dir: &Path,
+) -> Result<Measured, LoadgenError> {
+    let floors = experiment::floors(lab).await?;
+    let mut m = experiment::measure(lab, scenario, protocol, &floors, bin_dir, log_dir).await?;
+    m.run.repetition = (repeat > 1).then_some(k);
+    m.run.floors = Some(floors);
+    Ok(m)
+}
+
+/// The floors of the first run, which summary.json keeps at its top level as before.
+fn first_floors(measured: &[Measured]) -> Floors {
+    measured
+        .first()
+        .and_then(|m| m.run.floors.clone())
+        .unwrap_or_default()
 }
 
 /// What `summary.json` holds for a set of measured runs.

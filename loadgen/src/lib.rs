@@ -14,6 +14,7 @@ pub mod lab;
 pub mod noop_server;
 pub mod open_loop;
 pub mod plots;
+pub mod precise_timer;
 pub mod print;
 pub mod probe;
 pub mod protocols;

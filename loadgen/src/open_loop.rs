@@ -6,6 +6,7 @@
 
 use crate::closed_loop::outcome_kind;
 use crate::connections::Connections;
+use crate::precise_timer::PreciseTimer;
 use crate::workload::{OrderGenerator, WorkloadSpec};
 use common::api::pb::PlaceOrderRequest;
 use common::api::unix_micros_now;
@@ -196,6 +197,7 @@ pub async fn run(
     let mut offset = 0.0_f64; // seconds after `begin` of the next scheduled start
     let mut last_start = begin;
     let mut next_progress = begin + Duration::from_secs(1);
+    let timer = PreciseTimer::new();
     loop {
         let schedule_done = offset >= load.duration.as_secs_f64();
         if schedule_done && in_flight.is_empty() {
@@ -269,8 +271,8 @@ pub async fn run(
             continue;
         }
         if load.precise && next_start.is_some() && wait <= Duration::from_millis(2) {
-            // Timers tick in milliseconds: yield (letting the connections' tasks run) until
-            // the moment instead of sleeping past it.
+            // Yield (letting the connections' tasks run) until the moment instead of sleeping
+            // to it: no wake-up latency at all, at the price of a busy core.
             tokio::task::yield_now().await;
             continue;
         }
@@ -287,7 +289,7 @@ pub async fn run(
                     handle(&mut result, &mut progress, answer, load.deadline, seconds);
                 }
             }
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = timer.sleep_until(wake) => {}
         }
     }
     result.start_span = last_start - begin;

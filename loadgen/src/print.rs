@@ -29,7 +29,7 @@ pub fn summary(summary: &Summary) -> String {
         let _ = writeln!(
             out,
             "{:<20} {:>10} {:>12.1} {:>9.1} {:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9}",
-            r.protocol.map_or("?", |p| p.name()),
+            r.label(),
             r.offered_per_s.map_or("–".into(), |o| format!("{o:.1}")),
             r.committed_per_s,
             100.0 * r.availability,

@@ -2,6 +2,7 @@
 //! protocol, the SVG plots and `report.md`, which a person can publish as it is.
 
 mod faults;
+mod repetitions;
 mod resources;
 
 use crate::experiment::Measured;
@@ -33,8 +34,8 @@ pub fn write(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(),
     Ok(())
 }
 
-fn name_of(m: &Measured) -> &'static str {
-    m.run.protocol.map_or("unknown", |p| p.name())
+fn name_of(m: &Measured) -> String {
+    m.run.label()
 }
 
 /// Per second: the answers to the orders *scheduled* in it, then the commits that *arrived* in it.
@@ -43,7 +44,7 @@ fn timeline_csv(summary: &Summary) -> String {
         "protocol,second,scheduled,committed,rejected,aborted,undecided,errors,dropped,available,committed_by_completion\n",
     );
     for run in &summary.runs {
-        let name = run.protocol.map_or("unknown", |p| p.name());
+        let name = run.label();
         for b in &run.timeline {
             let _ = writeln!(
                 out,
@@ -84,19 +85,22 @@ fn write_hlog(dir: &Path, m: &Measured) -> Result<(), LoadgenError> {
                 .map_err(report_err)?;
         }
     }
-    std::fs::write(dir.join(format!("{}.hlog", name_of(m))), buf).map_err(report_err)
+    std::fs::write(dir.join(format!("{}.hlog", m.run.file_stem())), buf).map_err(report_err)
 }
 
 fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(), LoadgenError> {
+    let names: Vec<String> = measured.iter().map(name_of).collect();
     let committed: Vec<(&str, &hdrhistogram::Histogram<u64>)> = measured
         .iter()
-        .filter_map(|m| {
+        .zip(&names)
+        .filter_map(|(m, name)| {
             Some((
-                name_of(m),
+                name.as_str(),
                 m.latency.get(&common::domain::OutcomeKind::Committed)?,
             ))
         })
         .collect();
+    let labels: Vec<String> = summary.runs.iter().map(|r| r.label()).collect();
     plots::latency_distribution(
         &dir.join("latency.svg"),
         "Latency of committed orders",
@@ -108,8 +112,9 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
         summary
             .runs
             .iter()
-            .map(|r| Series {
-                name: r.protocol.map_or("unknown", |p| p.name()),
+            .zip(&labels)
+            .map(|(r, label)| Series {
+                name: label,
                 points: r.timeline.iter().map(|b| (b.second as f64, f(b))).collect(),
             })
             .collect()
@@ -155,10 +160,11 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     for m in measured {
         for (service, histograms) in &m.service_histograms {
             // Saga processes already name themselves after their mode.
-            let who = if service.starts_with(name_of(m)) {
+            let protocol = m.run.protocol.map_or("unknown", |p| p.name());
+            let who = if service.starts_with(protocol) && m.run.repetition.is_none() {
                 service.clone()
             } else {
-                format!("{} {service}", name_of(m))
+                format!("{} {service}", m.run.label())
             };
             for (name, h) in histograms {
                 // 2PC's `in_doubt`: how long a prepared branch waited blocked for a decision
@@ -191,7 +197,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     let over_floor: Vec<(String, f64)> = summary
         .runs
         .iter()
-        .filter_map(|r| Some((r.protocol?.name().to_string(), r.p50_over_floor?)))
+        .filter_map(|r| Some((r.label(), r.p50_over_floor?)))
         .collect();
     plots::bars(
         &dir.join("floor.svg"),
@@ -254,7 +260,7 @@ pub fn markdown(summary: &Summary) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {:.1} | {:.1} % | {} | {} | {} | {} | {} | {} | {} |",
-            r.protocol.map_or("?", |p| p.name()),
+            r.label(),
             per_s(r.offered_per_s),
             r.committed_per_s,
             100.0 * r.availability,
@@ -267,12 +273,14 @@ pub fn markdown(summary: &Summary) -> String {
             r.errors.values().sum::<u64>()
         );
     }
-    let _ = writeln!(md, "\n![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n![floor](floor.svg)\n");
+    let _ = writeln!(md);
+    md.push_str(&repetitions::section(summary));
+    let _ = writeln!(md, "![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n![floor](floor.svg)\n");
     for run in summary.runs.iter().filter(|r| !r.faults.is_empty()) {
-        let name = run.protocol.map_or("unknown", |p| p.name());
+        let (name, stem) = (run.label(), run.file_stem());
         let _ = writeln!(
             md,
-            "![faults {name}](faults-{name}.svg)\n\n{name}: each fault shaded from when it was applied to when it was healed (a restart can take longer than scheduled).\n"
+            "![faults {name}](faults-{stem}.svg)\n\n{name}: each fault shaded from when it was applied to when it was healed (a restart can take longer than scheduled).\n"
         );
     }
 
@@ -288,18 +296,12 @@ pub fn markdown(summary: &Summary) -> String {
         let all = r.latency.get_key_value("ALL");
         let outcomes = r.latency.iter().filter(|(k, _)| k.as_str() != "ALL");
         for (outcome, p) in all.into_iter().chain(outcomes) {
-            let _ = writeln!(
-                md,
-                "| {} | {outcome} | {} | {} |",
-                r.protocol.map_or("?", |p| p.name()),
-                p.n,
-                row(p)
-            );
+            let _ = writeln!(md, "| {} | {outcome} | {} | {} |", r.label(), p.n, row(p));
         }
     }
 
     let _ = writeln!(md, "\n## Acceptance and cost\n");
-    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order. Generator lag: how late the load generator started orders (tokio's timers tick in milliseconds); latency is measured from the scheduled start, so it includes this lag, the same for every protocol.\n");
+    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order. Generator lag: how late the load generator started orders (it sleeps on a kernel high-resolution timer, without spinning, so the lag is the machine's wake-up latency); latency is measured from the scheduled start, so it includes this lag, the same for every protocol.\n");
     let _ = writeln!(md, "| protocol | acceptance p50 / p99 (ms) | messages per order | bytes per order | generator lag p50 / p99 (ms) |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in &summary.runs {
@@ -319,7 +321,7 @@ pub fn markdown(summary: &Summary) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
-            r.protocol.map_or("?", |p| p.name()),
+            r.label(),
             r.acceptance
                 .as_ref()
                 .map_or("–".into(), |a| format!("{:.2} / {:.2}", a.p50, a.p99)),
@@ -345,7 +347,7 @@ pub fn markdown(summary: &Summary) -> String {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {measure} | {} | {} |",
-                    r.protocol.map_or("?", |p| p.name()),
+                    r.label(),
                     s.service,
                     p.n,
                     row(p)
@@ -358,49 +360,41 @@ pub fn markdown(summary: &Summary) -> String {
         "\nCounters and maxima per process are in `summary.json`.\n"
     );
 
-    let f = &summary.floors;
     let _ = writeln!(
         md,
-        "## Floors (medians of {} samples each, measured in the same run)\n",
-        f.samples
+        "## Floors (medians of {} samples each, measured right before each run)\n",
+        summary.floors.samples
     );
-    let _ = writeln!(md, "| primitive | µs |\n|---|---|");
-    let against = match f.grpc_against.as_str() {
+    let against = match summary.floors.grpc_against.as_str() {
         "" => "loopback, no-op server",
         against => against,
     };
-    let _ = writeln!(
-        md,
-        "| gRPC round trip ({against}) | {:.0} |",
-        f.grpc_round_trip_us
-    );
-    let _ = writeln!(
-        md,
-        "| PostgreSQL single-row INSERT + COMMIT (fsync on) | {:.0} |",
-        f.pg_commit_us
-    );
-    let _ = writeln!(
-        md,
-        "| PostgreSQL UPDATE + PREPARE TRANSACTION + COMMIT PREPARED | {:.0} |",
-        f.pg_prepare_commit_us
-    );
-    let _ = writeln!(
-        md,
-        "| Kafka produce (idempotent, acks=all) → consume | {:.0} |",
-        f.kafka_hop_us
-    );
-    let _ = writeln!(
-        md,
-        "\n| protocol | floor (ms) | composed of |\n|---|---|---|"
-    );
+    let _ = writeln!(md, "Primitives, in µs: a gRPC round trip ({against}); a PostgreSQL single-row INSERT + COMMIT (fsync on); UPDATE + PREPARE TRANSACTION + COMMIT PREPARED; a Kafka hop (idempotent producer, acks=all, from handing the message to the producer until the consumer has it). A floor is the least a committed order can take, composed from them; it must lie below the fastest committed order.\n");
+    let _ = writeln!(md, "| run | gRPC | commit | prepare + commit prepared | Kafka hop | floor (ms) | fastest committed order (ms) | composed of |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
-        if let Some(p) = r.protocol {
+        let Some(p) = r.protocol else { continue };
+        let f = r.floors.as_ref().unwrap_or(&summary.floors);
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} |",
+            r.label(),
+            f.grpc_round_trip_us,
+            f.pg_commit_us,
+            f.pg_prepare_commit_us,
+            f.kafka_hop_us,
+            r.floor_ms.unwrap_or(0.0),
+            r.fastest_committed_ms
+                .map_or("–".into(), |f| format!("{f:.2}")),
+            composition(p)
+        );
+    }
+    for r in &summary.runs {
+        if let Some((floor, fastest)) = r.floor_above_fastest() {
             let _ = writeln!(
                 md,
-                "| {} | {:.2} | {} |",
-                p.name(),
-                r.floor_ms.unwrap_or(0.0),
-                composition(p)
+                "\n**{}: the floor ({floor:.2} ms) is above the fastest committed order ({fastest:.2} ms)**, so it is not a lower bound in this run: a primitive was measured slower than the protocol really pays for it, and p50 / floor understates the overhead.",
+                r.label()
             );
         }
     }
@@ -488,14 +482,20 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     let point = |r: &crate::summary::ProtocolRun, f: fn(&Percentiles) -> f64| {
         (r.committed_per_s, r.latency.get("COMMITTED").map_or(0.0, f))
     };
+    // By achieved throughput, so that repeated rates draw one line, not a zigzag per run.
+    let points = |f: fn(&Percentiles) -> f64| {
+        let mut points: Vec<(f64, f64)> = summary.runs.iter().map(|r| point(r, f)).collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points
+    };
     let series = [
         Series {
             name: "committed p50",
-            points: summary.runs.iter().map(|r| point(r, |p| p.p50)).collect(),
+            points: points(|p| p.p50),
         },
         Series {
             name: "committed p99",
-            points: summary.runs.iter().map(|r| point(r, |p| p.p99)).collect(),
+            points: points(|p| p.p99),
         },
     ];
     plots::lines(
@@ -516,14 +516,15 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
         .map_or("?", |p| p.name());
     let _ = writeln!(md, "# txlab sweep: {protocol}\n");
     let _ = writeln!(md, "{}\n", produced_by(summary));
-    let _ = writeln!(md, "| offered/s | committed/s | availability | committed p50 / p99 (ms) | p50 / floor | violations | leftovers | dropped |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| offered/s | run | committed/s | availability | committed p50 / p99 (ms) | p50 / floor | violations | leftovers | dropped |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for r in &summary.runs {
         let c = r.latency.get("COMMITTED").cloned().unwrap_or_default();
         let _ = writeln!(
             md,
-            "| {} | {:.1} | {:.1} % | {} / {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.1} % | {} / {} | {} | {} | {} | {} |",
             per_s(r.offered_per_s.or(r.offered_rate)),
+            r.repetition.map_or("1".into(), |k| k.to_string()),
             r.committed_per_s,
             100.0 * r.availability,
             c.cells()[0],

@@ -77,6 +77,14 @@ pub struct LoadSpec {
     /// HTTP/2 connections to the front service, orders spread round-robin over them.
     #[serde(default = "default_connections")]
     pub connections: usize,
+    /// Runs per protocol, interleaved (A B C A B C …); the report gives each figure as the
+    /// median and range over them.
+    #[serde(default = "default_repeat")]
+    pub repeat: u32,
+}
+
+fn default_repeat() -> u32 {
+    1
 }
 
 fn default_connections() -> usize {
@@ -333,6 +341,7 @@ impl Scenario {
             ("load.duration_s", "--duration", o.duration.is_some()),
             ("load.clients", "--clients", o.clients.is_some()),
             ("load.warmup_s", "--warmup", o.warmup.is_some()),
+            ("load.repeat", "--repeat", o.repeat.is_some()),
         ];
         if o.rate.is_some() {
             self.load.rate = o.rate;
@@ -345,6 +354,9 @@ impl Scenario {
         }
         if let Some(warmup) = o.warmup {
             self.load.warmup_s = warmup;
+        }
+        if let Some(repeat) = o.repeat {
+            self.load.repeat = repeat;
         }
         self.draw_faults()
             .and_then(|()| self.validate())
@@ -408,6 +420,15 @@ impl Scenario {
             return Err((
                 "load.rate".to_string(),
                 "only an open loop has a rate; a closed loop has clients".into(),
+            ));
+        }
+        if !(1..=100).contains(&load.repeat) {
+            return Err((
+                "load.repeat".to_string(),
+                format!(
+                    "must be between 1 and 100 runs per protocol, got {}",
+                    load.repeat
+                ),
             ));
         }
         if load.duration_s == 0 || load.duration_s > 24 * 3600 {

@@ -35,6 +35,35 @@ impl Percentiles {
     }
 }
 
+impl ProtocolRun {
+    /// The protocol's name, with the repetition when there were several: "twopc #2".
+    pub fn label(&self) -> String {
+        let name = self.protocol.map_or("unknown", |p| p.name());
+        match self.repetition {
+            Some(k) => format!("{name} #{k}"),
+            None => name.to_string(),
+        }
+    }
+
+    /// [`label`](Self::label) as a file name part: "twopc-2".
+    pub fn file_stem(&self) -> String {
+        let name = self.protocol.map_or("unknown", |p| p.name());
+        match self.repetition {
+            Some(k) => format!("{name}-{k}"),
+            None => name.to_string(),
+        }
+    }
+
+    /// The floor, when it is above the fastest committed order (it then bounds nothing and one
+    /// of its primitives was measured wrong): `(floor, fastest)` in ms.
+    pub fn floor_above_fastest(&self) -> Option<(f64, f64)> {
+        match (self.floor_ms, self.fastest_committed_ms) {
+            (Some(floor), Some(fastest)) if floor > fastest => Some((floor, fastest)),
+            _ => None,
+        }
+    }
+}
+
 impl Percentiles {
     /// p50, p90, p99, p99.9 and max as text, each "–" when too few samples stand behind it: a
     /// quantile q needs at least 1/(1−q) of them (p99: 100, p99.9: 1,000), or it is just the max.
@@ -70,6 +99,13 @@ pub struct ServiceFigures {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProtocolRun {
     pub protocol: Option<Protocol>,
+    /// Which of the `--repeat` runs of this protocol this is (1-based); `None` when there was
+    /// one run per protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repetition: Option<u32>,
+    /// The floors measured right before this run (primitives drift with the machine's load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floors: Option<Floors>,
     /// The offered rate (orders/s) of an open-loop run.
     pub offered_rate: Option<f64>,
     pub measured_s: f64,
@@ -99,6 +135,9 @@ pub struct ProtocolRun {
     /// Latency p50 of committed orders over the protocol's floor.
     pub p50_over_floor: Option<f64>,
     pub floor_ms: Option<f64>,
+    /// The fastest committed order, in ms: a floor above it is no floor, and the report says so.
+    #[serde(default)]
+    pub fastest_committed_ms: Option<f64>,
     pub services: Vec<ServiceFigures>,
     pub timeline: Vec<SecondBucket>,
     pub check: CheckReport,
@@ -284,5 +323,21 @@ mod tests {
         assert_ne!(cells[2], "–", "p99 from 100 samples");
         assert_eq!(cells[3], "–");
         assert_eq!(Percentiles::default().cells(), ["–", "–", "–", "–", "–"]);
+    }
+
+    #[test]
+    fn a_floor_above_the_fastest_committed_order_is_flagged() {
+        let run = |floor_ms, fastest_committed_ms| ProtocolRun {
+            floor_ms,
+            fastest_committed_ms,
+            ..ProtocolRun::default()
+        };
+        assert_eq!(
+            run(Some(14.9), Some(13.8)).floor_above_fastest(),
+            Some((14.9, 13.8))
+        );
+        assert_eq!(run(Some(4.0), Some(5.5)).floor_above_fastest(), None);
+        assert_eq!(run(Some(4.0), None).floor_above_fastest(), None);
+        assert_eq!(run(None, Some(5.5)).floor_above_fastest(), None);
     }
 }

@@ -39,7 +39,7 @@ pub(super) fn plots(
             .collect();
         let name = committed.name;
         plots::timeline(
-            &dir.join(format!("faults-{name}.svg")),
+            &dir.join(format!("faults-{}.svg", run.file_stem())),
             &format!("{name}: committed/s and availability %, faults shaded as they really held"),
             "orders/s, %",
             &[
@@ -93,7 +93,7 @@ pub(super) fn section(summary: &Summary) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {availability} | {} | {recovery} | {settled} | {what} |",
-                r.protocol.map_or("?", |p| p.name()),
+                r.label(),
                 f.label,
                 f.scheduled_in_window,
             );
@@ -114,7 +114,7 @@ pub(super) fn section(summary: &Summary) -> String {
             let _ = writeln!(
                 md,
                 "Longest a {} participant held a prepared branch (blocked, locks held): {}.\n",
-                r.protocol.map_or("?", |p| p.name()),
+                r.label(),
                 blocked.join(", ")
             );
             // Branches that heard no decision in time and had to ask the coordinator for it.

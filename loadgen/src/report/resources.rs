@@ -13,7 +13,7 @@ use std::path::Path;
 /// `resources-<protocol>.svg`: CPU per process, in % of one core, each second of the window.
 pub(super) fn plots(dir: &Path, summary: &Summary, windows: &[Window]) -> Result<(), LoadgenError> {
     for run in summary.runs.iter().filter(|r| !r.resources.is_empty()) {
-        let name = run.protocol.map_or("unknown", |p| p.name());
+        let (name, stem) = (run.label(), run.file_stem());
         let processes = processes(run);
         let series: Vec<Series> = processes
             .iter()
@@ -30,7 +30,7 @@ pub(super) fn plots(dir: &Path, summary: &Summary, windows: &[Window]) -> Result
             })
             .collect();
         plots::timeline(
-            &dir.join(format!("resources-{name}.svg")),
+            &dir.join(format!("resources-{stem}.svg")),
             &format!("{name}: CPU per process (% of one core)"),
             "% of a core",
             &series,
@@ -120,12 +120,17 @@ pub(super) fn section(summary: &Summary) -> String {
         );
     }
     for run in &runs {
-        let _ = writeln!(md, "\n![resources {0}](resources-{0}.svg)", name(run));
+        let _ = writeln!(
+            md,
+            "\n![resources {}](resources-{}.svg)",
+            run.label(),
+            run.file_stem()
+        );
     }
     let _ = writeln!(md);
     md
 }
 
-fn name(run: &ProtocolRun) -> &'static str {
-    run.protocol.map_or("unknown", |p| p.name())
+fn name(run: &ProtocolRun) -> String {
+    run.label()
 }

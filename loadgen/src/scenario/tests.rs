@@ -192,12 +192,25 @@ fn command_line_overrides_replace_the_load_and_errors_name_the_flag() {
         duration: Some(30),
         warmup: Some(0),
         clients: None,
+        repeat: Some(3),
     };
+    assert_eq!(s.load.repeat, 1, "one run per protocol unless asked");
     s.override_load(&given).unwrap();
     assert_eq!(
-        (s.load.rate, s.load.duration_s, s.load.warmup_s),
-        (Some(250.0), 30, 0)
+        (
+            s.load.rate,
+            s.load.duration_s,
+            s.load.warmup_s,
+            s.load.repeat
+        ),
+        (Some(250.0), 30, 0, 3)
     );
+    let no_runs = LoadArgs {
+        repeat: Some(0),
+        ..LoadArgs::default()
+    };
+    let (flag, reason) = s.clone().override_load(&no_runs).unwrap_err();
+    assert_eq!(flag, "--repeat", "{reason}");
     let bad_rate = LoadArgs {
         rate: Some(-1.0),
         ..LoadArgs::default()
