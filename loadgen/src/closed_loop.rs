@@ -34,6 +34,8 @@ pub struct ClosedLoop {
 pub struct LoadResult {
     /// Latency (µs), by outcome.
     pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
+    /// The same answers per second of arrival, for the HdrHistogram interval log.
+    pub intervals: crate::intervals::Intervals,
     /// Requests that got no Outcome at all (transport errors, refusals), by gRPC code.
     pub errors: BTreeMap<String, u64>,
     /// From the first order's start to the last answer.
@@ -62,6 +64,7 @@ impl LoadResult {
                 .add(&h)
                 .expect("same bounds");
         }
+        self.intervals.merge(&other.intervals);
         self.told.extend(other.told);
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
@@ -101,6 +104,7 @@ pub async fn run(
 ) -> LoadResult {
     let next = Arc::new(AtomicUsize::new(0));
     let started_at = Instant::now();
+    let begin_unix_us = common::api::unix_micros_now();
     let progress = tokio::spawn(report_progress(next.clone(), load.orders));
     let mut tasks = Vec::new();
     for index in 0..load.clients {
@@ -132,6 +136,8 @@ pub async fn run(
                         let kind = outcome_kind(reply.into_inner().kind());
                         let latency = started.elapsed();
                         mine.told.push((order.id, kind));
+                        mine.intervals
+                            .record(started + latency - started_at, kind, latency);
                         record(
                             mine.latency.entry(kind).or_insert_with(new_histogram),
                             latency,
@@ -154,6 +160,7 @@ pub async fn run(
     for task in tasks {
         result.merge(task.await.expect("workers do not panic"));
     }
+    result.intervals.begin_unix_us = begin_unix_us;
     result.elapsed = started_at.elapsed();
     progress.abort();
     result

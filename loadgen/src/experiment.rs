@@ -33,6 +33,8 @@ pub struct Measured {
     pub run: ProtocolRun,
     /// Client latency (µs) by outcome.
     pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
+    /// The same per second of the run, for the HdrHistogram interval log.
+    pub intervals: crate::intervals::Intervals,
     /// Each service's raw histograms, by service then name.
     pub service_histograms: BTreeMap<String, BTreeMap<String, Histogram<u64>>>,
 }
@@ -341,6 +343,7 @@ pub async fn measure(
     Ok(Measured {
         run,
         latency: driven.latency,
+        intervals: driven.intervals,
         service_histograms,
     })
 }
@@ -360,6 +363,7 @@ fn deployed_section(d: &Deployment, protocol: Protocol) -> Result<&ProtocolSecti
 /// The client's view of one load, whichever loop produced it.
 struct Driven {
     latency: BTreeMap<OutcomeKind, Histogram<u64>>,
+    intervals: crate::intervals::Intervals,
     errors: BTreeMap<String, u64>,
     timeline: Vec<open_loop::SecondBucket>,
     /// Open loop: commits answered after the window (not throughput, still latency).
@@ -400,6 +404,7 @@ async fn drive(
             Driven {
                 told: r.told,
                 latency: r.latency,
+                intervals: r.intervals,
                 errors: r.errors,
                 timeline: r.timeline,
                 committed_after_window: r.committed_after_window,
@@ -424,6 +429,7 @@ async fn drive(
                 started: r.started(),
                 told: r.told,
                 latency: r.latency,
+                intervals: r.intervals,
                 errors: r.errors,
                 timeline: r.timeline,
                 committed_after_window: 0,

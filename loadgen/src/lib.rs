@@ -10,6 +10,7 @@ pub mod deployed;
 pub mod experiment;
 pub mod faults;
 pub mod figures;
+pub mod intervals;
 pub mod lab;
 pub mod noop_server;
 pub mod open_loop;

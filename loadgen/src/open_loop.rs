@@ -6,6 +6,7 @@
 
 use crate::closed_loop::outcome_kind;
 use crate::connections::Connections;
+use crate::intervals::Intervals;
 use crate::precise_timer::PreciseTimer;
 use crate::workload::{OrderGenerator, WorkloadSpec};
 use common::api::pb::PlaceOrderRequest;
@@ -125,6 +126,8 @@ impl SecondBucket {
 pub struct OpenLoopResult {
     /// Latency from scheduled start (µs), by outcome.
     pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
+    /// The same answers per second of arrival, for the HdrHistogram interval log.
+    pub intervals: Intervals,
     /// How late each order actually started (µs): the generator's own precision.
     pub schedule_lag: Histogram<u64>,
     /// From scheduled start to the server's acceptance (µs), for orders it accepted.
@@ -174,6 +177,7 @@ pub async fn run(
     let mut gaps = ChaCha8Rng::seed_from_u64(load.seed);
     let mut result = OpenLoopResult {
         latency: BTreeMap::new(),
+        intervals: Intervals::default(),
         schedule_lag: new_histogram(),
         acceptance: new_histogram(),
         errors: BTreeMap::new(),
@@ -194,6 +198,7 @@ pub async fn run(
     let mean_gap = 1.0 / load.rate;
     let begin = Instant::now();
     let begin_unix_us = unix_micros_now();
+    result.intervals = Intervals::new(begin_unix_us);
     let mut offset = 0.0_f64; // seconds after `begin` of the next scheduled start
     let mut last_start = begin;
     let mut next_progress = begin + Duration::from_secs(1);
@@ -358,6 +363,11 @@ fn handle(
             result.told.push((answer.order_id, kind));
             record(
                 result.latency.entry(kind).or_insert_with(new_histogram),
+                answer.latency,
+            );
+            result.intervals.record(
+                answer.scheduled_offset + answer.latency,
+                kind,
                 answer.latency,
             );
             record(&mut progress.last_second, answer.latency);

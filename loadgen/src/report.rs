@@ -65,24 +65,34 @@ fn timeline_csv(summary: &Summary) -> String {
     out
 }
 
-/// The client latency histograms, one interval per outcome, tagged with it (µs).
+/// The client latency histograms, one interval per second of the run (by when the answers
+/// arrived) and outcome, tagged with it (µs). StartTime and BaseTime are the real moment the
+/// load began, so interval timestamps are seconds after it, as HdrHistogram's tools expect.
 fn write_hlog(dir: &Path, m: &Measured) -> Result<(), LoadgenError> {
     let mut buf = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
+        let began = SystemTime::UNIX_EPOCH + Duration::from_micros(m.intervals.begin_unix_us);
         let mut writer = IntervalLogWriterBuilder::new()
             .add_comment(&format!(
-                "txlab client latency of {}, microseconds, by outcome",
+                "txlab client latency of {}, microseconds, one interval per second and outcome",
                 name_of(m)
             ))
-            .with_start_time(SystemTime::now())
+            .with_start_time(began)
+            .with_base_time(began)
             .begin_log_with(&mut buf, &mut serializer)
             .map_err(report_err)?;
-        let span = Duration::from_secs_f64(m.run.measured_s);
-        for (kind, h) in &m.latency {
-            writer
-                .write_histogram(h, Duration::ZERO, span, Tag::new(kind.as_str()))
-                .map_err(report_err)?;
+        for (second, by_kind) in m.intervals.seconds() {
+            for (kind, h) in by_kind {
+                writer
+                    .write_histogram(
+                        h,
+                        Duration::from_secs(second),
+                        Duration::from_secs(1),
+                        Tag::new(kind.as_str()),
+                    )
+                    .map_err(report_err)?;
+            }
         }
     }
     std::fs::write(dir.join(format!("{}.hlog", m.run.file_stem())), buf).map_err(report_err)

@@ -5,6 +5,7 @@ use common::domain::OutcomeKind;
 use common::metrics::{new_histogram, record};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use loadgen::experiment::Measured;
+use loadgen::intervals::Intervals;
 use loadgen::open_loop::SecondBucket;
 use loadgen::scenario::Protocol;
 use loadgen::summary::{Percentiles, ProtocolRun, Summary};
@@ -49,9 +50,19 @@ fn measured(protocol: Protocol, scale: u64) -> Measured {
         [("lock_hold".to_string(), hold)].into(),
     )]
     .into();
+    // The same answers spread over the ten seconds of the run, 100 a second.
+    let mut intervals = Intervals::new(1_795_000_000_000_000);
+    for v in 1..=1_000u64 {
+        intervals.record(
+            Duration::from_millis(v % 10 * 1_000 + 500),
+            OutcomeKind::Committed,
+            Duration::from_micros(v * scale),
+        );
+    }
     Measured {
         run,
         latency: [(OutcomeKind::Committed, committed)].into(),
+        intervals,
         service_histograms: services,
     }
 }
@@ -109,11 +120,18 @@ fn report_renders_and_svgs_parse() {
             _ => None,
         })
         .collect();
-    assert_eq!(intervals.len(), 1);
-    assert_eq!(
-        intervals[0].tag().map(|t| t.as_str().to_string()),
-        Some("COMMITTED".to_string())
-    );
+    assert_eq!(intervals.len(), 10, "one interval per second");
+    for (second, interval) in intervals.iter().enumerate() {
+        assert_eq!(
+            interval.tag().map(|t| t.as_str().to_string()),
+            Some("COMMITTED".to_string())
+        );
+        assert_eq!(
+            interval.start_timestamp(),
+            Duration::from_secs(second as u64)
+        );
+        assert_eq!(interval.duration(), Duration::from_secs(1));
+    }
     let csv = std::fs::read_to_string(dir.join("timeline.csv")).unwrap();
     assert_eq!(
         csv.lines().count(),
@@ -121,5 +139,83 @@ fn report_renders_and_svgs_parse() {
         "a header and ten seconds per protocol"
     );
     let _: BTreeMap<String, u64> = back.runs[0].outcomes.clone();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// HdrHistogram's own Java `HistogramLogProcessor` (the jar ships with the lab's Kafka, from
+/// Maven Central) reads every interval of the log back, with the counts and maximum written.
+#[test]
+fn the_reference_implementation_reads_the_interval_log() {
+    let dir = std::env::temp_dir().join(format!("txlab-hlog-{}", uuid::Uuid::new_v4().simple()));
+    let runs = vec![measured(Protocol::Twopc, 10)];
+    let summary = Summary {
+        runs: runs.iter().map(|m| m.run.clone()).collect(),
+        ..Summary::default()
+    };
+    loadgen::report::write(&dir, &summary, &runs).unwrap();
+    let libs = common::env::kafka::default_libs_dir();
+    let jar = std::fs::read_dir(&libs)
+        .unwrap_or_else(|e| panic!("{} unreadable ({e}): run scripts/setup.sh", libs.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("HdrHistogram-") && n.ends_with(".jar"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no HdrHistogram jar in {}: run scripts/setup.sh",
+                libs.display()
+            )
+        });
+    let out = dir.join("committed");
+    let processed = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(&jar)
+        .arg("org.HdrHistogram.HistogramLogProcessor")
+        .arg("-i")
+        .arg(dir.join("twopc.hlog"))
+        .arg("-o")
+        .arg(&out)
+        .args(["-tag", "COMMITTED", "-csv", "-outputValueUnitRatio", "1000"])
+        .output()
+        .expect("java runs (scripts/setup.sh installs it)");
+    assert!(
+        processed.status.success(),
+        "HistogramLogProcessor failed: {}",
+        String::from_utf8_lossy(&processed.stderr)
+    );
+    // CSV rows after two comment lines and a header: the interval's end (s), its count, its
+    // p50, p90 and max, then the running totals (count, p50, …, max), in ms.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('"'))
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 10, "one interval per second: {text}");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row[0],
+            (i + 1) as f64,
+            "interval ends a second apart: {text}"
+        );
+        assert_eq!(row[1], 100.0, "100 answers a second: {text}");
+    }
+    let last = rows.last().unwrap();
+    assert_eq!(last[5], 1_000.0, "every answer read back: {text}");
+    let ours = &summary.runs[0].latency["COMMITTED"];
+    assert!(
+        (last[6] - ours.p50).abs() < 0.01,
+        "Java's p50 {} ms is ours, {} ms",
+        last[6],
+        ours.p50
+    );
+    assert!(
+        (last[11] - ours.max).abs() < 0.02,
+        "Java's max {} ms is ours, {} ms",
+        last[11],
+        ours.max
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
