@@ -182,6 +182,32 @@ pub async fn check_outcomes(
         .collect())
 }
 
+/// Where the orders whose clients got no answer (transport errors, give-ups) ended, by status
+/// ("CONFIRMED", "CANCELLED", …; "NONE" for an order never written). Read after quiescence, when
+/// every one must be terminal one way or the other: one still PENDING is also a leftover.
+pub async fn fates_of_unanswered(
+    dbs: &Databases,
+    unanswered: &[OrderId],
+) -> Result<BTreeMap<String, u64>, StorageError> {
+    let ids: Vec<Uuid> = unanswered.iter().map(|id| id.0).collect();
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, status FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&dbs.orders)
+            .await
+            .map_err(StorageError::query(
+                Store::Orders,
+                "reading unanswered orders",
+            ))?;
+    let status: HashMap<Uuid, String> = rows.into_iter().collect();
+    let mut fates = BTreeMap::new();
+    for id in unanswered {
+        let fate = status.get(&id.0).map_or("NONE", String::as_str);
+        *fates.entry(fate.to_string()).or_insert(0) += 1;
+    }
+    Ok(fates)
+}
+
 async fn check_stock(
     dbs: &Databases,
     initial: &DataSet,

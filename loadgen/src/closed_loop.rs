@@ -44,6 +44,8 @@ pub struct LoadResult {
     pub timeline: Vec<SecondBucket>,
     /// What each answered order was told, for the checker.
     pub told: Vec<(common::domain::OrderId, OutcomeKind)>,
+    /// Orders that got no answer (transport errors, give-ups).
+    pub unanswered: Vec<common::domain::OrderId>,
 }
 
 impl LoadResult {
@@ -66,6 +68,7 @@ impl LoadResult {
         }
         self.intervals.merge(&other.intervals);
         self.told.extend(other.told);
+        self.unanswered.extend(other.unanswered);
         for (code, n) in other.errors {
             *self.errors.entry(code).or_default() += n;
         }
@@ -149,6 +152,7 @@ pub async fn run(
                         }
                     }
                     Err(code) => {
+                        mine.unanswered.push(order.id);
                         *mine.errors.entry(code).or_default() += 1;
                         bucket(&mut mine.timeline, second).errors += 1;
                     }

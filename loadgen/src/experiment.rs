@@ -15,7 +15,7 @@ use crate::resources;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::LoadgenError;
-use common::checker::{check, check_outcomes, CheckReport};
+use common::checker::{check, check_outcomes, fates_of_unanswered, CheckReport};
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
 use common::env::{LabEnv, LabEnvConfig};
@@ -194,9 +194,11 @@ pub async fn measure(
             .map_err(LoadgenError::Connect)?,
     );
 
+    // The warm-up's answers are not measured, but they are checked like the others.
+    let mut warmup = (Vec::new(), Vec::new());
     if scenario.load.warmup_s > 0 {
         eprintln!("{}: warm-up {} s", protocol.name(), scenario.load.warmup_s);
-        drive(
+        let warm = drive(
             &connections,
             scenario,
             &data,
@@ -204,6 +206,7 @@ pub async fn measure(
             1_000_000,
         )
         .await;
+        warmup = (warm.told, warm.unanswered);
     }
     // The services' figures start here: warm-up, and (deployed) whatever ran before, is dropped.
     snapshots(&services.metrics_urls(), true).await?;
@@ -273,9 +276,11 @@ pub async fn measure(
     // Quiescence first: what finishes after the client's answer (compensations, in-doubt
     // resolution, late semantic locks) belongs in the services' figures too.
     let mut check = quiescent_check(&dbs, &data, Duration::from_secs(60)).await?;
-    check
-        .violations
-        .extend(check_outcomes(&dbs, &driven.told).await?);
+    let (mut told, mut unanswered) = warmup;
+    told.extend_from_slice(&driven.told);
+    unanswered.extend_from_slice(&driven.unanswered);
+    check.violations.extend(check_outcomes(&dbs, &told).await?);
+    let unanswered_fates = fates_of_unanswered(&dbs, &unanswered).await?;
     // After faults, a process whose restart failed has no figures to give; the others still do.
     let snapshots = if scenario.faults.is_empty() {
         snapshots(&services.metrics_urls(), false).await?
@@ -337,6 +342,8 @@ pub async fn measure(
         .sum();
     run.cpu_ms_per_commit = resources::cpu_per_commit(&resources, in_window);
     run.resources = resources;
+    run.unanswered_fates = unanswered_fates;
+    run.answers_checked = told.len() as u64;
     run.offered_rate = (scenario.load.mode == LoadMode::Open)
         .then_some(scenario.load.rate)
         .flatten();
@@ -376,6 +383,7 @@ struct Driven {
     schedule_lag: Option<Histogram<u64>>,
     acceptance: Option<Histogram<u64>>,
     told: Vec<(common::domain::OrderId, OutcomeKind)>,
+    unanswered: Vec<common::domain::OrderId>,
 }
 
 async fn drive(
@@ -403,6 +411,7 @@ async fn drive(
             let r = open_loop::run(connections, data, &workload, &load).await;
             Driven {
                 told: r.told,
+                unanswered: r.unanswered,
                 latency: r.latency,
                 intervals: r.intervals,
                 errors: r.errors,
@@ -428,6 +437,7 @@ async fn drive(
             Driven {
                 started: r.started(),
                 told: r.told,
+                unanswered: r.unanswered,
                 latency: r.latency,
                 intervals: r.intervals,
                 errors: r.errors,
@@ -508,6 +518,8 @@ fn summarize(
         services,
         timeline: d.timeline.clone(),
         check,
+        answers_checked: 0,
+        unanswered_fates: BTreeMap::new(),
         resources: Vec::new(),
         cpu_ms_per_commit: BTreeMap::new(),
         faults: Vec::new(),

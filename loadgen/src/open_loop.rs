@@ -141,6 +141,8 @@ pub struct OpenLoopResult {
     pub committed_after_window: u64,
     /// What each answered order was told, for the checker.
     pub told: Vec<(OrderId, OutcomeKind)>,
+    /// Orders that got no answer (transport errors, give-ups): the checker says where they ended.
+    pub unanswered: Vec<OrderId>,
     /// Orders started, and the span from the first start to the last.
     pub started: u64,
     pub start_span: Duration,
@@ -190,6 +192,7 @@ pub async fn run(
             .collect(),
         committed_after_window: 0,
         told: Vec::new(),
+        unanswered: Vec::new(),
         started: 0,
         start_span: Duration::ZERO,
     };
@@ -385,6 +388,7 @@ fn handle(
             }
         }
         Err(code) => {
+            result.unanswered.push(answer.order_id);
             bucket.errors += 1;
             *result.errors.entry(code).or_default() += 1;
         }

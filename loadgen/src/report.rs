@@ -166,7 +166,9 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     faults::plots(dir, summary, &throughput, &availability)?;
     resources::plots(dir, summary, &windows)?;
 
-    let mut locks = Vec::new();
+    // Every lock figure's whole distribution, one line per process and kind.
+    let mut lock_names = Vec::new();
+    let mut lock_histograms = Vec::new();
     for m in measured {
         for (service, histograms) in &m.service_histograms {
             // Saga processes already name themselves after their mode.
@@ -177,30 +179,22 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
                 format!("{} {service}", m.run.label())
             };
             for (name, h) in histograms {
-                // 2PC's `in_doubt`: how long a prepared branch waited blocked for a decision
-                // it had to ask for (faults make it non-empty).
-                if name.contains("lock_hold")
-                    || name.contains("semantic_lock")
-                    || name == "in_doubt"
-                {
-                    locks.push((
-                        format!("{who} {name} p99"),
-                        h.value_at_quantile(0.99) as f64 / 1000.0,
-                    ));
-                    locks.push((
-                        format!("{who} {name} p50"),
-                        h.value_at_quantile(0.5) as f64 / 1000.0,
-                    ));
+                if is_lock_figure(name) {
+                    lock_names.push(format!("{who} {name}"));
+                    lock_histograms.push(h);
                 }
             }
         }
     }
-    plots::bars(
+    let locks: Vec<(&str, &hdrhistogram::Histogram<u64>)> = lock_names
+        .iter()
+        .map(String::as_str)
+        .zip(lock_histograms)
+        .collect();
+    plots::latency_distribution(
         &dir.join("locks.svg"),
-        "Lock-hold and blocked time (2PC: row locks, in doubt; sagas: semantic locks)",
-        "ms",
+        "Lock hold and in-doubt time by percentile",
         &locks,
-        2, // a measure's p99 and p50
     )
     .map_err(report_err)?;
 
@@ -218,6 +212,47 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     )
     .map_err(report_err)?;
     Ok(())
+}
+
+/// What the checker compared with the client's view, and where unanswered orders ended.
+fn answers_checked(summary: &Summary) -> String {
+    let mut md = String::new();
+    for r in &summary.runs {
+        let unanswered: u64 = r.unanswered_fates.values().sum();
+        let fates: Vec<String> = r
+            .unanswered_fates
+            .iter()
+            .map(|(status, n)| match status.as_str() {
+                "NONE" => format!("{n} never written"),
+                status => format!("{n} {status}"),
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "- {}: {} client answers (warm-up included) agree with the databases{}; {unanswered} orders got no answer{}.",
+            r.label(),
+            r.answers_checked,
+            if r.check.violations.is_empty() { "" } else { " except where listed as violations" },
+            if fates.is_empty() {
+                String::new()
+            } else {
+                format!(", and ended: {}", fates.join(", "))
+            }
+        );
+    }
+    if !md.is_empty() {
+        md.push('\n');
+    }
+    md
+}
+
+/// What `locks.svg` shows, defined once for every protocol.
+const LOCKS_CAPTION: &str = "*Lock hold*: 2PC row locks, first granted → COMMIT/ROLLBACK (PREPARED) or a refusal's rollback; saga semantic locks, step's local commit → until the process that records it sees the step made final or compensated (saga/README says which process, per mode). *in_doubt*: a 2PC branch, from PREPARE to the decision it had to ask for. *lock_wait* (in the tables): from a branch's first lock request to its last grant.";
+
+/// The figures `locks.svg` draws: 2PC's row-lock hold and in-doubt time, the sagas' semantic
+/// locks (lock *wait* is a queueing figure and stays in the tables).
+fn is_lock_figure(name: &str) -> bool {
+    name == "lock_hold" || name == "in_doubt" || name.starts_with("semantic_lock")
 }
 
 /// The provenance line every report starts with: the exact command, when, and which code.
@@ -284,8 +319,9 @@ pub fn markdown(summary: &Summary) -> String {
         );
     }
     let _ = writeln!(md);
+    md.push_str(&answers_checked(summary));
     md.push_str(&repetitions::section(summary));
-    let _ = writeln!(md, "![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n![floor](floor.svg)\n");
+    let _ = writeln!(md, "![latency](latency.svg)\n\n![throughput](throughput.svg)\n\n![availability](availability.svg)\n\n![locks](locks.svg)\n\n{LOCKS_CAPTION}\n\n![floor](floor.svg)\n");
     for run in summary.runs.iter().filter(|r| !r.faults.is_empty()) {
         let (name, stem) = (run.label(), run.file_stem());
         let _ = writeln!(

@@ -56,6 +56,7 @@ pub enum LoadMode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadSpec {
+    #[serde(default = "default_mode")]
     pub mode: LoadMode,
     /// Open loop: orders per second.
     #[serde(default)]
@@ -67,6 +68,7 @@ pub struct LoadSpec {
     #[serde(default)]
     pub clients: Option<usize>,
     /// Measured seconds.
+    #[serde(default = "default_duration")]
     pub duration_s: u64,
     /// Seconds of load before measuring (its orders and metrics are discarded).
     #[serde(default)]
@@ -85,6 +87,45 @@ pub struct LoadSpec {
 
 fn default_repeat() -> u32 {
     1
+}
+
+/// Without a `[load]` section: the `quick` load, 40 orders/s Poisson for 10 s after 3 s of
+/// warm-up, which every protocol sustains on two cores. (Inside a given `[load]`, `rate` and
+/// `warmup_s` have no default: an open loop must say its rate.)
+impl Default for LoadSpec {
+    fn default() -> Self {
+        LoadSpec {
+            mode: default_mode(),
+            rate: Some(40.0),
+            arrivals: default_arrivals(),
+            clients: None,
+            duration_s: default_duration(),
+            warmup_s: 3,
+            max_in_flight: default_max_in_flight(),
+            connections: default_connections(),
+            repeat: default_repeat(),
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+fn default_protocols() -> Vec<Protocol> {
+    vec![
+        Protocol::Twopc,
+        Protocol::SagaOrchestrated,
+        Protocol::SagaChoreographed,
+    ]
+}
+
+fn default_mode() -> LoadMode {
+    LoadMode::Open
+}
+
+fn default_duration() -> u64 {
+    10
 }
 
 fn default_connections() -> usize {
@@ -133,12 +174,16 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     /// Seed of the data set, the workload and the arrivals.
+    #[serde(default = "default_seed")]
     pub seed: u64,
+    #[serde(default = "default_protocols")]
     pub protocols: Vec<Protocol>,
     /// The client's deadline per order; an answer within it counts toward availability.
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
+    #[serde(default)]
     pub load: LoadSpec,
+    #[serde(default)]
     pub dataset: DataSetFields,
     #[serde(default)]
     pub workload: WorkloadFields,
@@ -185,12 +230,27 @@ fn default_deadline() -> u64 {
 /// `[dataset]`: the data set's shape; the seed is the scenario's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct DataSetFields {
     pub customers: u32,
     pub skus: u32,
     pub balance_cents: (i64, i64),
     pub stock: (i32, i32),
     pub price_cents: (i64, i64),
+}
+
+/// 1,000 customers with 500–2,000 currency units each, 100 SKUs with 1,000–5,000 units in
+/// stock at 1–50 units each: enough that a short run never runs out.
+impl Default for DataSetFields {
+    fn default() -> Self {
+        DataSetFields {
+            customers: 1_000,
+            skus: 100,
+            balance_cents: (50_000, 200_000),
+            stock: (1_000, 5_000),
+            price_cents: (100, 5_000),
+        }
+    }
 }
 
 /// `[workload]`: the orders' shape; the seed is the scenario's.

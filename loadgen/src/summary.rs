@@ -141,6 +141,13 @@ pub struct ProtocolRun {
     pub services: Vec<ServiceFigures>,
     pub timeline: Vec<SecondBucket>,
     pub check: CheckReport,
+    /// Client answers compared with the databases, the warm-up's included.
+    #[serde(default)]
+    pub answers_checked: u64,
+    /// Where the orders with no answer (transport errors, give-ups) ended, by order status
+    /// after quiescence ("NONE": never written), warm-up included; counted apart from outcomes.
+    #[serde(default)]
+    pub unanswered_fates: BTreeMap<String, u64>,
     /// Once a second of the window: CPU and memory per process, PostgreSQL's WAL and
     /// checkpoints.
     #[serde(default)]

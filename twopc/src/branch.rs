@@ -50,15 +50,22 @@ pub fn from_branch(branch: &pb::Branch) -> Result<Order, String> {
     Ok(order)
 }
 
-/// When a branch's row locks were granted: lock hold starts at the first, lock wait ends at the
-/// last (they differ when an inventory branch locks several rows one after another).
+/// When a branch asked for its row locks and when they were granted: lock wait runs from the
+/// first request to the last grant, lock hold from the first grant (they differ when an
+/// inventory branch locks several rows one after another).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LockClock {
+    pub requested: Option<Instant>,
     pub first: Option<Instant>,
     pub all: Option<Instant>,
 }
 
 impl LockClock {
+    /// The branch is about to ask for its first row lock.
+    pub fn requesting(&mut self) {
+        self.requested.get_or_insert_with(Instant::now);
+    }
+
     /// One more row lock was granted.
     pub fn granted(&mut self) {
         self.first.get_or_insert_with(Instant::now);
@@ -95,6 +102,7 @@ async fn create_order(
     order: &Order,
     clock: &mut LockClock,
 ) -> Result<Option<RejectReason>, sqlx::Error> {
+    clock.requesting();
     let inserted = sqlx::query(
         "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, 'CONFIRMED') ON CONFLICT (id) DO NOTHING",
     )
@@ -128,6 +136,7 @@ async fn charge(
     order: &Order,
     clock: &mut LockClock,
 ) -> Result<Option<RejectReason>, sqlx::Error> {
+    clock.requesting();
     let balance: Option<i64> =
         sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
             .bind(order.customer.0)
@@ -165,6 +174,7 @@ async fn reserve(
     let lines = order.lines_in_lock_order();
     // One row at a time in sku order: two orders can never hold each other's next lock.
     let mut rows = Vec::with_capacity(lines.len());
+    clock.requesting();
     for line in &lines {
         let row: Option<(i32, i64)> =
             sqlx::query_as("SELECT available, price_cents FROM stock WHERE sku = $1 FOR UPDATE")

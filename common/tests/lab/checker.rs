@@ -319,6 +319,21 @@ async fn finds_answers_the_databases_contradict() {
     }));
 }
 
+#[tokio::test]
+async fn says_where_unanswered_orders_ended() {
+    use common::checker::fates_of_unanswered;
+    use common::domain::OrderId;
+    let (dbs, _, confirmed) = seeded_with_history("checker_unanswered").await;
+    let never_written = OrderId(Uuid::new_v4());
+    let fates = fates_of_unanswered(&dbs, &[OrderId(confirmed), never_written, never_written])
+        .await
+        .unwrap();
+    assert_eq!(
+        fates,
+        [("CONFIRMED".to_string(), 1), ("NONE".to_string(), 2)].into()
+    );
+}
+
 fn only_atomicity_problem(report: &CheckReport, order_id: Uuid) -> String {
     match only_violation(report) {
         Violation::Atomicity { order, problem } => {

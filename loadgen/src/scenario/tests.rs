@@ -61,8 +61,8 @@ fn errors_name_the_field_and_why() {
             .replace("[dataset]", "[workload]\nlines = [1, 3]\n[dataset]"),
     );
     assert!(e.contains("workload.lines"), "{e}");
-    let e = error_of(&GOOD.replace("duration_s = 10", ""));
-    assert!(e.contains("duration_s"), "{e}");
+    let e = error_of(&GOOD.replace("duration_s = 10", "duration_s = 0"));
+    assert!(e.contains("load.duration_s"), "{e}");
 }
 
 #[test]
@@ -71,6 +71,9 @@ fn every_shipped_scenario_is_valid_and_random_draws_from_its_seed() {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue; // the README
+        }
         let s = Scenario::load(path.to_str().unwrap(), &dir)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         names.push(s.name);
@@ -232,4 +235,38 @@ fn command_line_overrides_replace_the_load_and_errors_name_the_flag() {
     };
     let (field, _) = faults.override_load(&short).unwrap_err();
     assert!(field.starts_with("faults["), "{field}");
+}
+
+#[test]
+fn a_scenario_may_leave_out_every_section_with_a_default() {
+    let s = Scenario::parse("name = \"mine\"\n", Path::new("mine.toml")).unwrap();
+    assert_eq!(s.seed, 42);
+    assert_eq!(s.protocols.len(), 3);
+    assert_eq!(
+        (
+            s.load.mode,
+            s.load.rate,
+            s.load.duration_s,
+            s.load.warmup_s,
+            s.load.repeat
+        ),
+        (LoadMode::Open, Some(40.0), 10, 3, 1)
+    );
+    assert_eq!((s.dataset.customers, s.dataset.skus), (1_000, 100));
+    // Inside a given section, a missing field takes its own default.
+    let closed = Scenario::parse(
+        "name = \"c\"\n[load]\nmode = \"closed\"\nclients = 8\n[dataset]\nskus = 5\n",
+        Path::new("c.toml"),
+    )
+    .unwrap();
+    assert_eq!((closed.load.clients, closed.load.duration_s), (Some(8), 10));
+    assert_eq!((closed.dataset.skus, closed.dataset.customers), (5, 1_000));
+    // An open loop still has to say its rate.
+    let e = Scenario::parse(
+        "name = \"o\"\n[load]\nduration_s = 5\n",
+        Path::new("o.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("load.rate"), "{e}");
 }

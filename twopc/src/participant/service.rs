@@ -122,9 +122,13 @@ impl ParticipantService {
         .await?;
         let mut clock = branch::LockClock::default();
         let applied = branch::apply(self.service, conn, order, &mut clock).await;
-        // Waits that end in lock_timeout count too: they are the worst ones.
-        self.metrics
-            .record("lock_wait", clock.all.unwrap_or_else(Instant::now) - begun);
+        // From the first lock request (not from BEGIN); waits that end in lock_timeout count
+        // too: they are the worst ones.
+        let requested = clock.requested.unwrap_or(begun);
+        self.metrics.record(
+            "lock_wait",
+            clock.all.unwrap_or_else(Instant::now) - requested,
+        );
         if matches!(&applied, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE))
         {
             self.metrics.add("lock_timeouts", 1);
@@ -133,6 +137,8 @@ impl ParticipantService {
         let locked_at = clock.first.unwrap_or(begun);
         if let Some(reason) = refusal {
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            // A refused branch held its locks too, until this rollback.
+            self.metrics.record("lock_hold", locked_at.elapsed());
             tracing::debug!(gid, reason = reason.as_str(), "business refusal");
             return Ok(BranchResult::Refused(reason));
         }
