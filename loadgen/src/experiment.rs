@@ -162,6 +162,7 @@ pub async fn measure(
     let dbs = Databases::connect(&urls, 4).await?;
     dbs.migrate().await?;
     dbs.reset_and_seed(&data).await?;
+    dbs.settle_after_seed().await?;
     let stats_url = urls.orders.clone();
     let mut services = match &*lab {
         Lab::Local(local) => {
@@ -333,7 +334,8 @@ pub async fn measure(
         });
         service_histograms.insert(process.service, process.histograms);
     }
-    let mut run = summarize(protocol, &driven, floors, services, check);
+    let prepare = scenario.twopc.prepare_order;
+    let mut run = summarize(protocol, prepare, &driven, floors, services, check);
     run.faults = faults;
     let in_window: u64 = driven
         .timeline
@@ -455,6 +457,7 @@ async fn drive(
 
 fn summarize(
     protocol: Protocol,
+    prepare: twopc::coordinator::PrepareOrder,
     d: &Driven,
     floors: &Floors,
     services: Vec<ServiceFigures>,
@@ -472,7 +475,7 @@ fn summarize(
         .map(|(k, h)| (k.as_str().to_string(), Percentiles::of(h)))
         .collect();
     latency.insert("ALL".into(), Percentiles::of(&all));
-    let floor_us = floors.floor_us(protocol);
+    let floor_us = floors.floor_us(protocol, prepare);
     let measured_s = d.measured.as_secs_f64().max(1e-9);
     let p50_committed = d
         .latency

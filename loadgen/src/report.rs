@@ -15,6 +15,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+use twopc::coordinator::PrepareOrder;
 
 fn report_err(e: impl std::fmt::Display) -> LoadgenError {
     LoadgenError::Report(e.to_string())
@@ -432,7 +433,13 @@ pub fn markdown(summary: &Summary) -> String {
             r.floor_ms.unwrap_or(0.0),
             r.fastest_committed_ms
                 .map_or("–".into(), |f| format!("{f:.2}")),
-            composition(p)
+            composition(
+                p,
+                summary
+                    .scenario
+                    .as_ref()
+                    .map_or(PrepareOrder::Parallel, |s| s.twopc.prepare_order)
+            )
         );
     }
     for r in &summary.runs {
