@@ -178,8 +178,9 @@ pub struct Environment {
     #[serde(default)]
     pub postgres_settings: BTreeMap<String, String>,
     pub kafka: String,
+    /// The commit the binaries were built from.
     pub git_commit: String,
-    /// The work tree had changes not in `git_commit`.
+    /// The work tree had changes not in `git_commit` when they were built.
     #[serde(default)]
     pub git_dirty: bool,
     pub lab_version: String,
@@ -222,9 +223,16 @@ impl Environment {
                 .filter(|o| o.status.success())
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         };
-        let git = git_out(&["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-        let git_dirty = git_out(&["status", "--porcelain", "--untracked-files=no"])
-            .is_some_and(|changes| !changes.is_empty());
+        // The commit the binary was built from; read from the checkout only when the build had
+        // no git (a source tarball), since the checkout may have moved on since the build.
+        let (git, git_dirty) = match env!("TXLAB_BUILD_COMMIT") {
+            "" => (
+                git_out(&["rev-parse", "--short", "HEAD"]).unwrap_or_default(),
+                git_out(&["status", "--porcelain", "--untracked-files=no"])
+                    .is_some_and(|changes| !changes.is_empty()),
+            ),
+            built => (built.to_string(), env!("TXLAB_BUILD_DIRTY") == "true"),
+        };
         let cpu_model = read("/proc/cpuinfo")
             .lines()
             .find_map(|l| {
