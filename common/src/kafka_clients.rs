@@ -115,6 +115,63 @@ pub async fn create_topics(
     Ok(())
 }
 
+/// The broker settings that bear on latency, durability and recovery, recorded with every
+/// result as the broker reports them.
+pub const REPORTED_BROKER_CONFIGS: [&str; 9] = [
+    "log.flush.interval.messages",
+    "log.flush.interval.ms",
+    "min.insync.replicas",
+    "num.network.threads",
+    "num.io.threads",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.coordinator.rebalance.protocols",
+    "log.segment.bytes",
+];
+
+/// [`REPORTED_BROKER_CONFIGS`] of the first broker the cluster's metadata lists, as it reports
+/// them (DescribeConfigs), by name.
+pub async fn broker_configs(
+    bootstrap: &str,
+) -> Result<std::collections::BTreeMap<String, String>, KafkaError> {
+    use rdkafka::admin::ResourceSpecifier;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let config = {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap);
+        c
+    };
+    let metadata_config = config.clone();
+    let broker = tokio::task::spawn_blocking(move || -> Result<i32, KafkaError> {
+        let consumer: BaseConsumer = metadata_config.create()?;
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+        metadata
+            .brokers()
+            .first()
+            .map(|b| b.id())
+            .ok_or(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::BrokerNotAvailable,
+            ))
+    })
+    .await
+    .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))??;
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let mut found = std::collections::BTreeMap::new();
+    for resource in admin
+        .describe_configs(&[ResourceSpecifier::Broker(broker)], &options)
+        .await?
+    {
+        let resource = resource.map_err(KafkaError::AdminOp)?;
+        for entry in resource.entries {
+            if REPORTED_BROKER_CONFIGS.contains(&entry.name.as_str()) {
+                found.insert(entry.name, entry.value.unwrap_or_default());
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Deletes every topic and consumer group named `<prefix>.…` (a finished run's), so that the
 /// next run on this broker, and a broker restart during it, do not carry its partitions. Groups
 /// must be empty: stop their consumers first. Returns how many topics and groups were deleted.

@@ -101,6 +101,14 @@ impl Lab {
         })
     }
 
+    /// The broker's bootstrap address, when there is one.
+    pub fn kafka_bootstrap(&self) -> Option<String> {
+        match self {
+            Lab::Local(local) => Some(local.env.bootstrap_servers()),
+            Lab::Deployed(d) => d.probe.kafka.clone(),
+        }
+    }
+
     /// A URL of a database PostgreSQL answers on, for its version.
     pub fn any_database_url(&self) -> String {
         match self {

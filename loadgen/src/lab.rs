@@ -82,7 +82,7 @@ pub async fn compare(
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
     let mut lab = open_lab(&args.env, &args.target, &scenario, &protocols).await?;
-    observe_postgres(&mut environment, &lab.any_database_url()).await;
+    observe_systems(&mut environment, &lab).await;
     environment.set_deployment(args.target.deployment.as_deref());
     let bin_dir = bin_dir()?;
     let log_dir = args.env.run_dir.join("logs");
@@ -148,7 +148,7 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
         &[args.run.protocol],
     )
     .await?;
-    observe_postgres(&mut environment, &lab.any_database_url()).await;
+    observe_systems(&mut environment, &lab).await;
     environment.set_deployment(compare.target.deployment.as_deref());
     let (bin_dir, log_dir) = (bin_dir()?, compare.env.run_dir.join("logs"));
     let repeat = scenario.load.repeat;
@@ -250,6 +250,17 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
     Ok(floors)
 }
 
+/// What the servers themselves say: PostgreSQL's version and settings, the broker's settings.
+pub(crate) async fn observe_systems(environment: &mut Environment, lab: &Lab) {
+    observe_postgres(environment, &lab.any_database_url()).await;
+    if let Some(bootstrap) = lab.kafka_bootstrap() {
+        match common::kafka_clients::broker_configs(&bootstrap).await {
+            Ok(configs) => environment.kafka_broker_configs = configs,
+            Err(e) => tracing::warn!(error = %e, "the broker's settings could not be read"),
+        }
+    }
+}
+
 /// The settings a reader needs to judge durability and sizing, read from the server itself.
 const POSTGRES_SETTINGS: [&str; 10] = [
     "fsync",
@@ -266,7 +277,7 @@ const POSTGRES_SETTINGS: [&str; 10] = [
 
 /// Records the server's version and settings as it reports them (`SHOW`); left empty, and so
 /// shown as unknown, when it cannot be reached.
-pub(crate) async fn observe_postgres(environment: &mut Environment, url: &str) {
+async fn observe_postgres(environment: &mut Environment, url: &str) {
     use sqlx::Connection;
     let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
         return;

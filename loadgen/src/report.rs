@@ -496,6 +496,20 @@ pub fn markdown(summary: &Summary) -> String {
                 "- Apache Kafka {} (the lab's pinned release; KRaft, one broker)",
                 e.kafka
             );
+            let broker: Vec<String> = e
+                .kafka_broker_configs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "- Kafka broker settings as the broker reported them: {}",
+                if broker.is_empty() {
+                    "not read".to_string()
+                } else {
+                    broker.join(", ")
+                }
+            );
             let _ = writeln!(
                 md,
                 "- Kafka clients: fetch.wait.max.ms={}, fetch.min.bytes={}, linger.ms={}, reconnect.backoff.max.ms={}; saga consumer groups use the KIP-848 protocol, session {} ms",

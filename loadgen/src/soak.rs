@@ -203,7 +203,7 @@ pub async fn run(args: &SoakArgs, command: String) -> Result<(PathBuf, SoakSumma
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
     let mut lab = Lab::start(&args.env.run_dir, true).await?;
-    crate::lab::observe_postgres(&mut environment, &lab.any_database_url()).await;
+    crate::lab::observe_systems(&mut environment, &lab).await;
     let floors = crate::probe::Floors::default();
     let bins = bin_dir()?;
     let logs = args.env.run_dir.join("logs");

@@ -178,6 +178,9 @@ pub struct Environment {
     #[serde(default)]
     pub postgres_settings: BTreeMap<String, String>,
     pub kafka: String,
+    /// The broker's own report of the settings in `common::kafka_clients::REPORTED_BROKER_CONFIGS`.
+    #[serde(default)]
+    pub kafka_broker_configs: BTreeMap<String, String>,
     /// The commit the binaries were built from.
     pub git_commit: String,
     /// The work tree had changes not in `git_commit` when they were built.
@@ -257,6 +260,7 @@ impl Environment {
             postgres: String::new(),
             postgres_settings: BTreeMap::new(),
             kafka: common::env::kafka::KAFKA_VERSION.to_string(),
+            kafka_broker_configs: BTreeMap::new(),
             git_commit: git,
             git_dirty,
             lab_version: env!("CARGO_PKG_VERSION").to_string(),

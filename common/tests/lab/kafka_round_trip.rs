@@ -152,3 +152,26 @@ async fn a_finished_runs_topics_and_groups_are_deleted_and_nothing_else() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_reports_the_settings_the_lab_gave_it() {
+    let env = shared_env().await;
+    let configs = common::kafka_clients::broker_configs(&env.bootstrap_servers())
+        .await
+        .unwrap();
+    assert_eq!(
+        configs
+            .get("group.consumer.session.timeout.ms")
+            .map(String::as_str),
+        Some(
+            common::kafka_clients::GROUP_SESSION_TIMEOUT_MS
+                .to_string()
+                .as_str()
+        ),
+        "{configs:?}"
+    );
+    assert!(
+        configs.contains_key("log.flush.interval.messages"),
+        "{configs:?}"
+    );
+}
