@@ -253,6 +253,9 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
 /// What the servers themselves say: PostgreSQL's version and settings, the broker's settings.
 pub(crate) async fn observe_systems(environment: &mut Environment, lab: &Lab) {
     observe_postgres(environment, &lab.any_database_url()).await;
+    if let Lab::Local(local) = lab {
+        environment.disk = crate::summary::describe_disk(local.env.postgres.data_dir());
+    }
     if let Some(bootstrap) = lab.kafka_bootstrap() {
         match common::kafka_clients::broker_configs(&bootstrap).await {
             Ok(configs) => environment.kafka_broker_configs = configs,

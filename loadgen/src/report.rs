@@ -477,11 +477,16 @@ pub fn markdown(summary: &Summary) -> String {
         .collect();
     let _ = writeln!(
         md,
-        "- PostgreSQL {} as the server reported it: {}",
+        "- PostgreSQL {} as the server reported it{}: {}",
         if e.postgres.is_empty() {
             "(unreachable)"
         } else {
             &e.postgres
+        },
+        if e.disk.is_empty() {
+            String::new()
+        } else {
+            format!(", its data on {}", e.disk)
         },
         if settings.is_empty() {
             "settings not read".to_string()

@@ -178,6 +178,10 @@ pub struct Environment {
     #[serde(default)]
     pub postgres_settings: BTreeMap<String, String>,
     pub kafka: String,
+    /// The file system under PostgreSQL's data, whose fsyncs every commit waits for: "ext4 on
+    /// /dev/vda (not rotational)"; empty for a deployment.
+    #[serde(default)]
+    pub disk: String,
     /// The broker's own report of the settings in `common::kafka_clients::REPORTED_BROKER_CONFIGS`.
     #[serde(default)]
     pub kafka_broker_configs: BTreeMap<String, String>,
@@ -190,6 +194,34 @@ pub struct Environment {
     /// The deployment file driven (`--deployment`); `None`: the local environment.
     #[serde(default)]
     pub deployment: Option<String>,
+}
+
+/// The mount holding `path` (the longest mount point it lies under), its file system type, and
+/// whether its block device says it is rotational.
+pub fn describe_disk(path: &std::path::Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let Some((device, fs)) = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?, f.next()?, f.next()?))
+        })
+        .filter(|(_, point, _)| path.starts_with(point))
+        .max_by_key(|(_, point, _)| point.len())
+        .map(|(device, _, fs)| (device, fs))
+    else {
+        return String::new();
+    };
+    let name = device.rsplit('/').next().unwrap_or(device);
+    let rotational = std::fs::read_to_string(format!("/sys/block/{name}/queue/rotational"))
+        .ok()
+        .map(|r| match r.trim() {
+            "0" => " (not rotational)",
+            _ => " (rotational)",
+        })
+        .unwrap_or("");
+    format!("{fs} on {device}{rotational}")
 }
 
 impl Environment {
@@ -261,6 +293,7 @@ impl Environment {
             postgres_settings: BTreeMap::new(),
             kafka: common::env::kafka::KAFKA_VERSION.to_string(),
             kafka_broker_configs: BTreeMap::new(),
+            disk: String::new(),
             git_commit: git,
             git_dirty,
             lab_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -358,5 +391,13 @@ mod tests {
         assert_eq!(run(Some(4.0), Some(5.5)).floor_above_fastest(), None);
         assert_eq!(run(Some(4.0), None).floor_above_fastest(), None);
         assert_eq!(run(None, Some(5.5)).floor_above_fastest(), None);
+    }
+
+    #[test]
+    fn the_disk_under_a_path_is_the_longest_mount_it_lies_under() {
+        // Every Linux machine mounts / and /proc; /proc/self lies under both.
+        let disk = describe_disk(std::path::Path::new("/proc/self"));
+        assert!(disk.starts_with("proc on "), "{disk}");
+        assert!(!describe_disk(std::path::Path::new("/")).is_empty());
     }
 }
