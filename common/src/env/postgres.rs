@@ -109,11 +109,6 @@ impl PostgresCluster {
         self.server.pid()
     }
 
-    /// Where the cluster keeps its data (and its WAL, whose fsyncs every commit waits for).
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     /// URL of one database of this cluster.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://{LAB_USER}@127.0.0.1:{}/{database}", self.port)
