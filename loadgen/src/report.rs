@@ -99,25 +99,54 @@ fn write_hlog(dir: &Path, m: &Measured) -> Result<(), LoadgenError> {
     std::fs::write(dir.join(format!("{}.hlog", m.run.file_stem())), buf).map_err(report_err)
 }
 
-fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(), LoadgenError> {
-    let names: Vec<String> = measured.iter().map(name_of).collect();
-    let committed: Vec<(&str, &hdrhistogram::Histogram<u64>)> = measured
-        .iter()
-        .zip(&names)
-        .filter_map(|(m, name)| {
-            Some((
-                name.as_str(),
-                m.latency.get(&common::domain::OutcomeKind::Committed)?,
-            ))
+/// Committed latency per protocol, in the order they ran: with repetitions, the runs of a
+/// protocol merged into one distribution ("twopc, 3 runs"); each run's own is in its .hlog.
+fn committed_by_protocol(measured: &[Measured]) -> Vec<(String, hdrhistogram::Histogram<u64>)> {
+    let mut merged: Vec<(
+        Option<crate::scenario::Protocol>,
+        usize,
+        hdrhistogram::Histogram<u64>,
+    )> = Vec::new();
+    for m in measured {
+        let Some(h) = m.latency.get(&common::domain::OutcomeKind::Committed) else {
+            continue;
+        };
+        match merged.iter_mut().find(|(p, _, _)| *p == m.run.protocol) {
+            Some((_, runs, all)) => {
+                all.add(h).expect("same bounds");
+                *runs += 1;
+            }
+            None => merged.push((m.run.protocol, 1, h.clone())),
+        }
+    }
+    let repeated = measured.iter().any(|m| m.run.repetition.is_some());
+    merged
+        .into_iter()
+        .map(|(p, runs, h)| {
+            let name = p.map_or("unknown", |p| p.name());
+            let label = if repeated {
+                format!("{name}, {runs} runs")
+            } else {
+                name.to_string()
+            };
+            (label, h)
         })
+        .collect()
+}
+
+fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(), LoadgenError> {
+    let by_protocol = committed_by_protocol(measured);
+    let committed: Vec<(&str, &hdrhistogram::Histogram<u64>)> = by_protocol
+        .iter()
+        .map(|(name, h)| (name.as_str(), h))
         .collect();
-    let labels: Vec<String> = summary.runs.iter().map(|r| r.label()).collect();
     plots::latency_distribution(
         &dir.join("latency.svg"),
         "Latency of committed orders",
         &committed,
     )
     .map_err(report_err)?;
+    let labels: Vec<String> = summary.runs.iter().map(|r| r.label()).collect();
 
     let per_second = |f: fn(&crate::open_loop::SecondBucket) -> f64| -> Vec<Series> {
         summary

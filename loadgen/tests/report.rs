@@ -219,3 +219,33 @@ fn the_reference_implementation_reads_the_interval_log() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With `--repeat`, every run keeps its own files and rows, and the report adds the spread.
+#[test]
+fn repeated_runs_keep_their_own_files_and_the_report_gives_the_spread() {
+    let dir = std::env::temp_dir().join(format!("txlab-repeat-{}", uuid::Uuid::new_v4().simple()));
+    let runs: Vec<Measured> = [(Protocol::Twopc, 1), (Protocol::Twopc, 2)]
+        .into_iter()
+        .map(|(p, k)| {
+            let mut m = measured(p, 10 * k);
+            m.run.repetition = Some(k as u32);
+            m
+        })
+        .collect();
+    let summary = Summary {
+        runs: runs.iter().map(|m| m.run.clone()).collect(),
+        ..Summary::default()
+    };
+    loadgen::report::write(&dir, &summary, &runs).unwrap();
+    for file in ["twopc-1.hlog", "twopc-2.hlog", "latency.svg"] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| twopc #1 |") && md.contains("| twopc #2 |"),
+        "{md}"
+    );
+    assert!(md.contains("## Over the repetitions"), "{md}");
+    assert!(md.contains("| twopc | 2 | 100.0 (100.0–100.0) |"), "{md}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
