@@ -148,20 +148,28 @@ pub async fn check(dbs: &Databases, initial: &DataSet) -> Result<CheckReport, St
     Ok(report)
 }
 
-/// Compares what clients were told with what the databases hold, once quiescent: COMMITTED
-/// must be CONFIRMED; REJECTED and ABORTED must not be; UNDECIDED may be anything.
-pub async fn check_outcomes(
+/// The status of each of these orders that exists.
+async fn order_statuses(
     dbs: &Databases,
-    told: &[(OrderId, OutcomeKind)],
-) -> Result<Vec<Violation>, StorageError> {
-    let ids: Vec<Uuid> = told.iter().map(|(id, _)| id.0).collect();
+    orders: impl Iterator<Item = OrderId>,
+) -> Result<HashMap<Uuid, String>, StorageError> {
+    let ids: Vec<Uuid> = orders.map(|id| id.0).collect();
     let rows: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT id, status FROM orders WHERE id = ANY($1)")
             .bind(&ids)
             .fetch_all(&dbs.orders)
             .await
             .map_err(StorageError::query(Store::Orders, "reading order statuses"))?;
-    let status: HashMap<Uuid, String> = rows.into_iter().collect();
+    Ok(rows.into_iter().collect())
+}
+
+/// Compares what clients were told with what the databases hold, once quiescent: COMMITTED
+/// must be CONFIRMED; REJECTED and ABORTED must not be; UNDECIDED may be anything.
+pub async fn check_outcomes(
+    dbs: &Databases,
+    told: &[(OrderId, OutcomeKind)],
+) -> Result<Vec<Violation>, StorageError> {
+    let status = order_statuses(dbs, told.iter().map(|(id, _)| *id)).await?;
     let confirmed = OrderStatus::Confirmed.as_str();
     Ok(told
         .iter()
@@ -189,17 +197,7 @@ pub async fn fates_of_unanswered(
     dbs: &Databases,
     unanswered: &[OrderId],
 ) -> Result<BTreeMap<String, u64>, StorageError> {
-    let ids: Vec<Uuid> = unanswered.iter().map(|id| id.0).collect();
-    let rows: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, status FROM orders WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&dbs.orders)
-            .await
-            .map_err(StorageError::query(
-                Store::Orders,
-                "reading unanswered orders",
-            ))?;
-    let status: HashMap<Uuid, String> = rows.into_iter().collect();
+    let status = order_statuses(dbs, unanswered.iter().copied()).await?;
     let mut fates = BTreeMap::new();
     for id in unanswered {
         let fate = status.get(&id.0).map_or("NONE", String::as_str);

@@ -285,6 +285,15 @@ fn is_lock_figure(name: &str) -> bool {
     name == "lock_hold" || name == "in_doubt" || name.starts_with("semantic_lock")
 }
 
+/// "name=value, …" as a server reported them, or "not read".
+fn settings(reported: &std::collections::BTreeMap<String, String>) -> String {
+    if reported.is_empty() {
+        return "not read".into();
+    }
+    let pairs: Vec<String> = reported.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(", ")
+}
+
 /// The provenance line every report starts with: the exact command, when, and which code.
 fn produced_by(summary: &Summary) -> String {
     let e = &summary.environment;
@@ -499,11 +508,6 @@ pub fn markdown(summary: &Summary) -> String {
         e.memory_gib,
         e.load_average_at_start
     );
-    let settings: Vec<String> = e
-        .postgres_settings
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
     let _ = writeln!(
         md,
         "- PostgreSQL {} as the server reported it{}: {}",
@@ -517,11 +521,7 @@ pub fn markdown(summary: &Summary) -> String {
         } else {
             format!(", its data on {}", e.disk)
         },
-        if settings.is_empty() {
-            "settings not read".to_string()
-        } else {
-            settings.join(", ")
-        }
+        settings(&e.postgres_settings)
     );
     match &e.deployment {
         None => {
@@ -530,19 +530,10 @@ pub fn markdown(summary: &Summary) -> String {
                 "- Apache Kafka {} (the lab's pinned release; KRaft, one broker)",
                 e.kafka
             );
-            let broker: Vec<String> = e
-                .kafka_broker_configs
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
             let _ = writeln!(
                 md,
                 "- Kafka broker settings as the broker reported them: {}",
-                if broker.is_empty() {
-                    "not read".to_string()
-                } else {
-                    broker.join(", ")
-                }
+                settings(&e.kafka_broker_configs)
             );
             let _ = writeln!(
                 md,
