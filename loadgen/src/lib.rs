@@ -24,6 +24,7 @@ pub mod resources;
 pub mod saga_deployment;
 pub mod scenario;
 pub mod soak;
+pub mod spread;
 pub mod summary;
 pub mod workload;
 

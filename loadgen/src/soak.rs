@@ -6,6 +6,7 @@ use crate::cli::SoakArgs;
 use crate::experiment::{self, Lab};
 use crate::lab::{bin_dir, scenarios_dir};
 use crate::scenario::{Protocol, Scenario};
+use crate::spread::Spread;
 use crate::summary::Environment;
 use crate::LoadgenError;
 use serde::{Deserialize, Serialize};
@@ -93,14 +94,20 @@ impl SoakSummary {
     /// The totals table (Markdown, also printed).
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| protocol | schedules | orders | committed | violations | lost | undecided | unanswered |\n\
-             |---|---|---|---|---|---|---|---|\n",
+            "| protocol | schedules | orders | committed | violations | lost | undecided | unanswered | availability per schedule, median (min–max) % |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
         );
         for protocol in self.protocols() {
             let t = self.totals(protocol);
+            let availability = Spread::of(
+                self.rows
+                    .iter()
+                    .filter(|r| r.protocol == protocol)
+                    .map(|r| 100.0 * r.availability),
+            );
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 protocol.name(),
                 t.schedules,
                 t.orders,
@@ -108,7 +115,8 @@ impl SoakSummary {
                 t.violations,
                 t.lost,
                 t.undecided,
-                t.unanswered
+                t.unanswered,
+                Spread::show(availability, 1)
             );
         }
         out
@@ -121,7 +129,7 @@ impl SoakSummary {
             "# Soak: {} randomized fault schedules per protocol\n\n\
              Command: `{}`  \nStarted: {}  \nScenario: `{}` (seeds {}–{}; each schedule is drawn \
              from its seed, so `loadgen compare --scenario {} --seed <seed>` replays one)  \n\
-             Commit: `{}`  \nMachine: {} CPUs, {:.1} GiB, {}, kernel {}, load average at start {}; \
+             Commit: `{}`{}  \nMachine: {} CPUs, {:.1} GiB, {}, kernel {}, load average at start {}; \
              PostgreSQL {}; Kafka {}\n\n",
             self.schedules,
             self.command,
@@ -131,6 +139,11 @@ impl SoakSummary {
             self.first_seed + self.schedules.saturating_sub(1),
             self.scenario.name,
             e.git_commit,
+            if e.git_dirty {
+                " (built with uncommitted changes)"
+            } else {
+                ""
+            },
             e.cpus,
             e.memory_gib,
             e.os,
