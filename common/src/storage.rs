@@ -286,8 +286,12 @@ impl Databases {
                 .await
                 .map_err(StorageError::query(store, "VACUUM ANALYZE after seeding"))?;
         }
-        if let Err(e) = sqlx::query("CHECKPOINT").execute(&self.orders).await {
-            tracing::warn!(error = %e, "no CHECKPOINT after seeding (needs a privileged role)");
+        // Every store, in case a deployment puts them on different servers (on one server the
+        // checkpoints after the first find nothing to write).
+        for store in Store::ALL {
+            if let Err(e) = sqlx::query("CHECKPOINT").execute(self.pool(store)).await {
+                tracing::warn!(?store, error = %e, "no CHECKPOINT after seeding (needs a privileged role)");
+            }
         }
         Ok(())
     }

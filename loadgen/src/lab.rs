@@ -93,12 +93,14 @@ pub async fn compare(
             if repeat > 1 {
                 eprintln!("{} run {k} of {repeat}", protocol.name());
             }
+            let last = measured.last().and_then(|m| m.run.floors.clone());
             measured.push(
                 measure_once(
                     &mut lab,
                     &scenario,
                     protocol,
                     (k, repeat),
+                    last,
                     &bin_dir,
                     &log_dir,
                 )
@@ -160,12 +162,16 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
             at_rate.load.rate = Some(*rate);
             at_rate.load.clients = None;
             eprintln!("sweep: {rate} orders/s, run {k} of {repeat}");
+            let last = measured
+                .last()
+                .and_then(|m: &Measured| m.run.floors.clone());
             measured.push(
                 measure_once(
                     &mut lab,
                     &at_rate,
                     args.run.protocol,
                     (k, repeat),
+                    last,
                     &bin_dir,
                     &log_dir,
                 )
@@ -196,15 +202,28 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
 
 /// One run of `protocol`, with the floors measured right before it (they drift with the
 /// machine's load, so a ratio to floors from minutes earlier would mislead); `k` of `repeat`.
+/// A probe that fails after the first run reuses the `last` floors, marked as such, rather
+/// than throwing away the runs already measured.
 async fn measure_once(
     lab: &mut Lab,
     scenario: &Scenario,
     protocol: Protocol,
     (k, repeat): (u32, u32),
+    last: Option<Floors>,
     bin_dir: &Path,
     log_dir: &Path,
 ) -> Result<Measured, LoadgenError> {
-    let floors = experiment::floors(lab).await?;
+    let floors = match (experiment::floors(lab).await, last) {
+        (Ok(floors), _) => floors,
+        (Err(e), Some(last)) => {
+            tracing::warn!(error = %e, "probing the floors failed; this run reuses the last ones");
+            Floors {
+                reused: true,
+                ..last
+            }
+        }
+        (Err(e), None) => return Err(e),
+    };
     let mut m = experiment::measure(lab, scenario, protocol, &floors, bin_dir, log_dir).await?;
     m.run.repetition = (repeat > 1).then_some(k);
     m.run.floors = Some(floors);

@@ -37,6 +37,9 @@ pub struct Floors {
     pub kafka_hop_us: f64,
     /// How many times each primitive was measured.
     pub samples: u32,
+    /// Not measured for this run: its probe failed and the previous run's floors stand in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// How each protocol's floor is composed from the primitives, for the report; 2PC's depends on
@@ -156,6 +159,7 @@ pub async fn measure(targets: &ProbeTargets, samples: u32) -> Result<Floors, Pro
         pg_prepare_commit_us: pg_prepare_commit(&targets.database_url, samples).await?,
         kafka_hop_us,
         samples,
+        reused: false,
     })
 }
 
@@ -291,16 +295,27 @@ async fn kafka_hop(bootstrap: &str, samples: u32) -> Result<f64, ProbeError> {
             FutureRecord::to(&topic).key("probe").payload(&payload),
             Duration::from_secs(10),
         );
-        let (received, ack) = tokio::join!(
-            async {
-                let received = tokio::time::timeout(limit, receive(&consumer)).await;
-                (received, started.elapsed())
-            },
-            ack
-        );
-        let (received, hop) = received;
-        received.map_err(|_| ProbeError::KafkaTimeout(limit))??;
-        ack.map_err(|(e, _)| e)?;
+        tokio::pin!(ack);
+        let received = tokio::time::timeout(limit, receive(&consumer));
+        tokio::pin!(received);
+        // Usually the message arrives first; a failed delivery ends the wait at once with its
+        // own error instead of the receive's time-out.
+        let mut acked = false;
+        let hop = loop {
+            tokio::select! {
+                r = &mut received => {
+                    r.map_err(|_| ProbeError::KafkaTimeout(limit))??;
+                    break started.elapsed();
+                }
+                a = &mut ack, if !acked => {
+                    a.map_err(|(e, _)| e)?;
+                    acked = true;
+                }
+            }
+        };
+        if !acked {
+            ack.await.map_err(|(e, _)| e)?;
+        }
         if i >= KAFKA_WARMUP_MESSAGES {
             record(&mut h, hop);
         }

@@ -8,6 +8,7 @@ mod resources;
 use crate::experiment::Measured;
 use crate::plots::{self, Series, Window};
 use crate::probe::composition;
+use crate::spread::Spread;
 use crate::summary::{Percentiles, Summary};
 use crate::LoadgenError;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
@@ -462,8 +463,13 @@ pub fn markdown(summary: &Summary) -> String {
         let f = r.floors.as_ref().unwrap_or(&summary.floors);
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} |",
+            "| {}{} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} |",
             r.label(),
+            if f.reused {
+                " (probe failed: the previous run's floors)"
+            } else {
+                ""
+            },
             f.grpc_round_trip_us,
             f.pg_commit_us,
             f.pg_prepare_commit_us,
@@ -484,7 +490,7 @@ pub fn markdown(summary: &Summary) -> String {
         if let Some((floor, fastest)) = r.floor_above_fastest() {
             let _ = writeln!(
                 md,
-                "\n**{}: the floor ({floor:.2} ms) is above the fastest committed order ({fastest:.2} ms)**, so it is not a lower bound in this run: a primitive was measured slower than the protocol really pays for it, and p50 / floor understates the overhead.",
+                "\n**{}: the floor ({floor:.2} ms) is above the fastest committed order ({fastest:.2} ms)**: in this run it is no lower bound. Its primitives' medians add up to more than the protocol's quickest path took, e.g. because they were probed under other conditions (a broker not yet warmed up), so p50 / floor understates the overhead.",
                 r.label()
             );
         }
@@ -574,11 +580,27 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     let point = |r: &crate::summary::ProtocolRun, f: fn(&Percentiles) -> f64| {
         (r.committed_per_s, r.latency.get("COMMITTED").map_or(0.0, f))
     };
-    // By achieved throughput, so that repeated rates draw one line, not a zigzag per run.
+    // One point per offered rate, in rate order (past the knee achieved throughput falls
+    // while the offered rate rises, and the line must bend back): with repetitions, the
+    // medians of that rate's runs.
     let points = |f: fn(&Percentiles) -> f64| {
-        let mut points: Vec<(f64, f64)> = summary.runs.iter().map(|r| point(r, f)).collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        points
+        let mut rates: Vec<f64> = summary.runs.iter().filter_map(|r| r.offered_rate).collect();
+        rates.sort_by(f64::total_cmp);
+        rates.dedup();
+        rates
+            .iter()
+            .filter_map(|rate| {
+                let at: Vec<(f64, f64)> = summary
+                    .runs
+                    .iter()
+                    .filter(|r| r.offered_rate == Some(*rate))
+                    .map(|r| point(r, f))
+                    .collect();
+                let x = Spread::of(at.iter().map(|p| p.0))?.median;
+                let y = Spread::of(at.iter().map(|p| p.1))?.median;
+                Some((x, y))
+            })
+            .collect::<Vec<_>>()
     };
     let series = [
         Series {

@@ -137,8 +137,11 @@ impl ParticipantService {
         let locked_at = clock.first.unwrap_or(begun);
         if let Some(reason) = refusal {
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-            // A refused branch held its locks too, until this rollback.
-            self.metrics.record("lock_hold", locked_at.elapsed());
+            // A refused branch held its locks too, until this rollback (an unknown customer's
+            // branch found no row to lock).
+            if reason != RejectReason::UnknownCustomer {
+                self.metrics.record("lock_hold", locked_at.elapsed());
+            }
             tracing::debug!(gid, reason = reason.as_str(), "business refusal");
             return Ok(BranchResult::Refused(reason));
         }
