@@ -273,19 +273,15 @@ impl Databases {
 }
 
 impl Databases {
-    /// Leaves freshly seeded databases as a long-running service's would be, so the seed's
-    /// side effects do not land in the measured window: `VACUUM ANALYZE` gives the planner its
-    /// statistics and keeps autovacuum from picking the new tables mid-run, and `CHECKPOINT`
-    /// writes the seed's (and CREATE DATABASE's) dirty pages out now rather than during the
-    /// load. CHECKPOINT needs a privileged role: refused (a deployment's plain user), it is
-    /// skipped and logged; the resource timeline shows any checkpoint that then runs.
+    /// Writes the seed's dirty pages (and CREATE DATABASE's) out now, with a `CHECKPOINT`, so
+    /// that flushing them does not land in the measured window. Deliberately no `ANALYZE`: with
+    /// statistics the planner reads the 100-row `stock` table by sequential scan instead of its
+    /// primary key, and under concurrent `FOR UPDATE` on that hot table every protocol's
+    /// capacity collapsed (in a sweep with it, 2PC aborted most orders from 300/s on, where it
+    /// had committed 369/s of 400 offered without it). CHECKPOINT needs a
+    /// privileged role: refused (a deployment's plain user), it is skipped and logged; the
+    /// resource timeline shows any checkpoint that then runs.
     pub async fn settle_after_seed(&self) -> Result<(), StorageError> {
-        for store in Store::ALL {
-            sqlx::query("VACUUM ANALYZE")
-                .execute(self.pool(store))
-                .await
-                .map_err(StorageError::query(store, "VACUUM ANALYZE after seeding"))?;
-        }
         // Every store, in case a deployment puts them on different servers (on one server the
         // checkpoints after the first find nothing to write).
         for store in Store::ALL {

@@ -387,7 +387,7 @@ pub fn markdown(summary: &Summary) -> String {
     }
 
     let _ = writeln!(md, "\n## Acceptance and cost\n");
-    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order. Generator lag: how late the load generator started orders (it sleeps on a kernel high-resolution timer, without spinning, so the lag is the machine's wake-up latency); latency is measured from the scheduled start, so it includes this lag, the same for every protocol.\n");
+    let _ = writeln!(md, "Acceptance: from scheduled start until the server durably accepted the order (sagas: order PENDING; 2PC accepts only when it decides). Messages: Kafka messages the outbox relays published, per started order. Generator lag: how late the load generator started orders (it sleeps on a kernel high-resolution timer until 100 µs before each start and yields through the rest, so only a wake-up later than that shows); latency is measured from the scheduled start, so it includes this lag, the same for every protocol.\n");
     let _ = writeln!(md, "| protocol | acceptance p50 / p99 (ms) | messages per order | bytes per order | generator lag p50 / p99 (ms) |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for r in &summary.runs {

@@ -273,6 +273,9 @@ fn server_settings(config: &PostgresConfig, port: u16) -> Vec<(&'static str, Str
         ("shared_buffers", "256MB".into()),
         ("logging_collector", "off".into()),
         ("log_line_prefix", "%m [%p] %d ".into()),
+        // Evidence for stalls inside a measured window: every autovacuum and autoanalyze run,
+        // with its duration, lands in postgres.log beside the checkpoints (logged by default).
+        ("log_autovacuum_min_duration", "0".into()),
     ]
 }
 
