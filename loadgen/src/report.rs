@@ -197,31 +197,29 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     faults::plots(dir, summary, &throughput, &availability)?;
     resources::plots(dir, summary, &windows)?;
 
-    // Every lock figure's whole distribution, one line per process and kind.
-    let mut lock_names = Vec::new();
-    let mut lock_histograms = Vec::new();
+    // Every lock figure's whole distribution, one line per process and kind; a protocol's
+    // repeated runs merged into one line, as in latency.svg.
+    let mut locks: Vec<(String, hdrhistogram::Histogram<u64>)> = Vec::new();
     for m in measured {
         for (service, histograms) in &m.service_histograms {
             // Saga processes already name themselves after their mode.
             let protocol = m.run.protocol.map_or("unknown", |p| p.name());
-            let who = if service.starts_with(protocol) && m.run.repetition.is_none() {
+            let who = if service.starts_with(protocol) {
                 service.clone()
             } else {
-                format!("{} {service}", m.run.label())
+                format!("{protocol} {service}")
             };
-            for (name, h) in histograms {
-                if is_lock_figure(name) {
-                    lock_names.push(format!("{who} {name}"));
-                    lock_histograms.push(h);
+            for (name, h) in histograms.iter().filter(|(n, _)| is_lock_figure(n)) {
+                let line = format!("{who} {name}");
+                match locks.iter_mut().find(|(l, _)| *l == line) {
+                    Some((_, all)) => all.add(h).expect("same bounds"),
+                    None => locks.push((line, h.clone())),
                 }
             }
         }
     }
-    let locks: Vec<(&str, &hdrhistogram::Histogram<u64>)> = lock_names
-        .iter()
-        .map(String::as_str)
-        .zip(lock_histograms)
-        .collect();
+    let locks: Vec<(&str, &hdrhistogram::Histogram<u64>)> =
+        locks.iter().map(|(line, h)| (line.as_str(), h)).collect();
     plots::latency_distribution(
         &dir.join("locks.svg"),
         "Lock hold and in-doubt time by percentile",
