@@ -117,6 +117,7 @@ impl Running {
                 let mut config = DeploymentConfig::new(bin_dir, log_dir, databases);
                 config.prepare_timeout = Duration::from_millis(scenario.twopc.prepare_timeout_ms);
                 config.prepare_order = scenario.twopc.prepare_order;
+                config.max_in_flight = scenario.twopc.max_in_flight;
                 config.default_deadline = Duration::from_millis(scenario.deadline_ms);
                 let (mut deployment, network) = plan_twopc(config, proxied).await?;
                 deployment.launch().await?;

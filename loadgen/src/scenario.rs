@@ -148,6 +148,13 @@ pub struct TwopcSpec {
     pub prepare_timeout_ms: u64,
     #[serde(default = "default_prepare_order")]
     pub prepare_order: twopc::coordinator::PrepareOrder,
+    /// The coordinator's admission limit: transactions in flight at once.
+    #[serde(default = "default_twopc_max_in_flight")]
+    pub max_in_flight: u32,
+}
+
+fn default_twopc_max_in_flight() -> u32 {
+    64
 }
 
 fn default_prepare_timeout() -> u64 {
@@ -163,6 +170,7 @@ impl Default for TwopcSpec {
         TwopcSpec {
             prepare_timeout_ms: default_prepare_timeout(),
             prepare_order: default_prepare_order(),
+            max_in_flight: default_twopc_max_in_flight(),
         }
     }
 }
@@ -578,6 +586,17 @@ impl Scenario {
             return Err((
                 "twopc.prepare_timeout_ms".to_string(),
                 "must be positive".into(),
+            ));
+        }
+        // Three participants' branches share the lab's PostgreSQL and its 256 prepared slots.
+        if !(1..=85).contains(&self.twopc.max_in_flight) {
+            return Err((
+                "twopc.max_in_flight".to_string(),
+                format!(
+                    "must be between 1 and 85 (3 participants x 85 prepared branches fit \
+                     max_prepared_transactions = 256), got {}",
+                    self.twopc.max_in_flight
+                ),
             ));
         }
         Ok(())

@@ -26,6 +26,8 @@ pub struct DeploymentConfig {
     pub ask_after: Duration,
     pub default_deadline: Duration,
     pub pool_size: u32,
+    /// The coordinator's admission limit (`--max-in-flight`).
+    pub max_in_flight: u32,
     /// Extra environment for every process (e.g. `TXLAB_FAILPOINTS`, `RUST_LOG`).
     pub env: Vec<(String, String)>,
 }
@@ -45,6 +47,7 @@ impl DeploymentConfig {
             ask_after: Duration::from_millis(1000),
             default_deadline: Duration::from_millis(1000),
             pool_size: 32,
+            max_in_flight: 64,
             env: Vec::new(),
         }
     }
@@ -198,6 +201,8 @@ impl Deployment {
             c.default_deadline.as_millis().to_string(),
             "--pool-size".into(),
             c.pool_size.to_string(),
+            "--max-in-flight".into(),
+            c.max_in_flight.to_string(),
         ];
         for (kind, addr) in &self.participant_addrs {
             let addr = route(&self.to_participant, *kind).unwrap_or(*addr);

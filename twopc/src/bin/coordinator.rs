@@ -31,6 +31,11 @@ struct Args {
     default_deadline_ms: u64,
     #[arg(long, default_value_t = 32)]
     pool_size: u32,
+    /// Transactions admitted at once; more wait while a whole prepare timeout still fits before
+    /// their deadline, then are ABORTED as overloaded. Keep participants × this below
+    /// PostgreSQL's max_prepared_transactions when the participants share a server.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: u32,
 }
 
 fn parse_participant(text: &str) -> Result<(ServiceKind, String), String> {
@@ -56,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         prepare_order: args.prepare_order,
         default_deadline: Duration::from_millis(args.default_deadline_ms),
         pool_size: args.pool_size,
+        max_in_flight: args.max_in_flight as usize,
     };
     run(config, listener, twopc::shutdown::signal()).await?;
     Ok(())

@@ -15,6 +15,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Fail point: the COMMIT record is durable, no Commit has been sent.
 pub const AFTER_DECISION_LOGGED: &str = "coordinator-after-decision-logged";
@@ -61,6 +62,10 @@ pub struct Committer {
     phases: Arc<Mutex<HashMap<String, Phase>>>,
     prepare_timeout: Duration,
     prepare_order: PrepareOrder,
+    /// Transactions admitted and not yet finished (last acknowledgement in): each may hold a
+    /// prepared branch, and so locks and a `max_prepared_transactions` slot, at every participant.
+    admission: Arc<Semaphore>,
+    max_in_flight: usize,
 }
 
 impl Committer {
@@ -70,6 +75,7 @@ impl Committer {
         metrics: MetricsRegistry,
         prepare_timeout: Duration,
         prepare_order: PrepareOrder,
+        max_in_flight: usize,
     ) -> Self {
         let mut participants = participants;
         participants.sort_by_key(|p| PREPARE_SEQUENCE.iter().position(|k| *k == p.service));
@@ -80,6 +86,26 @@ impl Committer {
             phases: Arc::default(),
             prepare_timeout,
             prepare_order,
+            admission: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+        }
+    }
+
+    /// A slot for one transaction, waiting in line (FIFO) only as long as a whole prepare
+    /// timeout still fits before the client's deadline. Past capacity, orders beyond the limit
+    /// are turned away at once instead of joining a queue in which every transaction would
+    /// time out in Prepare and abort: goodput stays at capacity rather than collapsing.
+    async fn admit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(self.prepare_timeout);
+        let waited = Instant::now();
+        let permit = tokio::time::timeout(wait, self.admission.clone().acquire_owned()).await;
+        self.metrics.record("admission_wait", waited.elapsed());
+        match permit {
+            Ok(Ok(permit)) => Some(permit),
+            // The semaphore is never closed; a timeout is the only way here.
+            _ => None,
         }
     }
 
@@ -95,10 +121,31 @@ impl Committer {
     /// Runs the whole protocol for `order`, answering by `deadline` at the latest.
     pub async fn place(&self, order: &Order, deadline: Instant) -> Placed {
         let gid = order.id.to_string();
+        // A second attempt while the first is in flight (checked again once admitted).
+        if self.phases.lock().expect("phases lock").contains_key(&gid) {
+            // The first attempt may still commit: this one cannot know.
+            return placed(
+                OutcomeKind::Undecided,
+                "this order is already being placed",
+                0,
+            );
+        }
+        let started = Instant::now();
+        let Some(admitted) = self.admit(deadline).await else {
+            self.metrics.add("shed", 1);
+            self.metrics.add(OutcomeKind::Aborted.as_str(), 1);
+            return placed(
+                OutcomeKind::Aborted,
+                &format!(
+                    "overloaded: {} transactions in flight, none finished in time",
+                    self.max_in_flight
+                ),
+                unix_micros_now(),
+            );
+        };
         {
             let mut phases = self.phases.lock().expect("phases lock");
             if phases.contains_key(&gid) {
-                // The first attempt may still commit: this one cannot know.
                 return placed(
                     OutcomeKind::Undecided,
                     "this order is already being placed",
@@ -107,7 +154,7 @@ impl Committer {
             }
             phases.insert(gid.clone(), Phase::Preparing);
         }
-        let started = Instant::now();
+        let mut slot = Some(admitted);
 
         // Phase one: every participant votes; silence past the timeout is NO.
         let timeout = self
@@ -126,8 +173,13 @@ impl Committer {
             phase = match self.log.force_commit(&gid, order.id.0, &names).await {
                 Ok(()) => phase.next(Event::CommitLogged),
                 Err(_) => {
-                    self.resolve_unknown_log(&gid, phase.next(Event::LogFailed), deadline)
-                        .await
+                    self.resolve_unknown_log(
+                        &gid,
+                        phase.next(Event::LogFailed),
+                        deadline,
+                        &mut slot,
+                    )
+                    .await
                 }
             };
             self.metrics.record("decision_wait", forced.elapsed());
@@ -144,7 +196,12 @@ impl Committer {
 
         // Phase two: deliver the decision; the client waits for the acks until its deadline.
         if let Some(decision) = phase.inquiry_answer() {
-            let delivery = tokio::spawn(self.clone().deliver(gid.clone(), decision, phase));
+            // The slot goes with the delivery: it is free once every branch is decided.
+            let delivery =
+                tokio::spawn(
+                    self.clone()
+                        .deliver(gid.clone(), decision, phase, slot.take()),
+                );
             let phase_two = Instant::now();
             let _ = tokio::time::timeout_at(deadline.into(), delivery).await;
             self.metrics.record(
@@ -212,12 +269,21 @@ impl Committer {
     /// The log failed mid-write: read it until it answers or the deadline passes. Until then the
     /// transaction stays Undetermined and inquiries get UNKNOWN; never a guess. Past the
     /// deadline the client hears UNDECIDED and the resolution goes on in the background.
-    async fn resolve_unknown_log(&self, gid: &str, phase: Phase, deadline: Instant) -> Phase {
+    async fn resolve_unknown_log(
+        &self,
+        gid: &str,
+        phase: Phase,
+        deadline: Instant,
+        slot: &mut Option<OwnedSemaphorePermit>,
+    ) -> Phase {
         self.set_phase(gid, phase);
         match self.read_log(gid, Some(deadline)).await {
             Some(found) => phase.next(Event::LogResolved(found)),
             None => {
-                tokio::spawn(self.clone().finish_undetermined(gid.to_string()));
+                tokio::spawn(
+                    self.clone()
+                        .finish_undetermined(gid.to_string(), slot.take()),
+                );
                 phase
             }
         }
@@ -236,19 +302,26 @@ impl Committer {
         }
     }
 
-    async fn finish_undetermined(self, gid: String) {
+    async fn finish_undetermined(self, gid: String, slot: Option<OwnedSemaphorePermit>) {
         let Some(found) = self.read_log(&gid, None).await else {
             return;
         };
         let phase = Phase::Undetermined.next(Event::LogResolved(found));
         self.set_phase(&gid, phase);
         if let Some(decision) = phase.inquiry_answer() {
-            self.deliver(gid, decision, phase).await;
+            self.deliver(gid, decision, phase, slot).await;
         }
     }
 
     /// Sends `decision` to every participant until all acknowledge, then ends the transaction.
-    async fn deliver(self, gid: String, decision: Decision, phase: Phase) {
+    /// `slot`, the transaction's admission, is held until then.
+    async fn deliver(
+        self,
+        gid: String,
+        decision: Decision,
+        phase: Phase,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
         let mut acks: FuturesUnordered<_> = self
             .participants
             .iter()
@@ -266,6 +339,7 @@ impl Committer {
             self.log.mark_complete(&gid);
         }
         self.set_phase(&gid, phase.next(Event::AllAcknowledged));
+        drop(slot);
     }
 
     /// Re-drives a logged COMMIT found without END at start-up. The phase is set before this
@@ -276,7 +350,7 @@ impl Committer {
         self.metrics.add("recovered_commits", 1);
         tokio::spawn(
             self.clone()
-                .deliver(gid, Decision::Commit, Phase::Committing),
+                .deliver(gid, Decision::Commit, Phase::Committing, None),
         );
     }
 

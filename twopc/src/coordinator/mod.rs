@@ -35,6 +35,10 @@ pub struct CoordinatorConfig {
     /// The client's deadline when a request names none.
     pub default_deadline: Duration,
     pub pool_size: u32,
+    /// Transactions admitted at once (see `Committer::admit`). Each may hold one prepared branch
+    /// per participant, so participants × this must stay below PostgreSQL's
+    /// `max_prepared_transactions` when they share a server.
+    pub max_in_flight: usize,
 }
 
 /// Serves until `shutdown` completes.
@@ -62,6 +66,7 @@ pub async fn run(
         metrics.clone(),
         config.prepare_timeout,
         config.prepare_order,
+        config.max_in_flight,
     );
 
     // Recovery: every COMMIT without END is re-sent until every participant acknowledges.

@@ -33,16 +33,52 @@ pub enum DecidedBy {
     Inquiry,
 }
 
+/// Where one gid stands at this participant. Owned by [`PreparedBranches`] and changed only by
+/// its methods, each under one lock, so an Abort can never slip between a branch's PREPARE and
+/// its registration.
+#[derive(Clone, Copy, Debug)]
+enum BranchState {
+    /// Prepare is running (waiting for a connection, taking locks, or in PREPARE TRANSACTION).
+    /// `abort_requested`: an Abort arrived meanwhile; the preparer rolls its branch back itself.
+    Preparing { abort_requested: bool },
+    /// PostgreSQL holds the branch prepared, locks held, until a decision is applied.
+    Prepared(PreparedBranch),
+    /// An Abort arrived before any Prepare (the coordinator gave up first): a late Prepare must
+    /// not run. Expires after [`EARLY_ABORT_KEPT`].
+    AbortedEarly { at: Instant },
+}
+
+/// How long an Abort that arrived before its Prepare is remembered; a Prepare is never that late
+/// (its connection wait alone is bounded by the coordinator's timeout).
+const EARLY_ABORT_KEPT: Duration = Duration::from_secs(60);
+
+/// What a Prepare may do, decided when it begins.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PrepareAdmission {
+    /// Run the branch.
+    Go,
+    /// The coordinator has aborted already: vote NO without touching the database.
+    AlreadyAborted,
+    /// This gid is preparing or prepared here already (a duplicate Prepare).
+    Duplicate,
+}
+
+/// What an Abort needs, given what this participant holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AbortAction {
+    /// A prepared branch: `ROLLBACK PREPARED` it.
+    RollBack,
+    /// Nothing prepared (the preparer, if any, will roll itself back): acknowledge at once.
+    Noted,
+}
+
 #[derive(Clone)]
 pub struct PreparedBranches {
     /// Suffix of this participant's prepared-transaction names (see [`PreparedBranches::pg_gid`]).
     service: &'static str,
     pool: PgPool,
     metrics: MetricsRegistry,
-    branches: Arc<Mutex<HashMap<String, PreparedBranch>>>,
-    /// Aborts that arrived before their branch prepared (the coordinator gave up waiting): the
-    /// late prepare must roll itself back. Entries expire after a minute.
-    early_aborts: Arc<Mutex<HashMap<String, Instant>>>,
+    states: Arc<Mutex<HashMap<String, BranchState>>>,
 }
 
 impl PreparedBranches {
@@ -51,8 +87,7 @@ impl PreparedBranches {
             service,
             pool,
             metrics,
-            branches: Arc::default(),
-            early_aborts: Arc::default(),
+            states: Arc::default(),
         }
     }
 
@@ -62,61 +97,139 @@ impl PreparedBranches {
         format!("{gid}@{}", self.service)
     }
 
-    pub fn insert(&self, gid: &str, branch: PreparedBranch) {
-        self.branches
-            .lock()
-            .expect("branches lock")
-            .insert(gid.to_string(), branch);
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, BranchState>> {
+        self.states.lock().expect("branch states lock")
     }
 
-    /// Branches prepared for longer than `after` (or recovered), excluding `busy`.
+    /// A Prepare for `gid` begins: `Go` puts it in `Preparing`; it must end with
+    /// [`PreparedBranches::prepared`] or [`PreparedBranches::prepare_ended`].
+    pub fn begin_prepare(&self, gid: &str) -> PrepareAdmission {
+        let mut states = self.states();
+        match states.get(gid) {
+            Some(BranchState::AbortedEarly { .. }) => {
+                states.remove(gid);
+                PrepareAdmission::AlreadyAborted
+            }
+            Some(BranchState::Preparing { .. } | BranchState::Prepared(_)) => {
+                PrepareAdmission::Duplicate
+            }
+            None => {
+                states.insert(
+                    gid.to_string(),
+                    BranchState::Preparing {
+                        abort_requested: false,
+                    },
+                );
+                PrepareAdmission::Go
+            }
+        }
+    }
+
+    /// Whether an Abort reached the Prepare of `gid` that is still running.
+    pub fn abort_requested(&self, gid: &str) -> bool {
+        matches!(
+            self.states().get(gid),
+            Some(BranchState::Preparing {
+                abort_requested: true
+            })
+        )
+    }
+
+    /// PREPARE TRANSACTION succeeded: the branch is registered as prepared. Returns whether an
+    /// Abort arrived while preparing, in which case the caller must roll the branch back.
+    pub fn prepared(&self, gid: &str, branch: PreparedBranch) -> bool {
+        let mut states = self.states();
+        let aborted = matches!(
+            states.get(gid),
+            Some(BranchState::Preparing {
+                abort_requested: true
+            })
+        );
+        debug_assert!(
+            matches!(states.get(gid), Some(BranchState::Preparing { .. })),
+            "only a preparing branch becomes prepared"
+        );
+        states.insert(gid.to_string(), BranchState::Prepared(branch));
+        aborted
+    }
+
+    /// The Prepare of `gid` ended without a prepared branch (refused, failed, or skipped).
+    pub fn prepare_ended(&self, gid: &str) {
+        let mut states = self.states();
+        if matches!(states.get(gid), Some(BranchState::Preparing { .. })) {
+            states.remove(gid);
+        }
+    }
+
+    /// An Abort arrived for `gid`: whether the database has anything to roll back.
+    pub fn abort_arrived(&self, gid: &str) -> AbortAction {
+        let mut states = self.states();
+        let now = Instant::now();
+        states.retain(|_, s| {
+            !matches!(s, BranchState::AbortedEarly { at } if now.duration_since(*at) >= EARLY_ABORT_KEPT)
+        });
+        match states.get_mut(gid) {
+            Some(BranchState::Prepared(_)) => AbortAction::RollBack,
+            Some(BranchState::Preparing { abort_requested }) => {
+                *abort_requested = true;
+                AbortAction::Noted
+            }
+            Some(BranchState::AbortedEarly { .. }) => AbortAction::Noted,
+            None => {
+                states.insert(gid.to_string(), BranchState::AbortedEarly { at: now });
+                AbortAction::Noted
+            }
+        }
+    }
+
+    /// Prepared branches waiting for longer than `after` (or recovered), excluding `busy`.
     pub fn in_doubt(
         &self,
         after: Duration,
         busy: &std::collections::HashSet<String>,
     ) -> Vec<String> {
         let now = Instant::now();
-        self.branches
-            .lock()
-            .expect("branches lock")
+        self.states()
             .iter()
-            .filter(|(gid, b)| {
-                (b.recovered || now.duration_since(b.prepared_at) >= after) && !busy.contains(*gid)
+            .filter_map(|(gid, state)| match state {
+                BranchState::Prepared(b)
+                    if (b.recovered || now.duration_since(b.prepared_at) >= after)
+                        && !busy.contains(gid) =>
+                {
+                    Some(gid.clone())
+                }
+                _ => None,
             })
-            .map(|(gid, _)| gid.clone())
             .collect()
     }
 
+    /// How many branches are prepared here.
     pub fn len(&self) -> usize {
-        self.branches.lock().expect("branches lock").len()
+        self.states()
+            .values()
+            .filter(|s| matches!(s, BranchState::Prepared(_)))
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Notes an Abort for a gid that is not (yet) prepared here.
-    pub fn note_early_abort(&self, gid: &str) {
-        let mut aborts = self.early_aborts.lock().expect("aborts lock");
-        let now = Instant::now();
-        aborts.retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
-        aborts.insert(gid.to_string(), now);
-    }
-
-    /// Whether an Abort for `gid` already arrived (and forgets it).
-    pub fn take_early_abort(&self, gid: &str) -> bool {
-        self.early_aborts
-            .lock()
-            .expect("aborts lock")
-            .remove(gid)
-            .is_some()
-    }
-
     pub fn is_prepared(&self, gid: &str) -> bool {
-        self.branches
-            .lock()
-            .expect("branches lock")
-            .contains_key(gid)
+        matches!(self.states().get(gid), Some(BranchState::Prepared(_)))
+    }
+
+    /// Forgets a prepared branch once its decision is applied (or found applied already).
+    fn decided(&self, gid: &str) -> Option<PreparedBranch> {
+        let mut states = self.states();
+        match states.get(gid) {
+            Some(BranchState::Prepared(branch)) => {
+                let branch = *branch;
+                states.remove(gid);
+                Some(branch)
+            }
+            _ => None,
+        }
     }
 
     /// Applies `decision` to the branch `gid`. Idempotent: a gid that is not prepared (already
@@ -138,7 +251,7 @@ impl PreparedBranches {
             Err(e) => return Err(e),
         };
         let released = Instant::now();
-        let known = self.branches.lock().expect("branches lock").remove(gid);
+        let known = self.decided(gid);
         if applied {
             self.metrics.record("decision", released - started);
             self.metrics.add(
@@ -186,28 +299,102 @@ impl PreparedBranches {
         .await?;
         let now = Instant::now();
         let suffix = format!("@{}", self.service);
-        let mut branches = self.branches.lock().expect("branches lock");
+        let mut states = self.states();
         let mut adopted = 0;
         for (name, age_secs) in &rows {
             let Some(gid) = name.strip_suffix(&suffix) else {
                 continue;
             };
-            if branches.contains_key(gid) {
+            // A branch still preparing is about to be registered by its preparer.
+            if matches!(
+                states.get(gid),
+                Some(BranchState::Prepared(_) | BranchState::Preparing { .. })
+            ) {
                 continue;
             }
             let since = now
                 .checked_sub(Duration::from_secs_f64(age_secs.max(0.0)))
                 .unwrap_or(now);
-            branches.insert(
+            states.insert(
                 gid.to_string(),
-                PreparedBranch {
+                BranchState::Prepared(PreparedBranch {
                     locked_at: since,
                     prepared_at: since,
                     recovered: true,
-                },
+                }),
             );
             adopted += 1;
         }
         Ok(adopted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The registry's transitions, traced without a database: the pool is never used by them.
+    use super::*;
+
+    fn registry() -> PreparedBranches {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool needs no server");
+        PreparedBranches::new("order", pool, MetricsRegistry::new("test"))
+    }
+
+    fn branch() -> PreparedBranch {
+        PreparedBranch {
+            locked_at: Instant::now(),
+            prepared_at: Instant::now(),
+            recovered: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn abort_before_prepare_stops_the_late_prepare() {
+        let b = registry();
+        assert_eq!(b.abort_arrived("g"), AbortAction::Noted);
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::AlreadyAborted);
+        // Remembered once only: the gid is free again.
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
+    }
+
+    #[tokio::test]
+    async fn abort_while_preparing_makes_the_preparer_roll_back() {
+        let b = registry();
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
+        assert!(!b.abort_requested("g"));
+        assert_eq!(b.abort_arrived("g"), AbortAction::Noted);
+        assert!(b.abort_requested("g"));
+        assert!(b.prepared("g", branch()), "the preparer hears of the abort");
+        assert!(b.is_prepared("g"), "prepared until its rollback is applied");
+    }
+
+    #[tokio::test]
+    async fn abort_after_prepare_needs_a_rollback() {
+        let b = registry();
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
+        assert!(!b.prepared("g", branch()));
+        assert_eq!(b.abort_arrived("g"), AbortAction::RollBack);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.in_doubt(Duration::ZERO, &Default::default()), vec!["g"]);
+    }
+
+    #[tokio::test]
+    async fn a_second_prepare_of_a_live_gid_is_refused() {
+        let b = registry();
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Duplicate);
+        b.prepared("g", branch());
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Duplicate);
+    }
+
+    #[tokio::test]
+    async fn a_prepare_that_ends_unprepared_leaves_nothing() {
+        let b = registry();
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
+        b.prepare_ended("g");
+        assert!(b.is_empty());
+        assert!(b.in_doubt(Duration::ZERO, &Default::default()).is_empty());
+        assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
     }
 }

@@ -1,7 +1,7 @@
 //! The participant's gRPC face: Prepare runs the branch and `PREPARE TRANSACTION`; Commit and
 //! Abort apply the decision.
 
-use super::prepared::{DecidedBy, PreparedBranch, PreparedBranches};
+use super::prepared::{AbortAction, DecidedBy, PrepareAdmission, PreparedBranch, PreparedBranches};
 use crate::branch::{self, ServiceKind};
 use crate::protocol::Decision;
 use common::api::twopc_pb::{
@@ -12,7 +12,7 @@ use common::failpoint;
 use common::metrics::MetricsRegistry;
 use common::storage::quote_literal;
 use sqlx::PgPool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// Fail point: the branch is prepared (durable, locks held) but the vote is not yet sent.
@@ -40,49 +40,89 @@ enum BranchResult {
     Refused(RejectReason),
 }
 
-fn vote_no(reason: impl Into<String>, business: bool) -> Response<Vote> {
-    Response::new(Vote {
+fn vote_no_message(reason: impl Into<String>, business: bool) -> Vote {
+    Vote {
         vote: VoteKind::No as i32,
         reason: reason.into(),
         business,
-    })
+    }
 }
 
 impl ParticipantService {
-    async fn prepare_branch(&self, gid: &str, req: &PrepareRequest) -> Result<Vote, sqlx::Error> {
+    /// Runs one Prepare within `budget` (the coordinator's wait for this vote, from `received`).
+    /// Work the coordinator can no longer use is skipped: a Prepare whose Abort came first, or
+    /// that got no connection within its budget, votes NO without touching the database, so an
+    /// overloaded participant does not spend its capacity on transactions already given up.
+    async fn prepare_branch(
+        &self,
+        gid: &str,
+        req: &PrepareRequest,
+        received: Instant,
+    ) -> Result<Vote, sqlx::Error> {
         let order = match req.branch.as_ref().map(branch::from_branch) {
             Some(Ok(order)) => order,
-            Some(Err(reason)) => {
-                return Ok(Vote {
-                    vote: VoteKind::No as i32,
-                    reason,
-                    business: false,
-                })
-            }
-            None => {
-                return Ok(Vote {
-                    vote: VoteKind::No as i32,
-                    reason: "branch: missing".into(),
-                    business: false,
-                })
-            }
+            Some(Err(reason)) => return Ok(vote_no_message(reason, false)),
+            None => return Ok(vote_no_message("branch: missing", false)),
         };
-        let mut conn = self.pool.acquire().await?;
+        match self.branches.begin_prepare(gid) {
+            PrepareAdmission::Go => {}
+            PrepareAdmission::AlreadyAborted => {
+                self.metrics.add("prepare_skipped", 1);
+                return Ok(vote_no_message("aborted before the prepare began", false));
+            }
+            PrepareAdmission::Duplicate => {
+                return Ok(vote_no_message(
+                    "this branch is already preparing or prepared",
+                    false,
+                ))
+            }
+        }
+        let voted = self.prepare_admitted(gid, req, &order, received).await;
+        if !matches!(&voted, Ok(vote) if vote.vote() == VoteKind::Yes) {
+            self.branches.prepare_ended(gid);
+        }
+        voted
+    }
+
+    async fn prepare_admitted(
+        &self,
+        gid: &str,
+        req: &PrepareRequest,
+        order: &common::domain::Order,
+        received: Instant,
+    ) -> Result<Vote, sqlx::Error> {
+        let budget = Duration::from_millis(req.timeout_ms.max(1).into());
+        let remaining = budget.saturating_sub(received.elapsed());
+        let Ok(conn) = tokio::time::timeout(remaining, self.pool.acquire()).await else {
+            self.metrics.add("prepare_skipped", 1);
+            return Ok(vote_no_message(
+                format!(
+                    "no connection within the coordinator's {} ms",
+                    req.timeout_ms
+                ),
+                false,
+            ));
+        };
+        let mut conn = conn?;
+        if self.branches.abort_requested(gid) {
+            self.metrics.add("prepare_skipped", 1);
+            return Ok(vote_no_message(
+                "aborted while waiting for a connection",
+                false,
+            ));
+        }
         let begun = Instant::now();
+        let lock_budget = budget.saturating_sub(received.elapsed());
         // BEGIN and PREPARE TRANSACTION are plain statements here, not sqlx's transaction guard:
         // PREPARE TRANSACTION ends the block itself, which the guard could not know.
         match self
-            .run_branch(&mut conn, gid, &order, req.timeout_ms, begun)
+            .run_branch(&mut conn, gid, order, lock_budget, begun)
             .await
         {
             Ok(BranchResult::Prepared { locked_at }) => self.after_prepared(gid, locked_at).await,
             Ok(BranchResult::Refused(reason)) => {
                 self.metrics.add("voted_no", 1);
-                Ok(Vote {
-                    vote: VoteKind::No as i32,
-                    reason: reason.as_str().into(),
-                    business: true,
-                })
+                Ok(vote_no_message(reason.as_str(), true))
             }
             Err(err) => {
                 // The connection may be inside a failed transaction: never hand it back so.
@@ -109,14 +149,14 @@ impl ParticipantService {
         conn: &mut sqlx::PgConnection,
         gid: &str,
         order: &common::domain::Order,
-        timeout_ms: u32,
+        lock_budget: Duration,
         begun: Instant,
     ) -> Result<BranchResult, sqlx::Error> {
         sqlx::query("BEGIN").execute(&mut *conn).await?;
         // Give up on locks a little before the coordinator gives up on the vote, so the NO says why.
         sqlx::query(&format!(
             "SET LOCAL lock_timeout = {}",
-            (timeout_ms * 4 / 5).max(1)
+            (lock_budget.as_millis() * 4 / 5).max(1)
         ))
         .execute(&mut *conn)
         .await?;
@@ -155,7 +195,7 @@ impl ParticipantService {
     }
 
     async fn after_prepared(&self, gid: &str, locked_at: Instant) -> Result<Vote, sqlx::Error> {
-        self.branches.insert(
+        let abort_arrived = self.branches.prepared(
             gid,
             PreparedBranch {
                 locked_at,
@@ -164,15 +204,11 @@ impl ParticipantService {
             },
         );
         self.metrics.add("prepared", 1);
-        if self.branches.take_early_abort(gid) {
+        if abort_arrived {
             self.branches
                 .decide(gid, Decision::Abort, DecidedBy::Coordinator)
                 .await?;
-            return Ok(Vote {
-                vote: VoteKind::No as i32,
-                reason: "aborted before the vote".into(),
-                business: false,
-            });
+            return Ok(vote_no_message("aborted before the vote", false));
         }
         failpoint::pass(AFTER_PREPARE_BEFORE_VOTE).await;
         Ok(Vote {
@@ -195,18 +231,19 @@ impl Participant for ParticipantService {
         // The branch runs in its own task: if the coordinator gives up and the RPC is dropped, the
         // branch still ends cleanly (prepared and registered, or rolled back), never half-done.
         let this = self.clone();
-        let outcome = tokio::spawn(async move { this.prepare_branch(&req.gid, &req).await })
-            .await
-            .map_err(|e| Status::internal(format!("prepare task failed: {e}")))?;
+        let outcome =
+            tokio::spawn(async move { this.prepare_branch(&req.gid, &req, started).await })
+                .await
+                .map_err(|e| Status::internal(format!("prepare task failed: {e}")))?;
         let vote = match outcome {
             Ok(vote) => Response::new(vote),
             Err(err) => {
                 tracing::warn!(cause = %err, "prepare failed; voting NO");
                 self.metrics.add("prepare_failed", 1);
-                vote_no(
+                Response::new(vote_no_message(
                     format!("{} prepare failed: {err}", self.service.as_str()),
                     false,
-                )
+                ))
             }
         };
         self.metrics.record("prepare", started.elapsed());
@@ -233,9 +270,12 @@ impl Participant for ParticipantService {
     #[tracing::instrument(skip_all, fields(gid = %request.get_ref().gid, service = self.service.as_str()))]
     async fn abort(&self, request: Request<GidRequest>) -> Result<Response<Ack>, Status> {
         let gid = request.into_inner().gid;
-        if !self.branches.is_prepared(&gid) {
-            // Possibly still preparing: make sure the late prepare rolls itself back.
-            self.branches.note_early_abort(&gid);
+        if self.branches.abort_arrived(&gid) == AbortAction::Noted {
+            // Nothing prepared here: a Prepare still running (or not begun) rolls itself back
+            // or never runs. No database round trip, which matters when a coordinator aborts
+            // many transactions at once (overload, a partition).
+            self.metrics.add("abort_without_branch", 1);
+            return Ok(Response::new(Ack {}));
         }
         let branches = self.branches.clone();
         tokio::spawn(async move {

@@ -4,4 +4,5 @@
 mod concurrency;
 mod crashes;
 mod outcomes;
+mod overload;
 mod support;
