@@ -215,3 +215,55 @@ pub async fn delete_prefixed(bootstrap: &str, prefix: &str) -> Result<(usize, us
     }
     Ok((topics.len(), groups.len()))
 }
+
+/// The producer settings that bear on latency, durability and ordering, recorded with every
+/// result as each saga process's librdkafka reports them (its defaults included): what the
+/// processes really ran with, not what the lab meant to set.
+pub const REPORTED_PRODUCER_SETTINGS: [&str; 9] = [
+    "acks",
+    "enable.idempotence",
+    "linger.ms",
+    "batch.num.messages",
+    "compression.codec",
+    "message.timeout.ms",
+    "retry.backoff.ms",
+    "socket.nagle.disable",
+    "reconnect.backoff.max.ms",
+];
+
+/// The consumer settings that bear on latency and delivery, recorded likewise.
+pub const REPORTED_CONSUMER_SETTINGS: [&str; 10] = [
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "isolation.level",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "group.protocol",
+    "socket.nagle.disable",
+    "reconnect.backoff.max.ms",
+];
+
+/// Which kind of client a configuration is for.
+#[derive(Clone, Copy, Debug)]
+pub enum ClientRole {
+    Producer,
+    Consumer,
+}
+
+/// `config`'s values for the settings reported for `role`, as librdkafka resolves them, keyed
+/// `kafka.<role>.<name>` (e.g. `kafka.producer.linger.ms`).
+pub fn effective_settings(config: &ClientConfig, role: ClientRole) -> Vec<(String, String)> {
+    let Ok(native) = config.create_native_config() else {
+        return Vec::new();
+    };
+    let (prefix, names): (&str, &[&str]) = match role {
+        ClientRole::Producer => ("kafka.producer", &REPORTED_PRODUCER_SETTINGS),
+        ClientRole::Consumer => ("kafka.consumer", &REPORTED_CONSUMER_SETTINGS),
+    };
+    names
+        .iter()
+        .filter_map(|name| Some((format!("{prefix}.{name}"), native.get(name).ok()?)))
+        .collect()
+}

@@ -43,6 +43,7 @@ struct Inner {
 pub struct MetricsRegistry {
     service: String,
     inner: Arc<Mutex<Inner>>,
+    settings: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl MetricsRegistry {
@@ -50,7 +51,16 @@ impl MetricsRegistry {
         MetricsRegistry {
             service: service.into(),
             inner: Arc::default(),
+            settings: Arc::default(),
         }
+    }
+
+    /// Records a setting this process runs with, for the run's report (kept across resets).
+    pub fn set_setting(&self, name: impl Into<String>, value: impl ToString) {
+        self.settings
+            .lock()
+            .expect("settings lock")
+            .insert(name.into(), value.to_string());
     }
 
     pub fn record(&self, name: &'static str, value: Duration) {
@@ -105,6 +115,13 @@ impl MetricsRegistry {
                 .maxima
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            settings: self
+                .settings
+                .lock()
+                .expect("settings lock")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
         if reset {

@@ -339,6 +339,7 @@ pub async fn measure(
                 .collect(),
             counters: process.counters,
             maxima: process.maxima,
+            settings: process.settings,
         });
         service_histograms.insert(process.service, process.histograms);
     }

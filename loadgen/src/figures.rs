@@ -15,6 +15,8 @@ pub struct ProcessFigures {
     pub histograms: BTreeMap<String, Histogram<u64>>,
     pub counters: BTreeMap<String, u64>,
     pub maxima: BTreeMap<String, u64>,
+    /// The settings it reported running with (the latest snapshot's, after a restart).
+    pub settings: BTreeMap<String, String>,
 }
 
 impl ProcessFigures {
@@ -24,6 +26,7 @@ impl ProcessFigures {
             histograms: decode(snapshot)?,
             counters: snapshot.counters.clone().into_iter().collect(),
             maxima: snapshot.maxima.clone().into_iter().collect(),
+            settings: snapshot.settings.clone().into_iter().collect(),
         })
     }
 
@@ -45,6 +48,7 @@ impl ProcessFigures {
             let mine = self.maxima.entry(name).or_default();
             *mine = (*mine).max(v);
         }
+        self.settings.extend(other.settings);
     }
 }
 

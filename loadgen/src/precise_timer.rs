@@ -14,6 +14,12 @@ pub struct PreciseTimer {
     fd: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
 }
 
+impl Default for PreciseTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PreciseTimer {
     /// A timerfd-backed timer, or (logged) tokio's timer if the kernel refuses one.
     pub fn new() -> PreciseTimer {

@@ -4,6 +4,7 @@
 mod faults;
 mod repetitions;
 mod resources;
+mod settings;
 
 use crate::experiment::Measured;
 use crate::plots::{self, Series, Window};
@@ -557,6 +558,7 @@ pub fn markdown(summary: &Summary) -> String {
             let _ = writeln!(md, "- PostgreSQL {}, Kafka: {}", e.postgres, e.kafka);
         }
     }
+    md.push_str(&settings::section(summary));
     if let Some(s) = scenario {
         let _ = writeln!(
             md,

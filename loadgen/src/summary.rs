@@ -93,6 +93,10 @@ pub struct ServiceFigures {
     pub counters: BTreeMap<String, u64>,
     /// Largest values since the measurement began, in microseconds.
     pub maxima: BTreeMap<String, u64>,
+    /// The settings the process reported running with (librdkafka's effective client
+    /// configuration, timeouts, pool sizes).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// One protocol's run.

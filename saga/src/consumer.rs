@@ -6,7 +6,9 @@
 use crate::error::SagaError;
 use crate::message::{DecodeFailure, Envelope, PRODUCED_AT_HEADER};
 use common::api::unix_micros_now;
-use common::kafka_clients::{manual_commit_consumer_config, ClientTuning};
+use common::kafka_clients::{
+    effective_settings, manual_commit_consumer_config, ClientRole, ClientTuning,
+};
 use common::metrics::MetricsRegistry;
 use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -64,20 +66,21 @@ pub async fn run<H: MessageHandler>(
     metrics: MetricsRegistry,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SagaError> {
-    let consumer: StreamConsumer =
-        manual_commit_consumer_config(&spec.bootstrap, &spec.group, &spec.tuning)
-            // The broker-driven group protocol (KIP-848). With the classic one, a broker outage
-            // longer than the session made every consumer rejoin under a new member id, and the
-            // reloaded group then waited for the old id's session to expire (6 s more) before
-            // any partition was consumed again. Here a member keeps its id and its partitions
-            // across the outage. The session (6 s) and heartbeat are set on the broker
-            // (`group.consumer.*`); a killed process still waits for its dead member's session.
-            .set("group.protocol", "consumer")
-            .create()
-            .map_err(|source| SagaError::Kafka {
-                what: "creating the consumer",
-                source,
-            })?;
+    let mut config = manual_commit_consumer_config(&spec.bootstrap, &spec.group, &spec.tuning);
+    // The broker-driven group protocol (KIP-848). With the classic one, a broker outage longer
+    // than the session made every consumer rejoin under a new member id, and the reloaded group
+    // then waited for the old id's session to expire (6 s more) before any partition was
+    // consumed again. Here a member keeps its id and its partitions across the outage. The
+    // session (6 s) and heartbeat are set on the broker (`group.consumer.*`); a killed process
+    // still waits for its dead member's session.
+    config.set("group.protocol", "consumer");
+    for (name, value) in effective_settings(&config, ClientRole::Consumer) {
+        metrics.set_setting(name, value);
+    }
+    let consumer: StreamConsumer = config.create().map_err(|source| SagaError::Kafka {
+        what: "creating the consumer",
+        source,
+    })?;
     let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)

@@ -7,7 +7,9 @@
 use crate::error::SagaError;
 use crate::message::{Envelope, PRODUCED_AT_HEADER};
 use common::api::unix_micros_now;
-use common::kafka_clients::{idempotent_producer_config, ClientTuning};
+use common::kafka_clients::{
+    effective_settings, idempotent_producer_config, ClientRole, ClientTuning,
+};
 use common::metrics::MetricsRegistry;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -104,6 +106,9 @@ impl OutboxRelay {
         // a broker outage the relay simply waits; the idempotent producer keeps per-partition
         // order across its internal retries.
         config.set("message.timeout.ms", "0");
+        for (name, value) in effective_settings(&config, ClientRole::Producer) {
+            metrics.set_setting(name, value);
+        }
         let producer = config.create().map_err(|source| SagaError::Kafka {
             what: "creating the relay producer",
             source,

@@ -61,6 +61,13 @@ where
     common::storage::migrate(Store::Orchestrator, &pool).await?;
     ensure_topics(&config.kafka).await?;
     let metrics = MetricsRegistry::new("saga-orchestrated/orchestrator");
+    metrics.set_setting(
+        "saga.step_timeout_ms",
+        config.policy.step_timeout.as_millis(),
+    );
+    metrics.set_setting("saga.max_attempts", config.policy.max_attempts);
+    metrics.set_setting("saga.lanes", config.lanes);
+    metrics.set_setting("db.pool_size", config.db_connections);
     let engine = Engine::new(
         pool.clone(),
         config.kafka.clone(),

@@ -72,6 +72,14 @@ where
         Mode::Choreographed => "choreographed",
     };
     let metrics = MetricsRegistry::new(format!("saga-{mode}/{}", config.kind.as_str()));
+    if config.mode == Mode::Choreographed {
+        metrics.set_setting(
+            "saga.step_timeout_ms",
+            config.policy.step_timeout.as_millis(),
+        );
+    }
+    metrics.set_setting("saga.lanes", config.lanes);
+    metrics.set_setting("db.pool_size", config.db_connections);
     let relay = RelaySignal::default();
     let ctx = ServiceContext {
         kind: config.kind,

@@ -58,6 +58,40 @@ async fn happy_and_business_failures(mode: Mode) {
     assert_eq!(kind_of(&again), OutcomeKind::Committed);
 
     lab.wait_quiescent(Duration::from_secs(20)).await;
+
+    // Every process reports the Kafka settings its clients really use, librdkafka's defaults
+    // included, and they survive a reset of the figures.
+    for role in [Role::Order, Role::Payment, Role::Inventory] {
+        let settings = lab.settings(role).await;
+        let again = lab.settings(role).await;
+        assert_eq!(settings, again, "{role:?}: settings outlive a reset");
+        let get = |k: &str| settings.get(k).map(String::as_str);
+        assert_eq!(
+            get("kafka.producer.enable.idempotence"),
+            Some("true"),
+            "{role:?}: {settings:?}"
+        );
+        assert_eq!(
+            get("kafka.producer.message.timeout.ms"),
+            Some("0"),
+            "{role:?}"
+        );
+        assert_eq!(
+            get("kafka.consumer.isolation.level"),
+            Some("read_committed"),
+            "{role:?}"
+        );
+        assert_eq!(
+            get("kafka.consumer.group.protocol"),
+            Some("consumer"),
+            "{role:?}"
+        );
+        // Never set by the lab: librdkafka's own default, as the client reports it.
+        assert!(
+            get("kafka.producer.batch.num.messages").is_some_and(|v| v.parse::<u32>().is_ok()),
+            "{role:?}: {settings:?}"
+        );
+    }
     // Payment failure: the reservation was released (stock restored) and the order cancelled.
     let statuses: Vec<String> =
         sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1")

@@ -110,6 +110,19 @@ impl Deployment {
             .into_inner();
         (decode(&snapshot).unwrap(), snapshot.counters)
     }
+
+    /// The settings the process reports running with.
+    pub async fn settings(&self, role: Role) -> HashMap<String, String> {
+        let mut client = MetricsClient::connect(format!("http://{}", self.addrs[&role]))
+            .await
+            .expect("metrics reachable");
+        client
+            .get_snapshot(pb_metrics::SnapshotRequest { reset: true })
+            .await
+            .unwrap()
+            .into_inner()
+            .settings
+    }
 }
 
 /// Messages the group has not committed past, over every partition of `topic`.

@@ -53,6 +53,20 @@ pub async fn run(
     // when it is current; concurrent starts serialize on sqlx's migration lock).
     common::storage::migrate(Store::Coordinator, &pool).await?;
     let metrics = MetricsRegistry::new("coordinator");
+    metrics.set_setting(
+        "twopc.prepare_timeout_ms",
+        config.prepare_timeout.as_millis(),
+    );
+    metrics.set_setting(
+        "twopc.prepare_order",
+        format!("{:?}", config.prepare_order).to_lowercase(),
+    );
+    metrics.set_setting("twopc.max_in_flight", config.max_in_flight);
+    metrics.set_setting(
+        "twopc.default_deadline_ms",
+        config.default_deadline.as_millis(),
+    );
+    metrics.set_setting("db.pool_size", config.pool_size);
     let log = DecisionLog::start(pool, metrics.clone());
     let links = config
         .participants

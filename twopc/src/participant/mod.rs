@@ -28,6 +28,9 @@ pub struct ParticipantConfig {
     pub pool_size: u32,
 }
 
+/// Connections kept for COMMIT/ROLLBACK PREPARED, apart from the prepares' pool.
+const DECISION_POOL_SIZE: u32 = 8;
+
 /// Serves until `shutdown` completes. Branches found prepared at start-up are resolved first
 /// thing, through the coordinator.
 pub async fn run(
@@ -44,10 +47,17 @@ pub async fn run(
     // Its own schema, as every process brings (a no-op when current).
     common::storage::migrate(config.service.store(), &pool).await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.as_str()));
+    metrics.set_setting("twopc.ask_after_ms", config.ask_after.as_millis());
+    metrics.set_setting("db.pool_size", config.pool_size);
+    metrics.set_setting("db.decision_pool_size", DECISION_POOL_SIZE);
     // Decisions get connections of their own: queued behind prepares that wait for row locks,
     // the COMMIT PREPARED that would release those rows could not run.
-    let decisions =
-        common::storage::connect(config.service.store(), &config.database_url, 8).await?;
+    let decisions = common::storage::connect(
+        config.service.store(),
+        &config.database_url,
+        DECISION_POOL_SIZE,
+    )
+    .await?;
     let branches = PreparedBranches::new(config.service.as_str(), decisions, metrics.clone());
     let recovered = branches.recover().await?;
     if recovered > 0 {
