@@ -12,4 +12,5 @@ pub mod kafka_clients;
 pub mod metrics;
 pub mod net;
 pub mod retry;
+pub mod semantic_locks;
 pub mod storage;

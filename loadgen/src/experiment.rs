@@ -22,6 +22,7 @@ use common::env::{LabEnv, LabEnvConfig};
 use common::kafka_clients::delete_prefixed;
 use common::metrics::pb::{Snapshot, SnapshotRequest};
 use common::metrics::{new_histogram, MetricsClient};
+use common::semantic_locks;
 use common::storage::Databases;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -326,7 +327,27 @@ pub async fn measure(
     // A process killed by a fault: its figures up to the kill count too.
     let mut all = snapshots;
     all.extend(before_kills);
-    let processes = by_process(&all).map_err(|e| LoadgenError::Metrics(e.to_string()))?;
+    let mut processes = by_process(&all).map_err(|e| LoadgenError::Metrics(e.to_string()))?;
+    if protocol != Protocol::Twopc {
+        // The window's orders, answered or not: one definition for both saga modes.
+        let orders: Vec<_> = driven
+            .told
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(driven.unanswered.iter().copied())
+            .collect();
+        let locks = semantic_locks::of_orders(&dbs, &orders)
+            .await
+            .map_err(|e| LoadgenError::Metrics(format!("reading semantic locks: {e}")))?;
+        for (owner, name, histogram) in [
+            ("/inventory", semantic_locks::RESERVATION, locks.reservation),
+            ("/payment", semantic_locks::CHARGE, locks.charge),
+        ] {
+            if let Some(process) = processes.iter_mut().find(|p| p.service.ends_with(owner)) {
+                process.histograms.insert(name.to_string(), histogram);
+            }
+        }
+    }
     let mut service_histograms = BTreeMap::new();
     let mut services = Vec::new();
     for process in processes {

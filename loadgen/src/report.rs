@@ -277,7 +277,7 @@ fn answers_checked(summary: &Summary) -> String {
 }
 
 /// What `locks.svg` shows, defined once for every protocol.
-const LOCKS_CAPTION: &str = "*Lock hold*: 2PC row locks, first granted → COMMIT/ROLLBACK (PREPARED) or a refusal's rollback; saga semantic locks, step's local commit → until the process that records it sees the step made final or compensated (saga/README says which process, per mode). *in_doubt*: a 2PC branch, from PREPARE to the decision it had to ask for. *lock_wait* (in the tables): from a branch's first lock request to its last grant.";
+const LOCKS_CAPTION: &str = "*Lock hold*: 2PC row locks, first granted → COMMIT/ROLLBACK (PREPARED) or a refusal's rollback; saga semantic locks, read from the rows after the run the same way for both modes: from the local transaction that took the reservation or the charge to the one that made it final (reservation COMMITTED, order CONFIRMED) or compensated it (RELEASED, REFUNDED), by the rows' timestamps. *in_doubt*: a 2PC branch, from PREPARE to the decision it had to ask for. *lock_wait* (in the tables): from a branch's first lock request to its last grant.";
 
 /// The figures `locks.svg` draws: 2PC's row-lock hold and in-doubt time, the sagas' semantic
 /// locks (lock *wait* is a queueing figure and stays in the tables).

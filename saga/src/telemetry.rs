@@ -11,10 +11,6 @@ pub const END_TO_END: &str = "saga.end_to_end";
 pub const RELAY_DELAY: &str = "relay.delay";
 /// Relay produce → consumer received (the produce time travels in a header).
 pub const KAFKA_HOP: &str = "kafka.hop";
-/// A reservation's life while its saga was not final: RESERVED → COMMITTED or RELEASED.
-pub const LOCK_RESERVATION: &str = "semantic_lock.reservation";
-/// A charge's life while its saga was not final: CAPTURED → order final or REFUNDED.
-pub const LOCK_CHARGE: &str = "semantic_lock.charge";
 /// Counter: 1 once the process's consumer holds its first partition assignment.
 pub const CONSUMER_ASSIGNED: &str = common::kafka_clients::CONSUMER_ASSIGNED;
 /// One handler's local transaction, begin → commit: the rows it locks are held this long.

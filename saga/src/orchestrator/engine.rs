@@ -14,8 +14,7 @@ use common::api::unix_micros_now;
 use common::domain::{OrderId, OutcomeKind};
 use common::metrics::MetricsRegistry;
 use sqlx::{PgPool, Postgres, Transaction};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 /// What the orchestrator's tasks share.
@@ -27,9 +26,6 @@ pub struct Engine {
     pub relay: RelaySignal,
     pub metrics: MetricsRegistry,
     pub waiters: OutcomeWaiters,
-    /// When each saga's charge was confirmed captured, for the charge's semantic-lock time. Kept in
-    /// memory only: after a restart those sagas go unmeasured, never mis-measured.
-    charged: Arc<Mutex<HashMap<OrderId, Instant>>>,
 }
 
 /// What triggered a transition.
@@ -55,7 +51,6 @@ impl Engine {
             relay: RelaySignal::default(),
             metrics,
             waiters: OutcomeWaiters::default(),
-            charged: Arc::default(),
         }
     }
 
@@ -150,12 +145,6 @@ impl Engine {
             debug_assert_eq!(*step, awaited);
             self.metrics
                 .record(step.metric(), telemetry::micros(age_us));
-            if *step == Step::ChargePayment && next.ending.is_none() {
-                self.charged
-                    .lock()
-                    .expect("charged lock")
-                    .insert(order, Instant::now());
-            }
         }
         if next.attempts > 1 {
             self.metrics.add("saga.retries", 1);
@@ -168,12 +157,6 @@ impl Engine {
 
     fn finished(&self, saga: &Saga, kind: OutcomeKind) {
         let id = saga.order.id;
-        if let Some(since) = self.charged.lock().expect("charged lock").remove(&id) {
-            // Refunds are measured by the payment service itself; here only the confirm path.
-            if kind == OutcomeKind::Committed {
-                self.metrics.record(telemetry::LOCK_CHARGE, since.elapsed());
-            }
-        }
         self.metrics.add(
             match kind {
                 OutcomeKind::Committed => "saga.committed",

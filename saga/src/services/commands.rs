@@ -7,10 +7,9 @@ use crate::error::SagaError;
 use crate::message::{Body, Command, Envelope, Reply, StepResult};
 use crate::outbox::enqueue;
 use crate::telemetry;
-use crate::ServiceKind;
 use common::domain::OrderStatus;
 use futures::future::BoxFuture;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Executes commands addressed to one service.
 pub struct CommandHandler {
@@ -48,7 +47,6 @@ impl CommandHandler {
             return Ok(());
         }
         let id = envelope.order_id;
-        let mut lock: Option<(&'static str, Duration)> = None;
         let result = match command {
             Command::CreateOrder { order } => {
                 order::create(&mut tx, order).await?;
@@ -67,15 +65,11 @@ impl CommandHandler {
                 Err(reason) => StepResult::Rejected { reason },
             },
             Command::CommitStock => {
-                lock = inventory::commit(&mut tx, id)
-                    .await?
-                    .map(|d| (telemetry::LOCK_RESERVATION, d));
+                inventory::commit(&mut tx, id).await?;
                 StepResult::Done
             }
             Command::ReleaseStock => {
-                lock = inventory::release(&mut tx, id)
-                    .await?
-                    .map(|d| (telemetry::LOCK_RESERVATION, d));
+                inventory::release(&mut tx, id).await?;
                 StepResult::Done
             }
             Command::ChargePayment { order } => match payment::charge(&mut tx, order).await? {
@@ -83,9 +77,7 @@ impl CommandHandler {
                 Err(reason) => StepResult::Rejected { reason },
             },
             Command::RefundPayment => {
-                lock = payment::refund(&mut tx, id)
-                    .await?
-                    .map(|d| (telemetry::LOCK_CHARGE, d));
+                payment::refund(&mut tx, id).await?;
                 StepResult::Done
             }
         };
@@ -102,13 +94,6 @@ impl CommandHandler {
             .map_err(SagaError::db("committing a command"))?;
         ctx.relay.committed();
         ctx.metrics.record(telemetry::HANDLER_TX, started.elapsed());
-        if let Some((name, held)) = lock {
-            ctx.metrics.record(name, held);
-        }
-        debug_assert!(
-            ctx.kind != ServiceKind::Order || lock.is_none(),
-            "orders hold no semantic lock"
-        );
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use common::api::unix_micros_now;
 use common::domain::{OrderId, OrderStatus, OutcomeKind};
 use futures::future::BoxFuture;
 use sqlx::{Postgres, Transaction};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Reacts to the events one service cares about; all others pass by without a transaction.
 pub struct EventHandler {
@@ -38,7 +38,6 @@ impl MessageHandler for EventHandler {
 #[derive(Default)]
 struct Effect {
     emit: Option<Event>,
-    lock: Option<(&'static str, Duration)>,
     decided: Option<Decided>,
 }
 
@@ -50,13 +49,6 @@ impl EventHandler {
         let ctx = &self.ctx;
         let id = envelope.order_id;
         if !self.cares_about(event) {
-            return Ok(());
-        }
-        if let (ServiceKind::Payment, Event::OrderConfirmed) = (ctx.kind, event) {
-            // Observation only: the charge's semantic lock ends when the order is final.
-            if let Some(held) = payment::captured_age(&ctx.pool, id).await? {
-                ctx.metrics.record(telemetry::LOCK_CHARGE, held);
-            }
             return Ok(());
         }
         let started = Instant::now();
@@ -80,9 +72,7 @@ impl EventHandler {
                 });
             }
             (ServiceKind::Inventory, Event::PaymentCaptured) => {
-                effect.lock = inventory::commit(&mut tx, id)
-                    .await?
-                    .map(|d| (telemetry::LOCK_RESERVATION, d));
+                inventory::commit(&mut tx, id).await?;
                 effect.emit = Some(Event::StockCommitted);
             }
             (ServiceKind::Inventory, Event::PaymentRejected { reason }) => {
@@ -141,9 +131,6 @@ impl EventHandler {
             .map_err(SagaError::db("committing a reaction"))?;
         ctx.relay.committed();
         ctx.metrics.record(telemetry::HANDLER_TX, started.elapsed());
-        if let Some((name, held)) = effect.lock {
-            ctx.metrics.record(name, held);
-        }
         if let Some(decided) = effect.decided {
             self.waiters.decide(id, decided);
         }
@@ -164,9 +151,7 @@ impl EventHandler {
             ServiceKind::Payment => {
                 matches!(
                     event,
-                    Event::StockReserved { .. }
-                        | Event::CancelRequested { .. }
-                        | Event::OrderConfirmed
+                    Event::StockReserved { .. } | Event::CancelRequested { .. }
                 )
             }
             ServiceKind::Order => {
@@ -187,10 +172,8 @@ async fn release(
     id: OrderId,
     reason: String,
 ) -> Result<Effect, SagaError> {
+    inventory::release(tx, id).await?;
     Ok(Effect {
-        lock: inventory::release(tx, id)
-            .await?
-            .map(|d| (telemetry::LOCK_RESERVATION, d)),
         emit: Some(Event::StockReleased { reason }),
         decided: None,
     })

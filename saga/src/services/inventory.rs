@@ -6,7 +6,6 @@
 use crate::error::SagaError;
 use common::domain::{Order, OrderId, RejectReason};
 use sqlx::{Postgres, Transaction};
-use std::time::Duration;
 
 /// Reserves every line, or nothing. Already reserved (a re-sent command) counts as done.
 pub async fn reserve(
@@ -63,41 +62,34 @@ pub async fn reserve(
 }
 
 /// RESERVED → COMMITTED. Returns how long the reservation was held, if one was still RESERVED.
-pub async fn commit(
-    tx: &mut Transaction<'_, Postgres>,
-    order: OrderId,
-) -> Result<Option<Duration>, SagaError> {
-    let ages: Vec<i64> = sqlx::query_scalar(
+pub async fn commit(tx: &mut Transaction<'_, Postgres>, order: OrderId) -> Result<(), SagaError> {
+    sqlx::query(
         "UPDATE reservations SET status = 'COMMITTED', updated_at = now() \
-         WHERE order_id = $1 AND status = 'RESERVED' \
-         RETURNING (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint",
+         WHERE order_id = $1 AND status = 'RESERVED'",
     )
     .bind(order.0)
-    .fetch_all(&mut **tx)
+    .execute(&mut **tx)
     .await
     .map_err(SagaError::db("committing reservations"))?;
-    Ok(ages.into_iter().max().map(crate::telemetry::micros))
+    Ok(())
 }
 
 /// RESERVED → RELEASED, units back to `available` (locked in sku order). A no-op when nothing is
-/// reserved (the reserve was refused, or never arrived). Returns the hold time if it released.
-pub async fn release(
-    tx: &mut Transaction<'_, Postgres>,
-    order: OrderId,
-) -> Result<Option<Duration>, SagaError> {
-    let mut released: Vec<(i32, i32, i64)> = sqlx::query_as(
+/// reserved (the reserve was refused, or never arrived).
+pub async fn release(tx: &mut Transaction<'_, Postgres>, order: OrderId) -> Result<(), SagaError> {
+    let mut released: Vec<(i32, i32)> = sqlx::query_as(
         "UPDATE reservations SET status = 'RELEASED', updated_at = now() \
          WHERE order_id = $1 AND status = 'RESERVED' \
-         RETURNING sku, qty, (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint",
+         RETURNING sku, qty",
     )
     .bind(order.0)
     .fetch_all(&mut **tx)
     .await
     .map_err(SagaError::db("releasing reservations"))?;
     if released.is_empty() {
-        return Ok(None);
+        return Ok(());
     }
-    released.sort_by_key(|(sku, _, _)| *sku);
+    released.sort_by_key(|(sku, _)| *sku);
     let skus: Vec<i32> = released.iter().map(|r| r.0).collect();
     let qtys: Vec<i32> = released.iter().map(|r| r.1).collect();
     sqlx::query("SELECT sku FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE")
@@ -113,9 +105,5 @@ pub async fn release(
     .execute(&mut **tx)
     .await
     .map_err(SagaError::db("returning stock"))?;
-    Ok(released
-        .iter()
-        .map(|r| r.2)
-        .max()
-        .map(crate::telemetry::micros))
+    Ok(())
 }

@@ -6,7 +6,6 @@
 use crate::error::SagaError;
 use common::domain::{Order, OrderId, RejectReason};
 use sqlx::{Postgres, Transaction};
-use std::time::Duration;
 
 /// Charges the order's amount, or refuses. An existing payment (a re-sent command) counts as done.
 pub async fn charge(
@@ -50,21 +49,17 @@ pub async fn charge(
 }
 
 /// CAPTURED → REFUNDED and the amount back to the wallet; a no-op without a captured payment.
-/// Returns how long the charge was held, if it refunded.
-pub async fn refund(
-    tx: &mut Transaction<'_, Postgres>,
-    order: OrderId,
-) -> Result<Option<Duration>, SagaError> {
-    let row: Option<(i32, i64, i64)> = sqlx::query_as(
+pub async fn refund(tx: &mut Transaction<'_, Postgres>, order: OrderId) -> Result<(), SagaError> {
+    let row: Option<(i32, i64)> = sqlx::query_as(
         "UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id = $1 AND status = 'CAPTURED' \
-         RETURNING customer_id, amount_cents, (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint",
+         RETURNING customer_id, amount_cents",
     )
     .bind(order.0)
     .fetch_optional(&mut **tx)
     .await
     .map_err(SagaError::db("refunding a payment"))?;
-    let Some((customer, amount, age)) = row else {
-        return Ok(None);
+    let Some((customer, amount)) = row else {
+        return Ok(());
     };
     sqlx::query("UPDATE wallets SET balance_cents = balance_cents + $2 WHERE customer_id = $1")
         .bind(customer)
@@ -72,7 +67,7 @@ pub async fn refund(
         .execute(&mut **tx)
         .await
         .map_err(SagaError::db("crediting a wallet"))?;
-    Ok(Some(crate::telemetry::micros(age)))
+    Ok(())
 }
 
 /// Where a choreographed saga stood at its pivot when its cancel was requested.
@@ -128,20 +123,4 @@ async fn lock_order(tx: &mut Transaction<'_, Postgres>, order: OrderId) -> Resul
         .await
         .map_err(SagaError::db("locking an order's payment"))?;
     Ok(())
-}
-
-/// How long a still-captured charge has existed: its semantic lock, ended by the order's confirm.
-pub async fn captured_age(
-    pool: &sqlx::PgPool,
-    order: OrderId,
-) -> Result<Option<Duration>, SagaError> {
-    let age: Option<i64> = sqlx::query_scalar(
-        "SELECT (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint FROM payments \
-         WHERE order_id = $1 AND status = 'CAPTURED'",
-    )
-    .bind(order.0)
-    .fetch_optional(pool)
-    .await
-    .map_err(SagaError::db("reading a payment"))?;
-    Ok(age.map(crate::telemetry::micros))
 }

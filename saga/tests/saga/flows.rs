@@ -161,6 +161,7 @@ async fn thousand_mixed_orders(mode: Mode) {
     lab.start_all().await;
     let orders = workload::mixed(&lab.data, 1000, 99);
     let expected_fail = orders.iter().filter(|(i, _)| *i != Intent::Commit).count();
+    let ids: Vec<_> = orders.iter().map(|(_, o)| o.id).collect();
     let result = workload::run(&lab, orders, 24, 30_000).await;
     lab.wait_quiescent(Duration::from_secs(30)).await;
     let report = lab.assert_clean().await;
@@ -185,16 +186,17 @@ async fn thousand_mixed_orders(mode: Mode) {
         p50_p99_ms(&front[telemetry::ACCEPT]),
     );
     let (inventory, _) = lab.metrics(Role::Inventory).await;
-    let (payment, _) = lab.metrics(Role::Payment).await;
     let hop = p50_p99_ms(&inventory[telemetry::KAFKA_HOP]);
     let relay = p50_p99_ms(&inventory[telemetry::RELAY_DELAY]);
-    let lock_res = p50_p99_ms(&inventory[telemetry::LOCK_RESERVATION]);
-    let charge_source = if mode == Mode::Orchestrated {
-        &front
-    } else {
-        &payment
-    };
-    let lock_charge = p50_p99_ms(&charge_source[telemetry::LOCK_CHARGE]);
+    // Semantic locks, read from the rows the same way for both modes: every committed order
+    // held a reservation and a charge, both now ended.
+    let locks = common::semantic_locks::of_orders(&lab.dbs, &ids)
+        .await
+        .unwrap();
+    assert!(locks.reservation.len() >= result.committed as u64);
+    assert!(locks.charge.len() >= result.committed as u64);
+    let lock_res = p50_p99_ms(&locks.reservation);
+    let lock_charge = p50_p99_ms(&locks.charge);
     println!(
         "{mode:?}: 1000 orders at 24 in flight in {:?} ({:.0} orders/s); end-to-end p50/p99 {e2e:?} ms; \
          accept {accept:?} ms; kafka hop {hop:?} ms; relay delay {relay:?} ms; \
