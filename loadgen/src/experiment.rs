@@ -13,6 +13,7 @@ use crate::probe::{self, Floors, ProbeTargets};
 use crate::protocols::Running;
 use crate::resources;
 use crate::scenario::{LoadMode, Protocol, Scenario};
+use crate::stalls;
 use crate::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::LoadgenError;
 use common::checker::{check, check_outcomes, fates_of_unanswered, CheckReport};
@@ -373,6 +374,8 @@ pub async fn measure(
         .map(|b| b.committed_by_completion)
         .sum();
     run.cpu_ms_per_commit = resources::cpu_per_commit(&resources, in_window);
+    run.slowest_second =
+        stalls::slowest_second(&driven.intervals, &resources, scenario.load.duration_s);
     run.resources = resources;
     run.unanswered_fates = unanswered_fates;
     run.answers_checked = told.len() as u64;
@@ -555,6 +558,7 @@ fn summarize(
         unanswered_fates: BTreeMap::new(),
         resources: Vec::new(),
         cpu_ms_per_commit: BTreeMap::new(),
+        slowest_second: None,
         faults: Vec::new(),
     }
 }

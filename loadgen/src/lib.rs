@@ -1,6 +1,6 @@
 //! The lab's load generator: provisions the local environment, seeds a data set, drives a
 //! protocol through `OrderApi`, collects the services' metrics and runs the invariant checker.
-//! Open-loop load, faults, `compare` and reports come with the load-generator issue.
+//! Open and closed loops, fault schedules, `compare`, `sweep` and `soak`, and the reports.
 
 pub mod check;
 pub mod cli;
@@ -25,6 +25,7 @@ pub mod saga_deployment;
 pub mod scenario;
 pub mod soak;
 pub mod spread;
+pub mod stalls;
 pub mod summary;
 pub mod workload;
 

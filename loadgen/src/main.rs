@@ -1,8 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
 use loadgen::cli::{Cli, Command};
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
 
 /// The generator allocates per order (request, HTTP/2 frames); glibc malloc was its largest
 /// single cost at high rates (see benches/generator_ceiling.rs).
@@ -11,16 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,loadgen=info,common=info")),
-        )
-        .with_target(false)
-        // Colour codes only on a terminal, never in a file or a pipe.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    common::process::init_tracing("warn,loadgen=info,common=info", false);
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
         Command::Compare(args) => report(loadgen::lab::compare(&args, None, command_line).await?),

@@ -5,11 +5,13 @@ mod faults;
 mod repetitions;
 mod resources;
 mod settings;
+mod sweep;
+
+pub use sweep::write_sweep;
 
 use crate::experiment::Measured;
 use crate::plots::{self, Series, Window};
 use crate::probe::composition;
-use crate::spread::Spread;
 use crate::summary::{Percentiles, Summary};
 use crate::LoadgenError;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
@@ -568,87 +570,4 @@ pub fn markdown(summary: &Summary) -> String {
     }
     let _ = writeln!(md, "\nRaw data: `summary.json` (every figure), `timeline.csv` (per second), `<protocol>.hlog` (HdrHistogram interval logs, µs, tagged by outcome).");
     md
-}
-
-/// A sweep's folder: summary.json, timeline.csv, `sweep.svg` (committed p50 and p99 against
-/// committed orders per second: the knee is where latency leaves the floor) and report.md.
-pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
-    std::fs::create_dir_all(dir).map_err(report_err)?;
-    let json = serde_json::to_string_pretty(summary).map_err(report_err)?;
-    std::fs::write(dir.join("summary.json"), json).map_err(report_err)?;
-    std::fs::write(dir.join("timeline.csv"), timeline_csv(summary)).map_err(report_err)?;
-    let point = |r: &crate::summary::ProtocolRun, f: fn(&Percentiles) -> f64| {
-        (r.committed_per_s, r.latency.get("COMMITTED").map_or(0.0, f))
-    };
-    // One point per offered rate, in rate order (past the knee achieved throughput falls
-    // while the offered rate rises, and the line must bend back): with repetitions, the
-    // medians of that rate's runs.
-    let points = |f: fn(&Percentiles) -> f64| {
-        let mut rates: Vec<f64> = summary.runs.iter().filter_map(|r| r.offered_rate).collect();
-        rates.sort_by(f64::total_cmp);
-        rates.dedup();
-        rates
-            .iter()
-            .filter_map(|rate| {
-                let at: Vec<(f64, f64)> = summary
-                    .runs
-                    .iter()
-                    .filter(|r| r.offered_rate == Some(*rate))
-                    .map(|r| point(r, f))
-                    .collect();
-                let x = Spread::of(at.iter().map(|p| p.0))?.median;
-                let y = Spread::of(at.iter().map(|p| p.1))?.median;
-                Some((x, y))
-            })
-            .collect::<Vec<_>>()
-    };
-    let series = [
-        Series {
-            name: "committed p50",
-            points: points(|p| p.p50),
-        },
-        Series {
-            name: "committed p99",
-            points: points(|p| p.p99),
-        },
-    ];
-    plots::lines(
-        &dir.join("sweep.svg"),
-        "Latency against achieved throughput",
-        "committed orders/s (by completion, inside the window)",
-        "ms",
-        &series,
-        &[],
-    )
-    .map_err(report_err)?;
-
-    let mut md = String::new();
-    let protocol = summary
-        .runs
-        .first()
-        .and_then(|r| r.protocol)
-        .map_or("?", |p| p.name());
-    let _ = writeln!(md, "# txlab sweep: {protocol}\n");
-    let _ = writeln!(md, "{}\n", produced_by(summary));
-    let _ = writeln!(md, "| offered/s | run | committed/s | availability | committed p50 / p99 (ms) | p50 / floor | violations | leftovers | dropped |");
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    for r in &summary.runs {
-        let c = r.latency.get("COMMITTED").cloned().unwrap_or_default();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.1} | {:.1} % | {} / {} | {} | {} | {} | {} |",
-            per_s(r.offered_per_s.or(r.offered_rate)),
-            r.repetition.map_or("1".into(), |k| k.to_string()),
-            r.committed_per_s,
-            100.0 * r.availability,
-            c.cells()[0],
-            c.cells()[2],
-            r.p50_over_floor.map_or("–".into(), |x| format!("{x:.1}×")),
-            r.check.violations.len(),
-            r.check.leftovers.len(),
-            r.dropped_at_cap
-        );
-    }
-    let _ = writeln!(md, "\n![sweep](sweep.svg)\n\nEvery figure per rate is in `summary.json`; per second in `timeline.csv`.");
-    std::fs::write(dir.join("report.md"), md).map_err(report_err)
 }

@@ -159,6 +159,9 @@ pub struct ProtocolRun {
     /// CPU milliseconds per order committed inside the window, per process.
     #[serde(default)]
     pub cpu_ms_per_commit: BTreeMap<String, f64>,
+    /// The window's second with the worst client p99, beside what the machine did in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowest_second: Option<crate::stalls::SlowestSecond>,
     /// The scenario's faults as they happened in this run, with availability in each window.
     #[serde(default)]
     pub faults: Vec<crate::faults::injector::FaultRecord>,

@@ -25,8 +25,6 @@ pub enum SagaError {
         offset: i64,
         reason: String,
     },
-    #[error("message schema version {found} is not supported (this build speaks {supported})")]
-    UnsupportedVersion { found: u16, supported: u16 },
     #[error("saga {order_id} holds state {state:?}, which this build does not know")]
     UnknownSagaState { order_id: String, state: String },
     #[error("stored order {order_id} does not decode: {source}")]

@@ -30,25 +30,6 @@ impl TwoPcError {
             message: status.message().to_string(),
         }
     }
-
-    /// Transport trouble and timeouts may pass; a refusal or a bad request will not.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            TwoPcError::Timeout { .. } | TwoPcError::Transport(_) => true,
-            TwoPcError::Rpc { code, .. } => matches!(
-                code,
-                tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Unknown
-                    | tonic::Code::Internal
-            ),
-            TwoPcError::Database(err) => matches!(
-                err,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ),
-            TwoPcError::Storage(_) | TwoPcError::BadRequest(_) => false,
-        }
-    }
 }
 
 impl From<TwoPcError> for tonic::Status {

@@ -8,4 +8,3 @@ pub mod deployment;
 pub mod error;
 pub mod participant;
 pub mod protocol;
-pub mod shutdown;

@@ -117,13 +117,9 @@ impl Phase {
 /// The client's outcome for a transaction that reached `phase` after `tally`.
 pub fn client_outcome(phase: Phase, tally: &Tally) -> (OutcomeKind, String) {
     match (phase, tally) {
-        (Phase::Committing | Phase::Done, Tally::AllYes) => (OutcomeKind::Committed, String::new()),
-        (Phase::Aborting | Phase::Done, Tally::Rejected(reason)) => {
-            (OutcomeKind::Rejected, reason.clone())
-        }
-        (Phase::Aborting | Phase::Done, Tally::Failed(reason)) => {
-            (OutcomeKind::Aborted, reason.clone())
-        }
+        (Phase::Committing, Tally::AllYes) => (OutcomeKind::Committed, String::new()),
+        (Phase::Aborting, Tally::Rejected(reason)) => (OutcomeKind::Rejected, reason.clone()),
+        (Phase::Aborting, Tally::Failed(reason)) => (OutcomeKind::Aborted, reason.clone()),
         (Phase::Aborting, Tally::AllYes) => (
             OutcomeKind::Aborted,
             "the commit record was not written".into(),

@@ -43,7 +43,7 @@ pub(super) fn section(summary: &Summary) -> String {
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     for (protocol, runs) in by_protocol(summary) {
         let spread =
-            |f: &dyn Fn(&ProtocolRun) -> Option<f64>| Spread::of(runs.iter().filter_map(|r| f(*r)));
+            |f: &dyn Fn(&ProtocolRun) -> Option<f64>| Spread::of(runs.iter().filter_map(|r| f(r)));
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",

@@ -50,6 +50,40 @@ fn processes(run: &ProtocolRun) -> Vec<&str> {
     names.into_iter().collect()
 }
 
+/// Each run's slowest second beside what the machine did in it.
+fn slowest_seconds(runs: &[&ProtocolRun]) -> String {
+    let mut md = String::new();
+    let rows: Vec<_> = runs
+        .iter()
+        .filter_map(|r| Some((name(r), r.slowest_second.as_ref()?)))
+        .collect();
+    if rows.is_empty() {
+        return md;
+    }
+    let _ = writeln!(md, "\n### The slowest second of each run\n");
+    let _ = writeln!(md, "The second of the window whose answers (every outcome, at least 20) had the highest p99, against the median second's; beside it what the resource sampler saw in that second. A tail that one second makes, with a WAL burst or a checkpoint in it, is the database's pause, not the protocol's; one with a process at a full core is CPU starvation.\n");
+    let _ = writeln!(md, "| protocol | second | answers | p99 (ms) | median second's p99 (ms) | WAL (MB; median second) | checkpoints | busiest process (ms of CPU) |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for (label, s) in rows {
+        let mb = |b: Option<u64>| b.map_or("–".into(), |b| format!("{:.2}", b as f64 / 1e6));
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {:.1} | {:.1} | {} ({}) | {} | {} |",
+            s.second,
+            s.answers,
+            s.p99_ms,
+            s.typical_p99_ms,
+            mb(s.wal_bytes),
+            mb(s.typical_wal_bytes),
+            s.checkpoints.map_or("–".into(), |c| c.to_string()),
+            s.busiest
+                .as_ref()
+                .map_or("–".into(), |(p, ms)| format!("{p} ({ms})"))
+        );
+    }
+    md
+}
+
 /// The cost table and what PostgreSQL did in the window, per protocol.
 pub(super) fn section(summary: &Summary) -> String {
     let mut md = String::new();
@@ -119,6 +153,7 @@ pub(super) fn section(summary: &Summary) -> String {
             },
         );
     }
+    md.push_str(&slowest_seconds(&runs));
     for run in &runs {
         let _ = writeln!(
             md,

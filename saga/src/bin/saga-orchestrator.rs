@@ -27,7 +27,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    saga::cli::init_tracing();
+    common::process::init_tracing(common::process::SERVER_LOG_FILTER, true);
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let config = OrchestratorConfig {
@@ -37,6 +37,6 @@ async fn main() -> anyhow::Result<()> {
         lanes: args.lanes,
         db_connections: args.db_connections,
     };
-    run(config, listener, saga::cli::termination()).await?;
+    run(config, listener, common::process::stop_requested()).await?;
     Ok(())
 }

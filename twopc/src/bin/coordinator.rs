@@ -49,7 +49,7 @@ fn parse_participant(text: &str) -> Result<(ServiceKind, String), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    twopc::shutdown::init_tracing();
+    common::process::init_tracing(common::process::SERVER_LOG_FILTER, true);
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -63,6 +63,6 @@ async fn main() -> anyhow::Result<()> {
         pool_size: args.pool_size,
         max_in_flight: args.max_in_flight as usize,
     };
-    run(config, listener, twopc::shutdown::signal()).await?;
+    run(config, listener, common::process::stop_requested()).await?;
     Ok(())
 }

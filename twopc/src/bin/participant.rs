@@ -29,7 +29,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    twopc::shutdown::init_tracing();
+    common::process::init_tracing(common::process::SERVER_LOG_FILTER, true);
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -41,6 +41,6 @@ async fn main() -> anyhow::Result<()> {
         ask_after: Duration::from_millis(args.ask_after_ms),
         pool_size: args.pool_size,
     };
-    run(config, listener, twopc::shutdown::signal()).await?;
+    run(config, listener, common::process::stop_requested()).await?;
     Ok(())
 }
