@@ -256,6 +256,35 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, so that text is parsed back against the one spelling of [`as_str`].
+    ///
+    /// [`as_str`]: RejectReason::as_str
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::InsufficientFunds,
+        RejectReason::OutOfStock,
+        RejectReason::UnknownCustomer,
+        RejectReason::UnknownSku,
+        RejectReason::PriceMismatch,
+        RejectReason::DuplicateOrder,
+    ];
+
+    /// The reason spelled `text`, if this build knows it.
+    pub fn parse(text: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// How a rejection reads in a client's answer and in stored reasons, under every protocol:
+    /// `rejected:<reason>`.
+    pub fn to_text(self) -> String {
+        format!("{REJECTED_PREFIX}{}", self.as_str())
+    }
+
+    /// The reason of a `rejected:<reason>` text; `None` for any other text or an unknown reason.
+    pub fn from_text(text: &str) -> Option<RejectReason> {
+        text.strip_prefix(REJECTED_PREFIX)
+            .and_then(RejectReason::parse)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::InsufficientFunds => "insufficient_funds",
@@ -267,6 +296,9 @@ impl RejectReason {
         }
     }
 }
+
+/// The prefix of a rejection's text (see [`RejectReason::to_text`]).
+pub const REJECTED_PREFIX: &str = "rejected:";
 
 /// Declares a status enum stored as text in PostgreSQL, with its exact spelling in one place.
 macro_rules! db_status {
@@ -330,6 +362,17 @@ mod tests {
             qty,
             unit_price: Cents(price),
         }
+    }
+
+    #[test]
+    fn reject_reasons_round_trip_through_their_one_spelling() {
+        for reason in RejectReason::ALL {
+            assert_eq!(RejectReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(RejectReason::from_text(&reason.to_text()), Some(reason));
+        }
+        assert_eq!(RejectReason::parse("alien"), None);
+        assert_eq!(RejectReason::from_text("rejected:alien"), None);
+        assert_eq!(RejectReason::from_text("aborted:out_of_stock"), None);
     }
 
     #[test]

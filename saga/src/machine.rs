@@ -95,7 +95,7 @@ pub enum Ending {
 impl Ending {
     pub fn to_text(&self) -> String {
         match self {
-            Ending::Rejected(r) => format!("rejected:{}", r.as_str()),
+            Ending::Rejected(r) => r.to_text(),
             Ending::Aborted(why) => format!("aborted:{why}"),
         }
     }
@@ -103,7 +103,7 @@ impl Ending {
     /// The client-visible outcome of a cancelled saga with this stored reason.
     pub fn outcome_of(reason: Option<&str>) -> OutcomeKind {
         match reason {
-            Some(r) if r.starts_with("rejected:") => OutcomeKind::Rejected,
+            Some(r) if r.starts_with(common::domain::REJECTED_PREFIX) => OutcomeKind::Rejected,
             _ => OutcomeKind::Aborted,
         }
     }

@@ -2,7 +2,7 @@
 //! a decision, how a decision becomes the client's outcome, and the phases a global transaction
 //! passes through. The coordinator drives these; unit tests check them without a network.
 
-use common::domain::OutcomeKind;
+use common::domain::{OutcomeKind, RejectReason};
 
 /// One participant's answer to Prepare, as the coordinator sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,7 +10,7 @@ pub enum VoteResult {
     /// Prepared: durable and holding its locks.
     Yes,
     /// A business rule refused (e.g. insufficient funds).
-    BusinessNo(String),
+    BusinessNo(RejectReason),
     /// The branch failed, or the participant was unreachable or too slow: also a NO.
     Failed(String),
 }
@@ -26,8 +26,11 @@ pub enum Decision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tally {
     AllYes,
-    /// At least one business refusal (reported even if others also failed).
-    Rejected(String),
+    /// At least one business refusal (reported even if others also failed), and who refused.
+    Rejected {
+        participant: String,
+        reason: RejectReason,
+    },
     /// No business refusal, but a failure or timeout.
     Failed(String),
 }
@@ -40,7 +43,10 @@ impl Tally {
             .iter()
             .find(|(_, v)| matches!(v, VoteResult::BusinessNo(_)))
         {
-            return Tally::Rejected(format!("{who}: {reason}"));
+            return Tally::Rejected {
+                participant: who.clone(),
+                reason: *reason,
+            };
         }
         if let Some((who, VoteResult::Failed(reason))) = votes
             .iter()
@@ -54,7 +60,7 @@ impl Tally {
     pub fn decision(&self) -> Decision {
         match self {
             Tally::AllYes => Decision::Commit,
-            Tally::Rejected(_) | Tally::Failed(_) => Decision::Abort,
+            Tally::Rejected { .. } | Tally::Failed(_) => Decision::Abort,
         }
     }
 }
@@ -118,7 +124,16 @@ impl Phase {
 pub fn client_outcome(phase: Phase, tally: &Tally) -> (OutcomeKind, String) {
     match (phase, tally) {
         (Phase::Committing, Tally::AllYes) => (OutcomeKind::Committed, String::new()),
-        (Phase::Aborting, Tally::Rejected(reason)) => (OutcomeKind::Rejected, reason.clone()),
+        (
+            Phase::Aborting,
+            Tally::Rejected {
+                participant,
+                reason,
+            },
+        ) => (
+            OutcomeKind::Rejected,
+            format!("{} (at {participant})", reason.to_text()),
+        ),
         (Phase::Aborting, Tally::Failed(reason)) => (OutcomeKind::Aborted, reason.clone()),
         (Phase::Aborting, Tally::AllYes) => (
             OutcomeKind::Aborted,
@@ -152,10 +167,16 @@ mod tests {
         );
         let t = Tally::of(&votes(&[
             VoteResult::Failed("timeout".into()),
-            VoteResult::BusinessNo("insufficient_funds".into()),
+            VoteResult::BusinessNo(RejectReason::InsufficientFunds),
             VoteResult::Yes,
         ]));
-        assert_eq!(t, Tally::Rejected("payment: insufficient_funds".into()));
+        assert_eq!(
+            t,
+            Tally::Rejected {
+                participant: "payment".into(),
+                reason: RejectReason::InsufficientFunds
+            }
+        );
         assert_eq!(t.decision(), Decision::Abort);
         let t = Tally::of(&votes(&[
             VoteResult::Yes,
@@ -198,7 +219,14 @@ mod tests {
         assert_eq!(Phase::Preparing.inquiry_answer(), None);
         let rejected = Phase::Preparing.next(Event::Tallied(Decision::Abort));
         assert_eq!(
-            client_outcome(rejected, &Tally::Rejected("x".into())).0,
+            client_outcome(
+                rejected,
+                &Tally::Rejected {
+                    participant: "order".into(),
+                    reason: RejectReason::DuplicateOrder
+                }
+            )
+            .0,
             OutcomeKind::Rejected
         );
     }

@@ -149,18 +149,10 @@ fn decode(
 }
 
 fn parse_ending(text: &str) -> Ending {
-    const REASONS: [RejectReason; 5] = [
-        RejectReason::InsufficientFunds,
-        RejectReason::OutOfStock,
-        RejectReason::UnknownCustomer,
-        RejectReason::UnknownSku,
-        RejectReason::PriceMismatch,
-    ];
-    match text.strip_prefix("rejected:") {
-        Some(why) => match REASONS.into_iter().find(|r| r.as_str() == why) {
-            Some(reason) => Ending::Rejected(reason),
-            None => Ending::Aborted(text.to_string()),
-        },
+    match RejectReason::from_text(text) {
+        Some(reason) => Ending::Rejected(reason),
+        // Unknown reasons stay visible as they were stored, never guessed into a rejection.
+        None if text.starts_with(common::domain::REJECTED_PREFIX) => Ending::Aborted(text.into()),
         None => Ending::Aborted(text.strip_prefix("aborted:").unwrap_or(text).to_string()),
     }
 }

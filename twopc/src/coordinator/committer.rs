@@ -4,6 +4,7 @@
 
 use super::decision_log::DecisionLog;
 use super::participants::ParticipantLink;
+use super::transactions::{Held, Transactions};
 use crate::branch::{to_branch, ServiceKind};
 use crate::protocol::{client_outcome, Decision, Event, Phase, Tally, VoteResult};
 use common::api::twopc_pb::Branch;
@@ -12,8 +13,7 @@ use common::domain::{Order, OutcomeKind, RejectReason};
 use common::failpoint;
 use common::metrics::MetricsRegistry;
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -59,7 +59,7 @@ pub struct Committer {
     log: DecisionLog,
     metrics: MetricsRegistry,
     /// Transactions this process is driving, by gid: inquiries about them are answered from here.
-    phases: Arc<Mutex<HashMap<String, Phase>>>,
+    transactions: Transactions,
     prepare_timeout: Duration,
     prepare_order: PrepareOrder,
     /// Transactions admitted and not yet finished (last acknowledgement in): each may hold a
@@ -83,7 +83,7 @@ impl Committer {
             participants: Arc::new(participants),
             log,
             metrics,
-            phases: Arc::default(),
+            transactions: Transactions::default(),
             prepare_timeout,
             prepare_order,
             admission: Arc::new(Semaphore::new(max_in_flight)),
@@ -109,20 +109,11 @@ impl Committer {
         }
     }
 
-    fn set_phase(&self, gid: &str, phase: Phase) {
-        let mut phases = self.phases.lock().expect("phases lock");
-        if phase == Phase::Done {
-            phases.remove(gid);
-        } else {
-            phases.insert(gid.to_string(), phase);
-        }
-    }
-
     /// Runs the whole protocol for `order`, answering by `deadline` at the latest.
     pub async fn place(&self, order: &Order, deadline: Instant) -> Placed {
         let gid = order.id.to_string();
         // A second attempt while the first is in flight (checked again once admitted).
-        if self.phases.lock().expect("phases lock").contains_key(&gid) {
+        if self.transactions.is_live(&gid) {
             // The first attempt may still commit: this one cannot know.
             return placed(
                 OutcomeKind::Undecided,
@@ -143,16 +134,12 @@ impl Committer {
                 unix_micros_now(),
             );
         };
-        {
-            let mut phases = self.phases.lock().expect("phases lock");
-            if phases.contains_key(&gid) {
-                return placed(
-                    OutcomeKind::Undecided,
-                    "this order is already being placed",
-                    0,
-                );
-            }
-            phases.insert(gid.clone(), Phase::Preparing);
+        if !self.transactions.begin(&gid) {
+            return placed(
+                OutcomeKind::Undecided,
+                "this order is already being placed",
+                0,
+            );
         }
         let mut slot = Some(admitted);
 
@@ -164,26 +151,21 @@ impl Committer {
         let votes = self.collect_votes(&gid, &to_branch(order), timeout).await;
         self.metrics.record("prepare_phase", started.elapsed());
         let tally = Tally::of(&votes);
-        let mut phase = Phase::Preparing.next(Event::Tallied(tally.decision()));
-        self.set_phase(&gid, phase);
+        let mut phase = self
+            .transactions
+            .advance(&gid, Event::Tallied(tally.decision()));
 
         if phase == Phase::LoggingCommit {
             let names: Vec<&str> = self.participants.iter().map(|p| p.name()).collect();
             let forced = Instant::now();
             phase = match self.log.force_commit(&gid, order.id.0, &names).await {
-                Ok(()) => phase.next(Event::CommitLogged),
+                Ok(()) => self.transactions.advance(&gid, Event::CommitLogged),
                 Err(_) => {
-                    self.resolve_unknown_log(
-                        &gid,
-                        phase.next(Event::LogFailed),
-                        deadline,
-                        &mut slot,
-                    )
-                    .await
+                    self.transactions.advance(&gid, Event::LogFailed);
+                    self.resolve_unknown_log(&gid, deadline, &mut slot).await
                 }
             };
             self.metrics.record("decision_wait", forced.elapsed());
-            self.set_phase(&gid, phase);
         }
         let decided_unix_us = if matches!(phase, Phase::Committing | Phase::Aborting) {
             unix_micros_now()
@@ -197,11 +179,7 @@ impl Committer {
         // Phase two: deliver the decision; the client waits for the acks until its deadline.
         if let Some(decision) = phase.inquiry_answer() {
             // The slot goes with the delivery: it is free once every branch is decided.
-            let delivery =
-                tokio::spawn(
-                    self.clone()
-                        .deliver(gid.clone(), decision, phase, slot.take()),
-                );
+            let delivery = tokio::spawn(self.clone().deliver(gid.clone(), decision, slot.take()));
             let phase_two = Instant::now();
             let _ = tokio::time::timeout_at(deadline.into(), delivery).await;
             self.metrics.record(
@@ -214,7 +192,11 @@ impl Committer {
             );
         }
         let (mut kind, mut reason) = client_outcome(phase, &tally);
-        if kind == OutcomeKind::Rejected && reason.contains(RejectReason::DuplicateOrder.as_str()) {
+        if let Tally::Rejected {
+            reason: RejectReason::DuplicateOrder,
+            ..
+        } = &tally
+        {
             // A replayed order: its first attempt's fate is in the log (read only on this path,
             // so the protocol's own latency carries no extra round trip).
             match self.log.is_committed(&gid).await {
@@ -266,25 +248,24 @@ impl Committer {
         }
     }
 
-    /// The log failed mid-write: read it until it answers or the deadline passes. Until then the
-    /// transaction stays Undetermined and inquiries get UNKNOWN; never a guess. Past the
-    /// deadline the client hears UNDECIDED and the resolution goes on in the background.
+    /// The log failed mid-write (the transaction is Undetermined): read it until it answers or
+    /// the deadline passes. Until then inquiries get UNKNOWN; never a guess. Past the deadline the
+    /// client hears UNDECIDED and the resolution goes on in the background, which then owns the
+    /// transaction's phase (and its admission slot).
     async fn resolve_unknown_log(
         &self,
         gid: &str,
-        phase: Phase,
         deadline: Instant,
         slot: &mut Option<OwnedSemaphorePermit>,
     ) -> Phase {
-        self.set_phase(gid, phase);
         match self.read_log(gid, Some(deadline)).await {
-            Some(found) => phase.next(Event::LogResolved(found)),
+            Some(found) => self.transactions.advance(gid, Event::LogResolved(found)),
             None => {
                 tokio::spawn(
                     self.clone()
                         .finish_undetermined(gid.to_string(), slot.take()),
                 );
-                phase
+                Phase::Undetermined
             }
         }
     }
@@ -306,22 +287,15 @@ impl Committer {
         let Some(found) = self.read_log(&gid, None).await else {
             return;
         };
-        let phase = Phase::Undetermined.next(Event::LogResolved(found));
-        self.set_phase(&gid, phase);
+        let phase = self.transactions.advance(&gid, Event::LogResolved(found));
         if let Some(decision) = phase.inquiry_answer() {
-            self.deliver(gid, decision, phase, slot).await;
+            self.deliver(gid, decision, slot).await;
         }
     }
 
     /// Sends `decision` to every participant until all acknowledge, then ends the transaction.
     /// `slot`, the transaction's admission, is held until then.
-    async fn deliver(
-        self,
-        gid: String,
-        decision: Decision,
-        phase: Phase,
-        slot: Option<OwnedSemaphorePermit>,
-    ) {
+    async fn deliver(self, gid: String, decision: Decision, slot: Option<OwnedSemaphorePermit>) {
         let mut acks: FuturesUnordered<_> = self
             .participants
             .iter()
@@ -338,7 +312,7 @@ impl Committer {
         if decision == Decision::Commit {
             self.log.mark_complete(&gid);
         }
-        self.set_phase(&gid, phase.next(Event::AllAcknowledged));
+        self.transactions.advance(&gid, Event::AllAcknowledged);
         drop(slot);
     }
 
@@ -346,22 +320,18 @@ impl Committer {
     /// returns (the delivery runs in the background), so that no request served afterwards can
     /// start a second attempt of the same order while its branches are still prepared.
     pub fn recover(&self, gid: String) {
-        self.set_phase(&gid, Phase::Committing);
+        self.transactions.adopt_logged_commit(&gid);
         self.metrics.add("recovered_commits", 1);
-        tokio::spawn(
-            self.clone()
-                .deliver(gid, Decision::Commit, Phase::Committing, None),
-        );
+        tokio::spawn(self.clone().deliver(gid, Decision::Commit, None));
     }
 
     /// The answer to a participant's inquiry. `None` means "ask again later".
     pub async fn inquiry(&self, gid: &str) -> Option<Decision> {
         self.metrics.add("inquiries", 1);
-        let held = self.phases.lock().expect("phases lock").get(gid).copied();
-        match held {
-            Some(phase) => phase.inquiry_answer(),
+        match self.transactions.held(gid) {
+            Held::Live(answer) => answer,
             // Not in flight here: the log decides. Presumed abort: no record, no commit.
-            None => match self.log.is_committed(gid).await {
+            Held::NotHeld => match self.log.is_committed(gid).await {
                 Ok(true) => Some(Decision::Commit),
                 Ok(false) => Some(Decision::Abort),
                 Err(_) => None,

@@ -5,6 +5,7 @@ pub mod committer;
 pub mod decision_log;
 pub mod participants;
 pub mod service;
+pub mod transactions;
 
 pub use committer::PrepareOrder;
 

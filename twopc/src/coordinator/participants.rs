@@ -6,6 +6,7 @@ use crate::protocol::{Decision, VoteResult};
 use common::api::twopc_pb::{
     participant_client::ParticipantClient, Branch, GidRequest, PrepareRequest, VoteKind,
 };
+use common::domain::RejectReason;
 use common::retry::Backoff;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -51,7 +52,14 @@ impl ParticipantLink {
                 let vote = reply.into_inner();
                 match (vote.vote(), vote.business) {
                     (VoteKind::Yes, _) => VoteResult::Yes,
-                    (_, true) => VoteResult::BusinessNo(vote.reason),
+                    (_, true) => match RejectReason::parse(&vote.reason) {
+                        Some(reason) => VoteResult::BusinessNo(reason),
+                        None => VoteResult::Failed(format!(
+                            "{}: a business refusal this build does not know: {:?}",
+                            self.name(),
+                            vote.reason
+                        )),
+                    },
                     (_, false) => VoteResult::Failed(vote.reason),
                 }
             }
