@@ -11,6 +11,7 @@ pub mod fault_proxy;
 pub mod kafka_clients;
 pub mod metrics;
 pub mod net;
+pub mod operations;
 pub mod process;
 pub mod retry;
 pub mod semantic_locks;

@@ -93,31 +93,14 @@ pub async fn compare(
             if repeat > 1 {
                 eprintln!("{} run {k} of {repeat}", protocol.name());
             }
-            let last = measured.last().and_then(|m| m.run.floors.clone());
-            measured.push(
-                measure_once(
-                    &mut lab,
-                    &scenario,
-                    protocol,
-                    (k, repeat),
-                    last,
-                    &bin_dir,
-                    &log_dir,
-                )
-                .await?,
+            let run = (k, repeat);
+            let next = measure_once(
+                &mut lab, &scenario, protocol, run, &measured, &bin_dir, &log_dir,
             );
+            measured.push(next.await?);
         }
     }
-    lab.stop();
-    let floors = first_floors(&measured);
-    let summary = summarize(
-        command,
-        started_at,
-        &scenario,
-        environment,
-        floors,
-        &measured,
-    );
+    let summary = conclude(lab, command, started_at, &scenario, environment, &measured);
     let dir = args.results_dir.join(format!(
         "{}-{}",
         started_at.format("%Y%m%dT%H%M%SZ"),
@@ -162,33 +145,14 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
             at_rate.load.rate = Some(*rate);
             at_rate.load.clients = None;
             eprintln!("sweep: {rate} orders/s, run {k} of {repeat}");
-            let last = measured
-                .last()
-                .and_then(|m: &Measured| m.run.floors.clone());
-            measured.push(
-                measure_once(
-                    &mut lab,
-                    &at_rate,
-                    args.run.protocol,
-                    (k, repeat),
-                    last,
-                    &bin_dir,
-                    &log_dir,
-                )
-                .await?,
+            let (protocol, run) = (args.run.protocol, (k, repeat));
+            let next = measure_once(
+                &mut lab, &at_rate, protocol, run, &measured, &bin_dir, &log_dir,
             );
+            measured.push(next.await?);
         }
     }
-    lab.stop();
-    let floors = first_floors(&measured);
-    let summary = summarize(
-        command,
-        started_at,
-        &scenario,
-        environment,
-        floors,
-        &measured,
-    );
+    let summary = conclude(lab, command, started_at, &scenario, environment, &measured);
     let name = format!(
         "{}-sweep-{}-{}",
         started_at.format("%Y%m%dT%H%M%SZ"),
@@ -203,16 +167,31 @@ pub async fn sweep(args: &SweepArgs, command: String) -> Result<(PathBuf, Summar
 /// One run of `protocol`, with the floors measured right before it (they drift with the
 /// machine's load, so a ratio to floors from minutes earlier would mislead); `k` of `repeat`.
 /// A probe that fails after the first run reuses the `last` floors, marked as such, rather
+/// Stops the lab and adds its runs up into one summary.
+fn conclude(
+    lab: Lab,
+    command: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    scenario: &Scenario,
+    environment: Environment,
+    measured: &[Measured],
+) -> Summary {
+    lab.stop();
+    let floors = first_floors(measured);
+    summarize(command, started_at, scenario, environment, floors, measured)
+}
+
 /// than throwing away the runs already measured.
 async fn measure_once(
     lab: &mut Lab,
     scenario: &Scenario,
     protocol: Protocol,
     (k, repeat): (u32, u32),
-    last: Option<Floors>,
+    earlier: &[Measured],
     bin_dir: &Path,
     log_dir: &Path,
 ) -> Result<Measured, LoadgenError> {
+    let last = earlier.last().and_then(|m| m.run.floors.clone());
     let floors = match (experiment::floors(lab).await, last) {
         (Ok(floors), _) => floors,
         (Err(e), Some(last)) => {

@@ -4,4 +4,5 @@
 mod checker;
 mod environment;
 mod kafka_round_trip;
+mod operations;
 mod storage;

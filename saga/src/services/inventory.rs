@@ -4,61 +4,28 @@
 //! never wait on each other in a cycle.
 
 use crate::error::SagaError;
-use common::domain::{Order, OrderId, RejectReason};
+use common::domain::{Order, OrderId, RejectReason, ReservationStatus};
+use common::operations::{self, Applied, LockClock};
 use sqlx::{Postgres, Transaction};
 
-/// Reserves every line, or nothing. Already reserved (a re-sent command) counts as done.
+/// Reserves every line, or nothing (`common::operations::reserve`, as a 2PC branch does, but
+/// RESERVED). Already reserved (a re-sent command) counts as done.
 pub async fn reserve(
     tx: &mut Transaction<'_, Postgres>,
     order: &Order,
 ) -> Result<Result<(), RejectReason>, SagaError> {
-    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE order_id = $1")
-        .bind(order.id.0)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(SagaError::db("looking for reservations"))?;
-    if existing > 0 {
-        return Ok(Ok(()));
-    }
-    let lines = order.lines_in_lock_order();
-    let skus: Vec<i32> = lines.iter().map(|l| l.sku.0).collect();
-    let rows: Vec<(i32, i32, i64)> = sqlx::query_as(
-        "SELECT sku, available, price_cents FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
+    let applied = operations::reserve(
+        tx,
+        order,
+        ReservationStatus::Reserved,
+        &mut LockClock::default(),
     )
-    .bind(&skus)
-    .fetch_all(&mut **tx)
     .await
-    .map_err(SagaError::db("locking stock"))?;
-    for line in &lines {
-        let Some((_, available, price)) = rows.iter().find(|(sku, _, _)| *sku == line.sku.0) else {
-            return Ok(Err(RejectReason::UnknownSku));
-        };
-        if *price != line.unit_price.0 {
-            return Ok(Err(RejectReason::PriceMismatch));
-        }
-        if *available < line.qty {
-            return Ok(Err(RejectReason::OutOfStock));
-        }
-    }
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty).collect();
-    sqlx::query(
-        "UPDATE stock SET available = available - l.qty FROM UNNEST($1::int[], $2::int[]) AS l(sku, qty) WHERE stock.sku = l.sku",
-    )
-    .bind(&skus)
-    .bind(&qtys)
-    .execute(&mut **tx)
-    .await
-    .map_err(SagaError::db("taking stock"))?;
-    sqlx::query(
-        "INSERT INTO reservations (order_id, sku, qty, status) SELECT $1, * , 'RESERVED' FROM UNNEST($2::int[], $3::int[])",
-    )
-    .bind(order.id.0)
-    .bind(&skus)
-    .bind(&qtys)
-    .execute(&mut **tx)
-    .await
-    .map_err(SagaError::db("inserting reservations"))?;
-    Ok(Ok(()))
+    .map_err(SagaError::db("reserving stock"))?;
+    Ok(match applied {
+        Applied::Done | Applied::AlreadyDone => Ok(()),
+        Applied::Refused(reason) => Err(reason),
+    })
 }
 
 /// RESERVED → COMMITTED. Returns how long the reservation was held, if one was still RESERVED.

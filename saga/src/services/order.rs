@@ -3,38 +3,17 @@
 
 use crate::error::SagaError;
 use common::domain::{Order, OrderId, OrderStatus};
+use common::operations::{self, Applied, LockClock};
 use sqlx::{Postgres, Transaction};
 
-/// Inserts the order and its lines; false if it already existed (nothing changed).
+/// Inserts the order and its lines PENDING (`common::operations::create_order`, as a 2PC branch
+/// does, but PENDING); false if it already existed (nothing changed).
 pub async fn create(tx: &mut Transaction<'_, Postgres>, order: &Order) -> Result<bool, SagaError> {
-    let inserted = sqlx::query(
-        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, 'PENDING') ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(order.id.0)
-    .bind(order.customer.0)
-    .bind(order.amount().0)
-    .execute(&mut **tx)
-    .await
-    .map_err(SagaError::db("inserting an order"))?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let skus: Vec<i32> = order.lines().iter().map(|l| l.sku.0).collect();
-    let qtys: Vec<i32> = order.lines().iter().map(|l| l.qty).collect();
-    let prices: Vec<i64> = order.lines().iter().map(|l| l.unit_price.0).collect();
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, sku, qty, unit_price_cents) \
-         SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::bigint[])",
-    )
-    .bind(order.id.0)
-    .bind(skus)
-    .bind(qtys)
-    .bind(prices)
-    .execute(&mut **tx)
-    .await
-    .map_err(SagaError::db("inserting order lines"))?;
-    Ok(true)
+    let applied =
+        operations::create_order(tx, order, OrderStatus::Pending, &mut LockClock::default())
+            .await
+            .map_err(SagaError::db("inserting an order"))?;
+    Ok(applied == Applied::Done)
 }
 
 /// Moves a PENDING order to its final status; false if it was not PENDING (already final, or

@@ -5,47 +5,22 @@
 
 use crate::error::SagaError;
 use common::domain::{Order, OrderId, RejectReason};
+use common::operations::{self, Applied, LockClock};
 use sqlx::{Postgres, Transaction};
 
-/// Charges the order's amount, or refuses. An existing payment (a re-sent command) counts as done.
+/// Charges the order's amount, or refuses (`common::operations::charge`, as a 2PC branch does).
+/// An existing payment (a re-sent command) counts as done.
 pub async fn charge(
     tx: &mut Transaction<'_, Postgres>,
     order: &Order,
 ) -> Result<Result<(), RejectReason>, SagaError> {
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
-        .bind(order.id.0)
-        .fetch_optional(&mut **tx)
+    let applied = operations::charge(tx, order, &mut LockClock::default())
         .await
-        .map_err(SagaError::db("looking for a payment"))?;
-    if exists.is_some() {
-        return Ok(Ok(()));
-    }
-    let balance: Option<i64> =
-        sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
-            .bind(order.customer.0)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(SagaError::db("locking a wallet"))?;
-    let amount = order.amount().0;
-    match balance {
-        None => return Ok(Err(RejectReason::UnknownCustomer)),
-        Some(b) if b < amount => return Ok(Err(RejectReason::InsufficientFunds)),
-        Some(_) => {}
-    }
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2 WHERE customer_id = $1")
-        .bind(order.customer.0)
-        .bind(amount)
-        .execute(&mut **tx)
-        .await
-        .map_err(SagaError::db("debiting a wallet"))?;
-    sqlx::query("INSERT INTO payments (order_id, customer_id, amount_cents, status) VALUES ($1, $2, $3, 'CAPTURED')")
-        .bind(order.id.0)
-        .bind(order.customer.0)
-        .bind(amount)
-        .execute(&mut **tx)
-        .await
-        .map_err(SagaError::db("recording a payment"))?;
-    Ok(Ok(()))
+        .map_err(SagaError::db("charging a payment"))?;
+    Ok(match applied {
+        Applied::Done | Applied::AlreadyDone => Ok(()),
+        Applied::Refused(reason) => Err(reason),
+    })
 }
 
 /// CAPTURED → REFUNDED and the amount back to the wallet; a no-op without a captured payment.

@@ -162,24 +162,25 @@ impl ParticipantService {
         .await?;
         let mut clock = branch::LockClock::default();
         let applied = branch::apply(self.service, conn, order, &mut clock).await;
-        // From the first lock request (not from BEGIN); waits that end in lock_timeout count
-        // too: they are the worst ones.
-        let requested = clock.requested.unwrap_or(begun);
-        self.metrics.record(
-            "lock_wait",
-            clock.all.unwrap_or_else(Instant::now) - requested,
-        );
+        // From the lock request (not from BEGIN); waits that end in lock_timeout count too:
+        // they are the worst ones. A replay found before any lock request waited for none.
+        if let Some(requested) = clock.requested {
+            self.metrics.record(
+                "lock_wait",
+                clock.granted.unwrap_or_else(Instant::now) - requested,
+            );
+        }
         if matches!(&applied, Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE))
         {
             self.metrics.add("lock_timeouts", 1);
         }
         let refusal = applied?;
-        let locked_at = clock.first.unwrap_or(begun);
+        let locked_at = clock.granted.unwrap_or(begun);
         if let Some(reason) = refusal {
             sqlx::query("ROLLBACK").execute(&mut *conn).await?;
             // A refused branch held its locks too, until this rollback (an unknown customer's
-            // branch found no row to lock).
-            if reason != RejectReason::UnknownCustomer {
+            // branch found no row to lock; a replay found before locking took none).
+            if clock.granted.is_some() && reason != RejectReason::UnknownCustomer {
                 self.metrics.record("lock_hold", locked_at.elapsed());
             }
             tracing::debug!(gid, reason = reason.as_str(), "business refusal");

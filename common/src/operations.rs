@@ -1,0 +1,181 @@
+//! The domain's local operations, written once for both protocols: a 2PC branch and a saga step
+//! run the same statements, in the same lock order, with the same round trips, inside whatever
+//! transaction the caller holds open, so that a latency difference between the protocols is the
+//! protocols', not their SQL's. Each checks first whether it was applied already (a replayed
+//! order, a re-sent step), then locks (sorted keys), then checks the business rule, then writes.
+//! A refusal writes nothing; the caller decides what the open transaction does next.
+
+use crate::domain::{Order, OrderStatus, RejectReason, ReservationStatus};
+use sqlx::PgConnection;
+use std::time::Instant;
+
+/// What an operation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// This order's rows existed already; nothing was changed.
+    AlreadyDone,
+    /// A business rule refused; nothing was changed.
+    Refused(RejectReason),
+}
+
+/// When an operation asked for its row locks and when it held them all: lock wait runs from the
+/// request to the grant, lock hold from the grant (2PC reports both; sagas ignore them).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LockClock {
+    pub requested: Option<Instant>,
+    pub granted: Option<Instant>,
+}
+
+impl LockClock {
+    fn requesting(&mut self) {
+        self.requested.get_or_insert_with(Instant::now);
+    }
+
+    fn all_granted(&mut self) {
+        self.granted = Some(Instant::now());
+    }
+}
+
+/// Inserts the order and its lines with `status` (2PC: CONFIRMED, visible only if the global
+/// transaction commits; sagas: PENDING).
+pub async fn create_order(
+    conn: &mut PgConnection,
+    order: &Order,
+    status: OrderStatus,
+    clock: &mut LockClock,
+) -> Result<Applied, sqlx::Error> {
+    clock.requesting();
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(order.id.0)
+    .bind(order.customer.0)
+    .bind(order.amount().0)
+    .bind(status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    clock.all_granted();
+    if inserted.rows_affected() == 0 {
+        return Ok(Applied::AlreadyDone);
+    }
+    let skus: Vec<i32> = order.lines().iter().map(|l| l.sku.0).collect();
+    let qtys: Vec<i32> = order.lines().iter().map(|l| l.qty).collect();
+    let prices: Vec<i64> = order.lines().iter().map(|l| l.unit_price.0).collect();
+    sqlx::query(
+        "INSERT INTO order_lines (order_id, sku, qty, unit_price_cents) \
+         SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::bigint[])",
+    )
+    .bind(order.id.0)
+    .bind(skus)
+    .bind(qtys)
+    .bind(prices)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Applied::Done)
+}
+
+/// Debits the order's amount from its customer's wallet and records the payment CAPTURED.
+pub async fn charge(
+    conn: &mut PgConnection,
+    order: &Order,
+    clock: &mut LockClock,
+) -> Result<Applied, sqlx::Error> {
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
+        .bind(order.id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_some() {
+        return Ok(Applied::AlreadyDone);
+    }
+    clock.requesting();
+    let balance: Option<i64> =
+        sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
+            .bind(order.customer.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+    clock.all_granted();
+    let amount = order.amount().0;
+    match balance {
+        None => return Ok(Applied::Refused(RejectReason::UnknownCustomer)),
+        Some(b) if b < amount => return Ok(Applied::Refused(RejectReason::InsufficientFunds)),
+        Some(_) => {}
+    }
+    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2 WHERE customer_id = $1")
+        .bind(order.customer.0)
+        .bind(amount)
+        .execute(&mut *conn)
+        .await?;
+    // A plain INSERT: a concurrent twin of this order fails here on the key and rolls back.
+    sqlx::query(
+        "INSERT INTO payments (order_id, customer_id, amount_cents, status) \
+         VALUES ($1, $2, $3, 'CAPTURED')",
+    )
+    .bind(order.id.0)
+    .bind(order.customer.0)
+    .bind(amount)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Applied::Done)
+}
+
+/// Takes every line's units out of `available` and records the reservations with `status`
+/// (2PC: COMMITTED, final with the global commit; sagas: RESERVED, the semantic lock), or
+/// nothing. Stock rows are locked in one statement in sku order, so two orders never wait on
+/// each other in a cycle.
+pub async fn reserve(
+    conn: &mut PgConnection,
+    order: &Order,
+    status: ReservationStatus,
+    clock: &mut LockClock,
+) -> Result<Applied, sqlx::Error> {
+    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE order_id = $1")
+        .bind(order.id.0)
+        .fetch_one(&mut *conn)
+        .await?;
+    if existing > 0 {
+        return Ok(Applied::AlreadyDone);
+    }
+    let lines = order.lines_in_lock_order();
+    let skus: Vec<i32> = lines.iter().map(|l| l.sku.0).collect();
+    clock.requesting();
+    let rows: Vec<(i32, i32, i64)> = sqlx::query_as(
+        "SELECT sku, available, price_cents FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
+    )
+    .bind(&skus)
+    .fetch_all(&mut *conn)
+    .await?;
+    clock.all_granted();
+    for line in &lines {
+        let Some((_, available, price)) = rows.iter().find(|(sku, _, _)| *sku == line.sku.0) else {
+            return Ok(Applied::Refused(RejectReason::UnknownSku));
+        };
+        if *price != line.unit_price.0 {
+            return Ok(Applied::Refused(RejectReason::PriceMismatch));
+        }
+        if *available < line.qty {
+            return Ok(Applied::Refused(RejectReason::OutOfStock));
+        }
+    }
+    let qtys: Vec<i32> = lines.iter().map(|l| l.qty).collect();
+    sqlx::query(
+        "UPDATE stock SET available = available - l.qty \
+         FROM UNNEST($1::int[], $2::int[]) AS l(sku, qty) WHERE stock.sku = l.sku",
+    )
+    .bind(&skus)
+    .bind(&qtys)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO reservations (order_id, sku, qty, status) \
+         SELECT $1, l.sku, l.qty, $4 FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty)",
+    )
+    .bind(order.id.0)
+    .bind(&skus)
+    .bind(&qtys)
+    .bind(status.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(Applied::Done)
+}
