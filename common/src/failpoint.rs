@@ -2,7 +2,9 @@
 //! crash (a real SIGKILL of itself) or stall. They exist only when the `failpoints` feature is on
 //! (tests turn it on); otherwise [`hit`] is an empty function. A test arms them through the
 //! environment of the process it starts: `TXLAB_FAILPOINTS="after-decision-logged=crash"`, several
-//! separated by `;`, actions `crash`, `sleep(<ms>)`, or `crash-after(<n>)` (crash on the n-th hit).
+//! separated by `;`, actions `crash`, `sleep(<ms>)`, `crash-after(<n>)` (crash on the n-th hit),
+//! or `fire-after(<n>)` ([`fires`] answers true on the n-th hit only: the caller breaks something
+//! that a crash or a sleep cannot, e.g. a Kafka consumer that stops fetching).
 
 /// The environment variable that arms fail points.
 pub const ENV_VAR: &str = "TXLAB_FAILPOINTS";
@@ -19,6 +21,7 @@ mod armed {
         Crash,
         CrashAfter(u64, AtomicU64),
         Sleep(Duration),
+        FireAfter(u64, AtomicU64),
     }
 
     pub fn parse(spec: &str) -> Result<HashMap<String, Action>, String> {
@@ -41,9 +44,12 @@ mod armed {
                 a if a.starts_with("crash-after(") => {
                     Action::CrashAfter(number(a, "crash-after(")?, AtomicU64::new(0))
                 }
+                a if a.starts_with("fire-after(") => {
+                    Action::FireAfter(number(a, "fire-after(")?, AtomicU64::new(0))
+                }
                 other => {
                     return Err(format!(
-                        "unknown action {other:?} (crash, sleep(ms), crash-after(n))"
+                        "unknown action {other:?} (crash, sleep(ms), crash-after(n), fire-after(n))"
                     ))
                 }
             };
@@ -79,6 +85,14 @@ mod armed {
                 None
             }
             Action::Sleep(d) => Some(*d),
+            Action::FireAfter(..) => None,
+        }
+    }
+
+    pub fn fires(name: &str) -> bool {
+        match points().get(name) {
+            Some(Action::FireAfter(n, seen)) => seen.fetch_add(1, Ordering::SeqCst) + 1 == *n,
+            _ => false,
         }
     }
 }
@@ -98,6 +112,21 @@ pub fn hit(name: &str) -> Option<std::time::Duration> {
     }
 }
 
+/// Whether the fail point `name`, armed `fire-after(<n>)`, is being hit for the n-th time: true
+/// once, then never again, so the caller's breakage happens once per process.
+#[inline]
+pub fn fires(name: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        armed::fires(name)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        false
+    }
+}
+
 /// Passes a fail point in async code: crash, or sleep as armed.
 pub async fn pass(name: &str) {
     if let Some(stall) = hit(name) {
@@ -109,8 +138,9 @@ pub async fn pass(name: &str) {
 mod tests {
     #[test]
     fn parses_specs_and_rejects_nonsense() {
-        let points = super::armed::parse("a=crash; b=sleep(250);c=crash-after(3)").unwrap();
-        assert_eq!(points.len(), 3);
+        let points =
+            super::armed::parse("a=crash; b=sleep(250);c=crash-after(3);d=fire-after(2)").unwrap();
+        assert_eq!(points.len(), 4);
         assert!(super::armed::parse("a=explode")
             .unwrap_err()
             .contains("unknown action"));

@@ -13,6 +13,8 @@ pub const RELAY_DELAY: &str = "relay.delay";
 pub const KAFKA_HOP: &str = "kafka.hop";
 /// Counter: 1 once the process's consumer holds its first partition assignment.
 pub const CONSUMER_ASSIGNED: &str = common::kafka_clients::CONSUMER_ASSIGNED;
+/// Counter: consumers the watchdog found stalled and replaced with a new client.
+pub const CONSUMER_REPLACED: &str = "kafka.consumer_replaced";
 /// One handler's local transaction, begin → commit: the rows it locks are held this long.
 pub const HANDLER_TX: &str = "handler.tx";
 

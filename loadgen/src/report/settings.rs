@@ -34,7 +34,7 @@ pub(super) fn section(summary: &Summary) -> String {
     }
     let mut md = String::new();
     let _ = writeln!(md, "\n## Settings as the processes reported them\n");
-    let _ = writeln!(md, "Each process reports what it runs with at the end of the run: `kafka.*` is librdkafka's effective configuration as the client itself resolves it (its defaults included), the rest the protocol's own knobs. A setting with two values names which process had which.\n");
+    let _ = writeln!(md, "Each process reports what it runs with at the end of the run: `kafka.*` is the librdkafka configuration each client was created with (as configured, librdkafka's defaults for the listed settings included), the rest the protocol's own knobs. A setting with two values names which process had which.\n");
     let _ = writeln!(md, "| protocol | setting | value | processes |");
     let _ = writeln!(md, "|---|---|---|---|");
     for (protocol, settings) in &seen {

@@ -8,6 +8,7 @@ mod flows;
 mod hang_ups;
 mod harness;
 mod inspect;
+mod stalls;
 mod timeouts;
 mod workload;
 

@@ -6,7 +6,7 @@ use crate::protocol::Decision;
 use common::metrics::MetricsRegistry;
 use common::storage::quote_literal;
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,32 @@ pub struct PreparedBranches {
     service: &'static str,
     pool: PgPool,
     metrics: MetricsRegistry,
-    states: Arc<Mutex<HashMap<String, BranchState>>>,
+    states: Arc<Mutex<Branches>>,
+}
+
+/// Every gid's state, and the early Aborts in arrival order so that expiring them costs only
+/// the expired ones.
+#[derive(Default)]
+struct Branches {
+    by_gid: HashMap<String, BranchState>,
+    early_aborts: VecDeque<(Instant, String)>,
+}
+
+impl Branches {
+    /// Forgets the early Aborts older than [`EARLY_ABORT_KEPT`] (a gid that moved on since, e.g.
+    /// to a refused Prepare, is left alone).
+    fn expire_early_aborts(&mut self, now: Instant) {
+        while let Some((at, _)) = self.early_aborts.front() {
+            if now.duration_since(*at) < EARLY_ABORT_KEPT {
+                break;
+            }
+            let (at, gid) = self.early_aborts.pop_front().expect("front exists");
+            if matches!(self.by_gid.get(&gid), Some(BranchState::AbortedEarly { at: kept }) if *kept == at)
+            {
+                self.by_gid.remove(&gid);
+            }
+        }
+    }
 }
 
 impl PreparedBranches {
@@ -97,7 +122,7 @@ impl PreparedBranches {
         format!("{gid}@{}", self.service)
     }
 
-    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, BranchState>> {
+    fn states(&self) -> std::sync::MutexGuard<'_, Branches> {
         self.states.lock().expect("branch states lock")
     }
 
@@ -105,16 +130,16 @@ impl PreparedBranches {
     /// [`PreparedBranches::prepared`] or [`PreparedBranches::prepare_ended`].
     pub fn begin_prepare(&self, gid: &str) -> PrepareAdmission {
         let mut states = self.states();
-        match states.get(gid) {
+        match states.by_gid.get(gid) {
             Some(BranchState::AbortedEarly { .. }) => {
-                states.remove(gid);
+                states.by_gid.remove(gid);
                 PrepareAdmission::AlreadyAborted
             }
             Some(BranchState::Preparing { .. } | BranchState::Prepared(_)) => {
                 PrepareAdmission::Duplicate
             }
             None => {
-                states.insert(
+                states.by_gid.insert(
                     gid.to_string(),
                     BranchState::Preparing {
                         abort_requested: false,
@@ -128,7 +153,7 @@ impl PreparedBranches {
     /// Whether an Abort reached the Prepare of `gid` that is still running.
     pub fn abort_requested(&self, gid: &str) -> bool {
         matches!(
-            self.states().get(gid),
+            self.states().by_gid.get(gid),
             Some(BranchState::Preparing {
                 abort_requested: true
             })
@@ -140,24 +165,26 @@ impl PreparedBranches {
     pub fn prepared(&self, gid: &str, branch: PreparedBranch) -> bool {
         let mut states = self.states();
         let aborted = matches!(
-            states.get(gid),
+            states.by_gid.get(gid),
             Some(BranchState::Preparing {
                 abort_requested: true
             })
         );
         debug_assert!(
-            matches!(states.get(gid), Some(BranchState::Preparing { .. })),
+            matches!(states.by_gid.get(gid), Some(BranchState::Preparing { .. })),
             "only a preparing branch becomes prepared"
         );
-        states.insert(gid.to_string(), BranchState::Prepared(branch));
+        states
+            .by_gid
+            .insert(gid.to_string(), BranchState::Prepared(branch));
         aborted
     }
 
     /// The Prepare of `gid` ended without a prepared branch (refused, failed, or skipped).
     pub fn prepare_ended(&self, gid: &str) {
         let mut states = self.states();
-        if matches!(states.get(gid), Some(BranchState::Preparing { .. })) {
-            states.remove(gid);
+        if matches!(states.by_gid.get(gid), Some(BranchState::Preparing { .. })) {
+            states.by_gid.remove(gid);
         }
     }
 
@@ -165,10 +192,8 @@ impl PreparedBranches {
     pub fn abort_arrived(&self, gid: &str) -> AbortAction {
         let mut states = self.states();
         let now = Instant::now();
-        states.retain(|_, s| {
-            !matches!(s, BranchState::AbortedEarly { at } if now.duration_since(*at) >= EARLY_ABORT_KEPT)
-        });
-        match states.get_mut(gid) {
+        states.expire_early_aborts(now);
+        match states.by_gid.get_mut(gid) {
             Some(BranchState::Prepared(_)) => AbortAction::RollBack,
             Some(BranchState::Preparing { abort_requested }) => {
                 *abort_requested = true;
@@ -176,7 +201,10 @@ impl PreparedBranches {
             }
             Some(BranchState::AbortedEarly { .. }) => AbortAction::Noted,
             None => {
-                states.insert(gid.to_string(), BranchState::AbortedEarly { at: now });
+                states
+                    .by_gid
+                    .insert(gid.to_string(), BranchState::AbortedEarly { at: now });
+                states.early_aborts.push_back((now, gid.to_string()));
                 AbortAction::Noted
             }
         }
@@ -190,6 +218,7 @@ impl PreparedBranches {
     ) -> Vec<String> {
         let now = Instant::now();
         self.states()
+            .by_gid
             .iter()
             .filter_map(|(gid, state)| match state {
                 BranchState::Prepared(b)
@@ -206,6 +235,7 @@ impl PreparedBranches {
     /// How many branches are prepared here.
     pub fn len(&self) -> usize {
         self.states()
+            .by_gid
             .values()
             .filter(|s| matches!(s, BranchState::Prepared(_)))
             .count()
@@ -216,16 +246,19 @@ impl PreparedBranches {
     }
 
     pub fn is_prepared(&self, gid: &str) -> bool {
-        matches!(self.states().get(gid), Some(BranchState::Prepared(_)))
+        matches!(
+            self.states().by_gid.get(gid),
+            Some(BranchState::Prepared(_))
+        )
     }
 
     /// Forgets a prepared branch once its decision is applied (or found applied already).
     fn decided(&self, gid: &str) -> Option<PreparedBranch> {
         let mut states = self.states();
-        match states.get(gid) {
+        match states.by_gid.get(gid) {
             Some(BranchState::Prepared(branch)) => {
                 let branch = *branch;
-                states.remove(gid);
+                states.by_gid.remove(gid);
                 Some(branch)
             }
             _ => None,
@@ -307,7 +340,7 @@ impl PreparedBranches {
             };
             // A branch still preparing is about to be registered by its preparer.
             if matches!(
-                states.get(gid),
+                states.by_gid.get(gid),
                 Some(BranchState::Prepared(_) | BranchState::Preparing { .. })
             ) {
                 continue;
@@ -315,7 +348,7 @@ impl PreparedBranches {
             let since = now
                 .checked_sub(Duration::from_secs_f64(age_secs.max(0.0)))
                 .unwrap_or(now);
-            states.insert(
+            states.by_gid.insert(
                 gid.to_string(),
                 BranchState::Prepared(PreparedBranch {
                     locked_at: since,
@@ -356,6 +389,28 @@ mod tests {
         assert_eq!(b.begin_prepare("g"), PrepareAdmission::AlreadyAborted);
         // Remembered once only: the gid is free again.
         assert_eq!(b.begin_prepare("g"), PrepareAdmission::Go);
+    }
+
+    #[tokio::test]
+    async fn early_aborts_expire_in_arrival_order_and_only_their_own() {
+        let b = registry();
+        assert_eq!(b.abort_arrived("old"), AbortAction::Noted);
+        assert_eq!(b.abort_arrived("reused"), AbortAction::Noted);
+        // "reused" is consumed by its late Prepare, which then runs under the same gid again.
+        assert_eq!(b.begin_prepare("reused"), PrepareAdmission::AlreadyAborted);
+        assert_eq!(b.begin_prepare("reused"), PrepareAdmission::Go);
+        let later = Instant::now() + EARLY_ABORT_KEPT;
+        b.states().expire_early_aborts(later);
+        let states = b.states();
+        assert!(states.early_aborts.is_empty());
+        assert!(!states.by_gid.contains_key("old"), "expired");
+        assert!(
+            matches!(
+                states.by_gid.get("reused"),
+                Some(BranchState::Preparing { .. })
+            ),
+            "a gid that moved on is not touched by its old Abort's expiry"
+        );
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! order. Duplicates are recognised inside the handler's own transaction ([`first_delivery`]).
 
 use crate::error::SagaError;
-use crate::message::{DecodeFailure, Envelope, PRODUCED_AT_HEADER};
+use crate::message::{Envelope, PRODUCED_AT_HEADER};
 use common::api::unix_micros_now;
 use common::kafka_clients::{
     effective_settings, manual_commit_consumer_config, ClientRole, ClientTuning,
@@ -15,8 +15,11 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use sqlx::{Postgres, Transaction};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
+
+mod lane;
+pub mod watchdog;
 
 /// A handler of decoded messages. It must apply the message's effect in one local transaction
 /// that also called [`first_delivery`], and return only after that transaction committed.
@@ -60,12 +63,42 @@ struct Delivery {
 }
 
 /// Consumes until `shutdown`; returns after every lane finished and offsets were committed.
+/// A client the [`watchdog`] finds stalled is closed and replaced by a new one (a new member of
+/// the same group, resuming from the committed offsets; the dedupe absorbs redeliveries).
 pub async fn run<H: MessageHandler>(
     spec: ConsumerSpec,
     handler: Arc<H>,
     metrics: MetricsRegistry,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SagaError> {
+    metrics.set_setting(
+        "consumer.watchdog.stall_window_ms",
+        watchdog::STALL_WINDOW.as_millis().to_string(),
+    );
+    loop {
+        match session(&spec, handler.clone(), &metrics, &mut shutdown).await? {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Stalled(stall) => {
+                metrics.add(crate::telemetry::CONSUMER_REPLACED, 1);
+                tracing::warn!(group = %spec.group, %stall, "the consumer stopped consuming; replacing it with a new client");
+            }
+        }
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Stalled(watchdog::Stall),
+}
+
+/// One client's life: subscribe, dispatch to the lanes, commit; ends on shutdown, on a fatal
+/// client error (as `Err`) or when the watchdog finds the client stalled.
+async fn session<H: MessageHandler>(
+    spec: &ConsumerSpec,
+    handler: Arc<H>,
+    metrics: &MetricsRegistry,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<SessionEnd, SagaError> {
     let mut config = manual_commit_consumer_config(&spec.bootstrap, &spec.group, &spec.tuning);
     // The broker-driven group protocol (KIP-848). With the classic one, a broker outage longer
     // than the session made every consumer rejoin under a new member id, and the reloaded group
@@ -95,7 +128,7 @@ pub async fn run<H: MessageHandler>(
     for _ in 0..spec.lanes.max(1) {
         let (tx, rx) = mpsc::channel::<Delivery>(64);
         senders.push(tx);
-        lanes.push(tokio::spawn(lane(
+        lanes.push(tokio::spawn(lane::run(
             rx,
             handler.clone(),
             consumer.clone(),
@@ -103,7 +136,12 @@ pub async fn run<H: MessageHandler>(
         )));
     }
     let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
-    let mut fatal = None;
+    let mut watchdog_tick = tokio::time::interval(watchdog::CHECK_EVERY);
+    watchdog_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_received = Instant::now();
+    // The first look at a quiet consumer; a stall is judged against it.
+    let mut quiet_since: Option<watchdog::Snapshot> = None;
+    let mut end = Ok(SessionEnd::Shutdown);
     let mut assigned = false;
     loop {
         tokio::select! {
@@ -116,8 +154,27 @@ pub async fn run<H: MessageHandler>(
                     tracing::info!(group = %spec.group, "the consumer holds its partitions");
                 }
             }
+            _ = watchdog_tick.tick(), if last_received.elapsed() >= watchdog::CHECK_EVERY => {
+                let (client, topics) = (consumer.clone(), spec.topics.clone());
+                match tokio::task::spawn_blocking(move || watchdog::snapshot(&client, &topics)).await {
+                    Ok(Ok(now)) => match quiet_since.as_ref().and_then(|before| watchdog::stalled(before, &now)) {
+                        Some(stall) => {
+                            end = Ok(SessionEnd::Stalled(stall));
+                            break;
+                        }
+                        None => {
+                            quiet_since.get_or_insert(now);
+                        }
+                    },
+                    // The broker could not be asked: an outage, not a stall; look again later.
+                    Ok(Err(err)) => tracing::debug!(cause = %err, "the watchdog could not read progress"),
+                    Err(panicked) => tracing::error!(cause = %panicked, "the watchdog's check panicked"),
+                }
+            }
             received = consumer.recv() => match received {
                 Ok(msg) => {
+                    last_received = Instant::now();
+                    quiet_since = None;
                     let delivery = Delivery {
                         topic: msg.topic().to_string(),
                         partition: msg.partition(),
@@ -134,6 +191,9 @@ pub async fn run<H: MessageHandler>(
                             Duration::from_micros(unix_micros_now().saturating_sub(produced)),
                         );
                     }
+                    if common::failpoint::fires("consumer-stops-fetching") {
+                        stop_fetching(&consumer);
+                    }
                     let lane = delivery.partition.unsigned_abs() as usize % senders.len();
                     if senders[lane].send(delivery).await.is_err() {
                         break;
@@ -143,7 +203,7 @@ pub async fn run<H: MessageHandler>(
                     // The client cannot recover by itself: stop (after the lanes drain) and
                     // let the process exit with the error, so its supervisor restarts it.
                     tracing::error!(cause = %err, "fatal consumer error; stopping");
-                    fatal = Some(err);
+                    end = Err(SagaError::Kafka { what: "consuming", source: err });
                     break;
                 }
                 Err(err) => {
@@ -161,12 +221,32 @@ pub async fn run<H: MessageHandler>(
         let _ = lane.await;
     }
     commit(&consumer, CommitMode::Sync);
-    match fatal {
-        Some(source) => Err(SagaError::Kafka {
-            what: "consuming",
-            source,
-        }),
-        None => Ok(()),
+    close(consumer, &spec.group).await?;
+    end
+}
+
+/// Closes the client (leaving the group) off the async threads: librdkafka's close blocks, and
+/// a client that stalled may take long. One that cannot close in a minute is reported as an
+/// error, so the process exits and its supervisor restarts it rather than run beside a zombie
+/// member that might still hold partitions.
+async fn close(consumer: Arc<StreamConsumer>, group: &str) -> Result<(), SagaError> {
+    const CLOSE_BUDGET: Duration = Duration::from_secs(60);
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    match tokio::time::timeout(CLOSE_BUDGET, closing).await {
+        Ok(_) => Ok(()),
+        Err(_) => Err(SagaError::Config(format!(
+            "the consumer of group {group} did not close within {} s",
+            CLOSE_BUDGET.as_secs()
+        ))),
+    }
+}
+
+/// The fail point `consumer-stops-fetching`: pauses every held partition, as the stuck client
+/// seen after a broker pause did — a member that keeps heartbeating and never fetches.
+fn stop_fetching(consumer: &StreamConsumer) {
+    match consumer.assignment().and_then(|held| consumer.pause(&held)) {
+        Ok(()) => tracing::warn!("fail point: the consumer stops fetching"),
+        Err(err) => tracing::error!(cause = %err, "fail point: pausing the partitions failed"),
     }
 }
 
@@ -178,61 +258,6 @@ fn commit(consumer: &StreamConsumer, mode: CommitMode) {
             Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
         ) {
             tracing::debug!(cause = %err, "offset commit failed; the next one retries");
-        }
-    }
-}
-
-/// Handles one lane's deliveries in order; a retryable failure is retried (the offset does not
-/// move), anything else is logged and skipped so one poison message cannot stop the service.
-async fn lane<H: MessageHandler>(
-    mut rx: mpsc::Receiver<Delivery>,
-    handler: Arc<H>,
-    consumer: Arc<StreamConsumer>,
-    metrics: MetricsRegistry,
-) {
-    while let Some(delivery) = rx.recv().await {
-        metrics.add("messages.consumed", 1);
-        match Envelope::decode(&delivery.payload) {
-            Ok(envelope) => {
-                let mut backoff = Duration::from_millis(20);
-                loop {
-                    match handler.handle(envelope.clone()).await {
-                        Ok(()) => break,
-                        Err(err) if err.is_retryable() => {
-                            tracing::warn!(cause = %err, order_id = %envelope.order_id, ?backoff, "handler failed; retrying");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
-                        }
-                        Err(err) => {
-                            metrics.add("messages.failed", 1);
-                            tracing::error!(cause = %err, order_id = %envelope.order_id, "handler failed for good; moving past the message (counted in messages.failed)");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(failure) => {
-                metrics.add("messages.undecodable", 1);
-                let reason = match failure {
-                    DecodeFailure::Malformed(why) => why,
-                    DecodeFailure::Version(v) => format!("schema version {v}"),
-                };
-                let err = SagaError::Undecodable {
-                    topic: delivery.topic.clone(),
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                    reason,
-                };
-                tracing::error!(cause = %err, "undecodable message; moving past it (counted in messages.undecodable)");
-            }
-        }
-        // The local transaction committed (or the message is given up for good): only now may the
-        // group move past it. A crash right here redelivers it, and the dedupe absorbs it.
-        common::failpoint::pass("consumer-before-offset-store").await;
-        if let Err(err) =
-            consumer.store_offset(&delivery.topic, delivery.partition, delivery.offset)
-        {
-            tracing::warn!(cause = %err, "storing an offset failed (partition revoked?)");
         }
     }
 }

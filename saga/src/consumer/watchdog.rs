@@ -1,0 +1,235 @@
+//! Notices a consumer that stopped consuming while messages wait for it, so that the session can
+//! be replaced by a fresh client.
+//!
+//! Why it exists: after the broker was paused (SIGSTOP, 2 s) and its group coordinator unloaded
+//! and reloaded the groups, librdkafka 2.12 sometimes kept a member that heartbeats and holds its
+//! partitions but never fetches again (or, another time, was fenced and never rejoined). Nothing
+//! is reported to the application; the saga steps waiting on that topic simply never run. A
+//! production team keeps such a watchdog beside every consumer; here it is the same rule for
+//! every saga process, whatever the mode.
+//!
+//! The rule: the consumer received nothing for a whole [`STALL_WINDOW`], and over that window a
+//! partition it should be reading stayed behind the partition's end without moving. Offsets the
+//! process consumed are its own positions when it holds partitions, else the group's committed
+//! offsets (a member without partitions while another member makes progress is not stalled).
+//! When the broker cannot be asked, nothing is decided: an outage is not a stall.
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long a consumer may receive nothing while a partition it reads is behind and unmoved.
+pub const STALL_WINDOW: Duration = Duration::from_secs(10);
+/// How often a quiet consumer is looked at.
+pub const CHECK_EVERY: Duration = Duration::from_secs(3);
+/// Budget of each broker query made by a check.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How far one partition has been consumed, against its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub consumed: i64,
+    pub end: i64,
+}
+
+/// The partitions a consumer should be reading, at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub at: Instant,
+    /// Whether the offsets are the process's own positions (it holds these partitions) or the
+    /// group's committed offsets (it holds none).
+    pub owned: bool,
+    pub partitions: BTreeMap<(String, i32), Progress>,
+}
+
+/// A partition that did not move while messages waited on it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stall {
+    pub topic: String,
+    pub partition: i32,
+    pub consumed: i64,
+    pub end: i64,
+    pub owned: bool,
+    pub for_: Duration,
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}[{}] stayed at offset {} of {} for {:.1} s ({})",
+            self.topic,
+            self.partition,
+            self.consumed,
+            self.end,
+            self.for_.as_secs_f64(),
+            if self.owned {
+                "a partition this member holds"
+            } else {
+                "this member holds no partition; the group's committed offset"
+            }
+        )
+    }
+}
+
+/// The stall between two snapshots of a quiet consumer, if any: `now` is at least
+/// [`STALL_WINDOW`] after `before`, both read the same way, and some partition is behind its
+/// end in both with the same consumed offset.
+pub fn stalled(before: &Snapshot, now: &Snapshot) -> Option<Stall> {
+    let waited = now.at.saturating_duration_since(before.at);
+    if waited < STALL_WINDOW || before.owned != now.owned {
+        return None;
+    }
+    now.partitions.iter().find_map(|(key, progress)| {
+        let earlier = before.partitions.get(key)?;
+        let stuck = earlier.consumed == progress.consumed
+            && earlier.consumed < earlier.end
+            && progress.consumed < progress.end;
+        stuck.then(|| Stall {
+            topic: key.0.clone(),
+            partition: key.1,
+            consumed: progress.consumed,
+            end: progress.end,
+            owned: now.owned,
+            for_: waited,
+        })
+    })
+}
+
+/// Reads the consumer's progress on `topics` from the client and the broker. Blocking (broker
+/// queries): call it from a blocking task. An error means the broker could not be asked.
+pub fn snapshot(consumer: &StreamConsumer, topics: &[String]) -> Result<Snapshot, KafkaError> {
+    let at = Instant::now();
+    let assignment = consumer.assignment()?;
+    let owned = assignment.count() > 0;
+    let (list, mut offsets) = if owned {
+        let positions = consumer.position()?;
+        let offsets = offsets_of(&positions);
+        (assignment, offsets)
+    } else {
+        let mut list = TopicPartitionList::new();
+        for topic in topics {
+            let metadata = consumer.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                list.add_partition(topic, partition.id());
+            }
+        }
+        (list, BTreeMap::new())
+    };
+    // Partitions with no position yet (nothing consumed since assignment) start where the
+    // group committed, and where the group never committed, at the log's start
+    // (`auto.offset.reset=earliest`).
+    let unknown: Vec<(String, i32)> = list
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .filter(|key| !offsets.contains_key(key))
+        .collect();
+    if !unknown.is_empty() {
+        let mut query = TopicPartitionList::new();
+        for (topic, partition) in &unknown {
+            query.add_partition(topic, *partition);
+        }
+        offsets.extend(offsets_of(
+            &consumer.committed_offsets(query, QUERY_TIMEOUT)?,
+        ));
+    }
+    let mut partitions = BTreeMap::new();
+    for element in list.elements() {
+        let key = (element.topic().to_string(), element.partition());
+        let (start, end) = consumer.fetch_watermarks(&key.0, key.1, QUERY_TIMEOUT)?;
+        let consumed = offsets.get(&key).copied().unwrap_or(start);
+        partitions.insert(key, Progress { consumed, end });
+    }
+    Ok(Snapshot {
+        at,
+        owned,
+        partitions,
+    })
+}
+
+/// The concrete offsets of a list (logical ones such as "invalid" are left out).
+fn offsets_of(list: &TopicPartitionList) -> BTreeMap<(String, i32), i64> {
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(at: Instant, owned: bool, parts: &[(i32, i64, i64)]) -> Snapshot {
+        Snapshot {
+            at,
+            owned,
+            partitions: parts
+                .iter()
+                .map(|&(p, consumed, end)| (("t".to_string(), p), Progress { consumed, end }))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_partition_behind_and_unmoved_for_the_window_is_a_stall() {
+        let t0 = Instant::now();
+        let before = snap(t0, true, &[(0, 5, 5), (1, 7, 9)]);
+        let now = snap(t0 + STALL_WINDOW, true, &[(0, 5, 6), (1, 7, 12)]);
+        let stall = stalled(&before, &now).expect("partition 0 or 1 is stuck");
+        assert_eq!((stall.partition, stall.consumed, stall.end), (1, 7, 12));
+        assert!(stall.owned);
+    }
+
+    #[test]
+    fn caught_up_moving_or_too_recent_is_not() {
+        let t0 = Instant::now();
+        let later = t0 + STALL_WINDOW;
+        // Caught up (a quiet topic).
+        assert_eq!(
+            stalled(
+                &snap(t0, true, &[(0, 5, 5)]),
+                &snap(later, true, &[(0, 5, 5)])
+            ),
+            None
+        );
+        // Behind but moving (another member of the group commits, or a slow handler).
+        assert_eq!(
+            stalled(
+                &snap(t0, false, &[(0, 5, 9)]),
+                &snap(later, false, &[(0, 8, 9)])
+            ),
+            None
+        );
+        // The new message arrived only after the first look: not behind in both.
+        assert_eq!(
+            stalled(
+                &snap(t0, true, &[(0, 5, 5)]),
+                &snap(later, true, &[(0, 5, 6)])
+            ),
+            None
+        );
+        // Behind and unmoved, but not for the whole window yet.
+        let early = t0 + STALL_WINDOW - Duration::from_millis(1);
+        assert_eq!(
+            stalled(
+                &snap(t0, true, &[(0, 5, 9)]),
+                &snap(early, true, &[(0, 5, 9)])
+            ),
+            None
+        );
+        // Read differently (the member gained or lost partitions between the looks).
+        assert_eq!(
+            stalled(
+                &snap(t0, false, &[(0, 5, 9)]),
+                &snap(later, true, &[(0, 5, 9)])
+            ),
+            None
+        );
+    }
+}
