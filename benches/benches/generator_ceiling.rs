@@ -7,10 +7,10 @@
 //! Knobs: CEILING_RATES=10000,50000 (orders/s), CEILING_CONNECTIONS=4, CEILING_SECONDS=5.
 
 use common::datagen::{DataSet, DataSetSpec};
-use loadgen::connections::Connections;
-use loadgen::noop_server::{serve, NoopOrderApi};
-use loadgen::open_loop::{run, Arrivals, OpenLoop};
-use loadgen::workload::WorkloadSpec;
+use loadgen::load::connections::Connections;
+use loadgen::load::open::{run, Arrivals, OpenLoop};
+use loadgen::load::workload::WorkloadSpec;
+use loadgen::run::noop_server::{serve, NoopOrderApi};
 use std::time::Duration;
 
 /// The same allocator as the `loadgen` binary, so this measures the generator as shipped.

@@ -2,32 +2,11 @@
 //! protocol through `OrderApi`, collects the services' metrics and runs the invariant checker.
 //! Open and closed loops, fault schedules, `compare`, `sweep` and `soak`, and the reports.
 
-pub mod check;
 pub mod cli;
-pub mod closed_loop;
-pub mod connections;
-pub mod deployed;
-pub mod experiment;
-pub mod faults;
-pub mod figures;
-pub mod intervals;
-pub mod lab;
-pub mod noop_server;
-pub mod open_loop;
-pub mod plots;
-pub mod precise_timer;
-pub mod print;
-pub mod probe;
-pub mod protocols;
+pub mod load;
 pub mod report;
-pub mod resources;
-pub mod saga_deployment;
+pub mod run;
 pub mod scenario;
-pub mod soak;
-pub mod spread;
-pub mod stalls;
-pub mod summary;
-pub mod workload;
 
 /// Why a loadgen command failed. Each variant carries the underlying error's own message.
 #[derive(Debug, thiserror::Error)]
@@ -48,13 +27,13 @@ pub enum LoadgenError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Probe(#[from] crate::probe::ProbeError),
+    Probe(#[from] crate::run::probe::ProbeError),
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
     #[error("{flag}: {reason}")]
     BadFlag { flag: &'static str, reason: String },
     #[error(transparent)]
-    Deployment(#[from] crate::deployed::DeploymentError),
+    Deployment(#[from] crate::run::deployed::DeploymentError),
     #[error("writing the report: {0}")]
     Report(String),
 }

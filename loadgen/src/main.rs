@@ -12,13 +12,15 @@ async fn main() -> anyhow::Result<()> {
     common::process::init_tracing("warn,loadgen=info,common=info", false);
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match Cli::parse().command {
-        Command::Compare(args) => report(loadgen::lab::compare(&args, None, command_line).await?),
-        Command::Run(args) => {
-            report(loadgen::lab::compare(&args.compare, Some(args.protocol), command_line).await?)
+        Command::Compare(args) => {
+            report(loadgen::run::lab::compare(&args, None, command_line).await?)
         }
-        Command::Sweep(args) => report(loadgen::lab::sweep(&args, command_line).await?),
+        Command::Run(args) => report(
+            loadgen::run::lab::compare(&args.compare, Some(args.protocol), command_line).await?,
+        ),
+        Command::Sweep(args) => report(loadgen::run::lab::sweep(&args, command_line).await?),
         Command::Soak(args) => {
-            let (dir, summary) = loadgen::soak::run(&args, command_line).await?;
+            let (dir, summary) = loadgen::run::soak::run(&args, command_line).await?;
             print!("{}", summary.table());
             println!("report: {}", dir.join("report.md").display());
             anyhow::ensure!(
@@ -29,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Setup => {
-            let script = loadgen::lab::scenarios_dir().join("../scripts/setup.sh");
+            let script = loadgen::run::lab::scenarios_dir().join("../scripts/setup.sh");
             let status = std::process::Command::new("bash")
                 .arg(&script)
                 .status()
@@ -38,12 +40,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Probe(args) => {
-            let floors = loadgen::lab::probe(&args).await?;
+            let floors = loadgen::run::lab::probe(&args).await?;
             println!("{}", serde_json::to_string_pretty(&floors)?);
             Ok(())
         }
         Command::Check(args) => {
-            let outcome = loadgen::check::run(&args).await?;
+            let outcome = loadgen::run::check::run(&args).await?;
             let report = &outcome.report;
             println!(
                 "environment started in {:.1} s",
@@ -75,8 +77,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Prints the summary and where the report is; fails if any protocol broke an invariant.
-fn report((dir, summary): (std::path::PathBuf, loadgen::summary::Summary)) -> anyhow::Result<()> {
-    print!("{}", loadgen::print::summary(&summary));
+fn report(
+    (dir, summary): (std::path::PathBuf, loadgen::report::summary::Summary),
+) -> anyhow::Result<()> {
+    print!("{}", loadgen::report::print::summary(&summary));
     println!("report: {}", dir.join("report.md").display());
     let dirty: Vec<&str> = summary
         .runs

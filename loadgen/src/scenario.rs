@@ -2,10 +2,10 @@
 //! seed, so every protocol of a comparison faces exactly the same thing. A bad file gets an error
 //! that names the field (`load.rate`, `protocols[1]`) and why; never a panic.
 
-use crate::faults::random::RandomFaults;
-use crate::faults::schedule::FaultSpec;
-use crate::open_loop::Arrivals;
-use crate::workload::WorkloadSpec;
+use crate::load::open::Arrivals;
+use crate::load::workload::WorkloadSpec;
+use crate::run::faults::random::RandomFaults;
+use crate::run::faults::schedule::FaultSpec;
 use common::datagen::DataSetSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -129,7 +129,7 @@ fn default_duration() -> u64 {
 }
 
 fn default_connections() -> usize {
-    crate::connections::DEFAULT_CONNECTIONS
+    crate::load::connections::DEFAULT_CONNECTIONS
 }
 
 fn default_arrivals() -> Arrivals {
@@ -324,11 +324,11 @@ pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Strin
 
 impl Scenario {
     /// The `surge` faults as the open loop applies them.
-    pub fn surges(&self) -> Vec<crate::open_loop::Surge> {
+    pub fn surges(&self) -> Vec<crate::load::open::Surge> {
         self.faults
             .iter()
-            .filter(|f| f.kind == crate::faults::schedule::FaultKind::Surge)
-            .map(|f| crate::open_loop::Surge {
+            .filter(|f| f.kind == crate::run::faults::schedule::FaultKind::Surge)
+            .map(|f| crate::load::open::Surge {
                 from: std::time::Duration::from_secs(f.at_s),
                 to: std::time::Duration::from_secs(f.ends_at_s()),
                 factor: f.factor.unwrap_or(1.0),
@@ -438,7 +438,8 @@ impl Scenario {
 
     fn draw_faults(&mut self) -> Result<(), (String, String)> {
         if let Some(random) = &self.random_faults {
-            self.faults = crate::faults::random::draw(random, self.seed, self.load.duration_s)?;
+            self.faults =
+                crate::run::faults::random::draw(random, self.seed, self.load.duration_s)?;
         }
         Ok(())
     }

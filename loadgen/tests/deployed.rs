@@ -197,7 +197,7 @@ async fn compare_drives_the_compose_deployment_known_only_by_its_addresses() {
             deployment: Some(deployment.clone()),
         },
     };
-    let (report_dir, summary) = loadgen::lab::compare(
+    let (report_dir, summary) = loadgen::run::lab::compare(
         &args(&scenario),
         None,
         "loadgen compare (deployed test)".into(),
@@ -260,7 +260,7 @@ async fn compare_drives_the_compose_deployment_known_only_by_its_addresses() {
         scenario_text()
     );
     std::fs::write(&faults, with_faults).unwrap();
-    let refused = loadgen::lab::compare(&args(&faults), None, String::new())
+    let refused = loadgen::run::lab::compare(&args(&faults), None, String::new())
         .await
         .expect_err("faults need the local environment")
         .to_string();

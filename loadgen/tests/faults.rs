@@ -8,11 +8,11 @@
 mod support;
 
 use common::env::testing::test_run_dir;
-use loadgen::experiment::{measure, Lab};
-use loadgen::faults::injector::FaultRecord;
-use loadgen::probe::Floors;
+use loadgen::report::summary::ProtocolRun;
+use loadgen::run::experiment::{measure, Lab};
+use loadgen::run::faults::injector::FaultRecord;
+use loadgen::run::probe::Floors;
 use loadgen::scenario::{Protocol, Scenario};
-use loadgen::summary::ProtocolRun;
 use std::path::Path;
 use support::{bin_dir, DATASET};
 

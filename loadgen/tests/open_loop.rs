@@ -4,10 +4,10 @@
 
 use common::datagen::{DataSet, DataSetSpec};
 use common::domain::OutcomeKind;
-use loadgen::connections::Connections;
-use loadgen::noop_server::{serve, NoopOrderApi};
-use loadgen::open_loop::{run, Arrivals, OpenLoop};
-use loadgen::workload::WorkloadSpec;
+use loadgen::load::connections::Connections;
+use loadgen::load::open::{run, Arrivals, OpenLoop};
+use loadgen::load::workload::WorkloadSpec;
+use loadgen::run::noop_server::{serve, NoopOrderApi};
 use std::time::{Duration, Instant};
 
 fn data() -> DataSet {

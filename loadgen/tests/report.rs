@@ -4,11 +4,11 @@
 use common::domain::OutcomeKind;
 use common::metrics::{new_histogram, record};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use loadgen::experiment::Measured;
-use loadgen::intervals::Intervals;
-use loadgen::open_loop::SecondBucket;
+use loadgen::load::intervals::Intervals;
+use loadgen::load::recorder::SecondBucket;
+use loadgen::report::summary::{Percentiles, ProtocolRun, Summary};
+use loadgen::run::experiment::Measured;
 use loadgen::scenario::Protocol;
-use loadgen::summary::{Percentiles, ProtocolRun, Summary};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

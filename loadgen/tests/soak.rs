@@ -50,7 +50,7 @@ gap_s = 4
             run_dir: run_dir.join("env"),
         },
     };
-    let (dir, summary) = loadgen::soak::run(&args, "soak test".into())
+    let (dir, summary) = loadgen::run::soak::run(&args, "soak test".into())
         .await
         .expect("the soak runs");
     print!("{}", summary.table());
@@ -82,10 +82,10 @@ gap_s = 4
             "{per_protocol:?}"
         );
     }
-    let written: loadgen::soak::SoakSummary =
+    let written: loadgen::run::soak::SoakSummary =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     // (Availability is a float, which JSON may round in its last digit.)
-    let key = |r: &loadgen::soak::SoakRow| {
+    let key = |r: &loadgen::run::soak::SoakRow| {
         (
             r.seed,
             r.protocol,

@@ -2,9 +2,9 @@
 //! held, and the table of what each fault did to availability, recovery and settling.
 
 use super::report_err;
-use crate::faults::schedule::FaultSpec;
-use crate::plots::{self, Series, Window};
-use crate::summary::Summary;
+use crate::report::plots::{self, Series, Window};
+use crate::report::summary::Summary;
+use crate::run::faults::schedule::FaultSpec;
 use crate::LoadgenError;
 use std::fmt::Write as _;
 use std::path::Path;

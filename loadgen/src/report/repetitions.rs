@@ -1,9 +1,9 @@
 //! With `--repeat N`: every headline figure per protocol as the median and the range (min–max)
 //! of its N runs, so a reader sees how much of a difference between protocols is noise.
 
+use crate::report::spread::Spread;
+use crate::report::summary::{ProtocolRun, Summary};
 use crate::scenario::Protocol;
-use crate::spread::Spread;
-use crate::summary::{ProtocolRun, Summary};
 use std::fmt::Write as _;
 
 /// The protocols in the order they first ran, each with its runs.
@@ -24,7 +24,7 @@ fn by_protocol(summary: &Summary) -> Vec<(Protocol, Vec<&ProtocolRun>)> {
 /// A latency quantile of every outcome, only from runs with enough samples behind it.
 fn quantile(
     run: &ProtocolRun,
-    q: fn(&crate::summary::Percentiles) -> f64,
+    q: fn(&crate::report::summary::Percentiles) -> f64,
     min_n: u64,
 ) -> Option<f64> {
     let all = run.latency.get("ALL")?;

@@ -3,8 +3,8 @@
 //! peak memory, WAL written, checkpoints and when they ran).
 
 use super::report_err;
-use crate::plots::{self, Series, Window};
-use crate::summary::{ProtocolRun, Summary};
+use crate::report::plots::{self, Series, Window};
+use crate::report::summary::{ProtocolRun, Summary};
 use crate::LoadgenError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -2,7 +2,7 @@
 //! client configuration with its defaults, the protocols' timeouts and limits, pool sizes), read
 //! back from the processes themselves rather than from what the lab meant to set.
 
-use crate::summary::Summary;
+use crate::report::summary::Summary;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -59,8 +59,8 @@ fn short_name(service: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::summary::{ProtocolRun, ServiceFigures};
     use crate::scenario::Protocol;
-    use crate::summary::{ProtocolRun, ServiceFigures};
 
     fn service(name: &str, settings: &[(&str, &str)]) -> ServiceFigures {
         ServiceFigures {

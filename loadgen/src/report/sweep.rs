@@ -2,9 +2,9 @@
 //! cost and slowest second, and `sweep.svg` (latency against achieved throughput).
 
 use super::{per_s, produced_by, report_err, timeline_csv};
-use crate::plots::{self, Series};
-use crate::spread::Spread;
-use crate::summary::{Percentiles, Summary};
+use crate::report::plots::{self, Series};
+use crate::report::spread::Spread;
+use crate::report::summary::{Percentiles, Summary};
 use crate::LoadgenError;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,12 +19,13 @@ fn sweep_medians(summary: &Summary) -> String {
     let _ = writeln!(md, "| offered/s | runs | committed/s | availability (%) | committed p50 (ms) | committed p99 (ms) | CPU ms per order |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for rate in rates {
-        let at: Vec<&crate::summary::ProtocolRun> = summary
+        let at: Vec<&crate::report::summary::ProtocolRun> = summary
             .runs
             .iter()
             .filter(|r| r.offered_rate == Some(rate))
             .collect();
-        let spread = |f: &dyn Fn(&crate::summary::ProtocolRun) -> Option<f64>, digits: usize| {
+        let spread = |f: &dyn Fn(&crate::report::summary::ProtocolRun) -> Option<f64>,
+                      digits: usize| {
             Spread::show(Spread::of(at.iter().filter_map(|r| f(r))), digits)
         };
         let offered = at
@@ -59,7 +60,7 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     let json = serde_json::to_string_pretty(summary).map_err(report_err)?;
     std::fs::write(dir.join("summary.json"), json).map_err(report_err)?;
     std::fs::write(dir.join("timeline.csv"), timeline_csv(summary)).map_err(report_err)?;
-    let point = |r: &crate::summary::ProtocolRun, f: fn(&Percentiles) -> f64| {
+    let point = |r: &crate::report::summary::ProtocolRun, f: fn(&Percentiles) -> f64| {
         (r.committed_per_s, r.latency.get("COMMITTED").map_or(0.0, f))
     };
     // One point per offered rate, in rate order (past the knee achieved throughput falls
@@ -117,7 +118,7 @@ pub fn write_sweep(dir: &Path, summary: &Summary) -> Result<(), LoadgenError> {
     let _ = writeln!(md, "*CPU*: milliseconds of CPU of every process of the run per order committed inside the window. *Slowest second*: the window's second with the worst client p99 (every outcome), with the WAL PostgreSQL wrote in it and its busiest process (see a run's report for the columns' definitions).\n");
     let _ = writeln!(md, "| offered/s | run | committed/s | availability | committed p50 / p99 (ms) | p50 / floor | CPU ms per order | slowest second: p99 ms, WAL MB, busiest | violations | leftovers | dropped |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut runs: Vec<&crate::summary::ProtocolRun> = summary.runs.iter().collect();
+    let mut runs: Vec<&crate::report::summary::ProtocolRun> = summary.runs.iter().collect();
     runs.sort_by(|a, b| {
         a.offered_rate
             .unwrap_or(0.0)

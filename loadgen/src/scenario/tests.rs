@@ -228,7 +228,7 @@ fn command_line_overrides_replace_the_load_and_errors_name_the_flag() {
     assert_eq!(flag, "--clients");
     assert!(reason.contains("closed loop"), "{reason}");
     // A window past the new end is the schedule's error, named by its entry.
-    let mut faults = Scenario::load("faults", &crate::lab::scenarios_dir()).unwrap();
+    let mut faults = Scenario::load("faults", &crate::run::lab::scenarios_dir()).unwrap();
     let short = LoadArgs {
         duration: Some(10),
         ..LoadArgs::default()

@@ -78,11 +78,11 @@ impl Scenario {
                 "must be at least 1".into(),
             ));
         }
-        crate::faults::schedule::validate(&self.faults, load.duration_s)?;
+        crate::run::faults::schedule::validate(&self.faults, load.duration_s)?;
         if let Some(i) = self
             .faults
             .iter()
-            .position(|f| f.kind == crate::faults::schedule::FaultKind::Surge)
+            .position(|f| f.kind == crate::run::faults::schedule::FaultKind::Surge)
         {
             if load.mode != LoadMode::Open {
                 return Err((

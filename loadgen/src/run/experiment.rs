@@ -2,19 +2,20 @@
 //! in one environment: floors first, then per protocol warm-up, measurement, the services' own
 //! figures, quiescence and the invariant checker.
 
-use crate::closed_loop::{self, ClosedLoop, LoadResult};
-use crate::connections::Connections;
-use crate::deployed::{Deployment, DeploymentError, ProtocolSection};
-use crate::faults::injector::{inject, score, Injected, Targets};
-use crate::faults::network::BrokerLinks;
-use crate::figures::by_process;
-use crate::open_loop::{self, OpenLoop};
-use crate::probe::{self, Floors, ProbeTargets};
-use crate::protocols::Running;
-use crate::resources;
+use crate::load::closed::{self, ClosedLoop};
+use crate::load::connections::Connections;
+use crate::load::open::{self, OpenLoop};
+use crate::load::recorder::Recorded;
+use crate::report::figures::by_process;
+use crate::report::summary::{Percentiles, ProtocolRun, ServiceFigures};
+use crate::run::deployed::{Deployment, DeploymentError, ProtocolSection};
+use crate::run::faults::injector::{inject, score, Injected, Targets};
+use crate::run::faults::network::BrokerLinks;
+use crate::run::probe::{self, Floors, ProbeTargets};
+use crate::run::protocols::Running;
+use crate::run::resources;
+use crate::run::stalls;
 use crate::scenario::{LoadMode, Protocol, Scenario};
-use crate::stalls;
-use crate::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::LoadgenError;
 use common::checker::{check, check_outcomes, fates_of_unanswered, CheckReport};
 use common::datagen::DataSet;
@@ -36,7 +37,7 @@ pub struct Measured {
     /// Client latency (µs) by outcome.
     pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
     /// The same per second of the run, for the HdrHistogram interval log.
-    pub intervals: crate::intervals::Intervals,
+    pub intervals: crate::load::intervals::Intervals,
     /// Each service's raw histograms, by service then name.
     pub service_histograms: BTreeMap<String, BTreeMap<String, Histogram<u64>>>,
 }
@@ -217,7 +218,7 @@ pub async fn measure(
             1_000_000,
         )
         .await;
-        warmup = (warm.told, warm.unanswered);
+        warmup = (warm.recorded.told, warm.recorded.unanswered);
     }
     // The services' figures start here: warm-up, and (deployed) whatever ran before, is dropped.
     snapshots(&services.metrics_urls(), true).await?;
@@ -278,7 +279,7 @@ pub async fn measure(
         records: mut faults,
         before_kills,
     } = injected;
-    score(&mut faults, &driven.timeline);
+    score(&mut faults, &driven.recorded.timeline);
     if let Services::Started(running) = &services {
         if let Some(network) = &running.network {
             network.heal_all();
@@ -288,8 +289,8 @@ pub async fn measure(
     // resolution, late semantic locks) belongs in the services' figures too.
     let mut check = quiescent_check(&dbs, &data, Duration::from_secs(60)).await?;
     let (mut told, mut unanswered) = warmup;
-    told.extend_from_slice(&driven.told);
-    unanswered.extend_from_slice(&driven.unanswered);
+    told.extend_from_slice(&driven.recorded.told);
+    unanswered.extend_from_slice(&driven.recorded.unanswered);
     check.violations.extend(check_outcomes(&dbs, &told).await?);
     let unanswered_fates = fates_of_unanswered(&dbs, &unanswered).await?;
     // After faults, a process whose restart failed has no figures to give; the others still do.
@@ -332,10 +333,11 @@ pub async fn measure(
     if protocol != Protocol::Twopc {
         // The window's orders, answered or not: one definition for both saga modes.
         let orders: Vec<_> = driven
+            .recorded
             .told
             .iter()
             .map(|(id, _)| *id)
-            .chain(driven.unanswered.iter().copied())
+            .chain(driven.recorded.unanswered.iter().copied())
             .collect();
         let locks = semantic_locks::of_orders(&dbs, &orders)
             .await
@@ -369,13 +371,17 @@ pub async fn measure(
     let mut run = summarize(protocol, prepare, &driven, floors, services, check);
     run.faults = faults;
     let in_window: u64 = driven
+        .recorded
         .timeline
         .iter()
         .map(|b| b.committed_by_completion)
         .sum();
     run.cpu_ms_per_commit = resources::cpu_per_commit(&resources, in_window);
-    run.slowest_second =
-        stalls::slowest_second(&driven.intervals, &resources, scenario.load.duration_s);
+    run.slowest_second = stalls::slowest_second(
+        &driven.recorded.intervals,
+        &resources,
+        scenario.load.duration_s,
+    );
     run.resources = resources;
     run.unanswered_fates = unanswered_fates;
     run.answers_checked = told.len() as u64;
@@ -384,8 +390,8 @@ pub async fn measure(
         .flatten();
     Ok(Measured {
         run,
-        latency: driven.latency,
-        intervals: driven.intervals,
+        latency: driven.recorded.latency,
+        intervals: driven.recorded.intervals,
         service_histograms,
     })
 }
@@ -404,21 +410,11 @@ fn deployed_section(d: &Deployment, protocol: Protocol) -> Result<&ProtocolSecti
 
 /// The client's view of one load, whichever loop produced it.
 struct Driven {
-    latency: BTreeMap<OutcomeKind, Histogram<u64>>,
-    intervals: crate::intervals::Intervals,
-    errors: BTreeMap<String, u64>,
-    timeline: Vec<open_loop::SecondBucket>,
-    /// Open loop: commits answered after the window (not throughput, still latency).
-    committed_after_window: u64,
+    recorded: Recorded,
     /// Open loop: the schedule is the offered load; closed loop offers what it achieves.
     open: bool,
-    started: u64,
-    dropped_at_cap: u64,
+    /// The measured span: the schedule's length (open loop) or first start to last answer.
     measured: Duration,
-    schedule_lag: Option<Histogram<u64>>,
-    acceptance: Option<Histogram<u64>>,
-    told: Vec<(common::domain::OrderId, OutcomeKind)>,
-    unanswered: Vec<common::domain::OrderId>,
 }
 
 async fn drive(
@@ -443,21 +439,11 @@ async fn drive(
                 precise: false,
                 surges: scenario.surges(),
             };
-            let r = open_loop::run(connections, data, &workload, &load).await;
+            let recorded = open::run(connections, data, &workload, &load).await;
             Driven {
-                told: r.told,
-                unanswered: r.unanswered,
-                latency: r.latency,
-                intervals: r.intervals,
-                errors: r.errors,
-                timeline: r.timeline,
-                committed_after_window: r.committed_after_window,
+                recorded,
                 open: true,
-                started: r.started,
-                dropped_at_cap: r.dropped_at_cap,
                 measured: duration,
-                schedule_lag: Some(r.schedule_lag),
-                acceptance: Some(r.acceptance).filter(|h| !h.is_empty()),
             }
         }
         LoadMode::Closed => {
@@ -468,21 +454,11 @@ async fn drive(
                 stream_base,
                 deadline,
             };
-            let r: LoadResult = closed_loop::run(connections, data, &workload, &load).await;
+            let recorded = closed::run(connections, data, &workload, &load).await;
             Driven {
-                started: r.started(),
-                told: r.told,
-                unanswered: r.unanswered,
-                latency: r.latency,
-                intervals: r.intervals,
-                errors: r.errors,
-                timeline: r.timeline,
-                committed_after_window: 0,
+                measured: recorded.elapsed,
+                recorded,
                 open: false,
-                dropped_at_cap: 0,
-                measured: r.elapsed,
-                schedule_lag: None,
-                acceptance: None,
             }
         }
     }
@@ -496,21 +472,22 @@ fn summarize(
     services: Vec<ServiceFigures>,
     check: CheckReport,
 ) -> ProtocolRun {
+    let (r, measured) = (&d.recorded, d.measured);
     let mut all = new_histogram();
-    for h in d.latency.values() {
+    for h in r.latency.values() {
         all.add(h).expect("same bounds");
     }
-    let count = |k: OutcomeKind| d.latency.get(&k).map_or(0, |h| h.len());
-    let available: u64 = d.timeline.iter().map(|b| b.available).sum();
-    let mut latency: BTreeMap<String, Percentiles> = d
+    let count = |k: OutcomeKind| r.latency.get(&k).map_or(0, |h| h.len());
+    let available: u64 = r.timeline.iter().map(|b| b.available).sum();
+    let mut latency: BTreeMap<String, Percentiles> = r
         .latency
         .iter()
         .map(|(k, h)| (k.as_str().to_string(), Percentiles::of(h)))
         .collect();
     latency.insert("ALL".into(), Percentiles::of(&all));
     let floor_us = floors.floor_us(protocol, prepare);
-    let measured_s = d.measured.as_secs_f64().max(1e-9);
-    let p50_committed = d
+    let measured_s = measured.as_secs_f64().max(1e-9);
+    let p50_committed = r
         .latency
         .get(&OutcomeKind::Committed)
         .map(|h| h.value_at_quantile(0.5) as f64);
@@ -519,40 +496,42 @@ fn summarize(
         repetition: None,
         floors: None,
         offered_rate: None,
-        measured_s: d.measured.as_secs_f64(),
-        started: d.started,
-        dropped_at_cap: d.dropped_at_cap,
-        errors: d.errors.clone(),
+        measured_s: measured.as_secs_f64(),
+        started: r.started,
+        dropped_at_cap: r.dropped_at_cap,
+        errors: r.errors.clone(),
         outcomes: OutcomeKind::ALL
             .iter()
             .map(|k| (k.as_str().to_string(), count(*k)))
             .collect(),
         offered_per_s: d.open.then(|| {
-            let scheduled: u64 = d.timeline.iter().map(|b| b.scheduled).sum();
+            let scheduled: u64 = r.timeline.iter().map(|b| b.scheduled).sum();
             scheduled as f64 / measured_s
         }),
-        committed_per_s: d
+        committed_per_s: r
             .timeline
             .iter()
             .map(|b| b.committed_by_completion)
             .sum::<u64>() as f64
             / measured_s,
-        committed_after_window: d.committed_after_window,
-        availability: available as f64 / (d.started + d.dropped_at_cap).max(1) as f64,
+        committed_after_window: r.committed_after_window,
+        availability: available as f64 / (r.started + r.dropped_at_cap).max(1) as f64,
         latency,
-        schedule_lag: d.schedule_lag.as_ref().map(Percentiles::of),
-        acceptance: d.acceptance.as_ref().map(Percentiles::of),
+        schedule_lag: d.open.then(|| Percentiles::of(&r.schedule_lag)),
+        acceptance: Some(&r.acceptance)
+            .filter(|h| !h.is_empty())
+            .map(Percentiles::of),
         p50_over_floor: p50_committed
             .filter(|_| floor_us > 0.0)
             .map(|p50| p50 / floor_us),
         floor_ms: (floor_us > 0.0).then_some(floor_us / 1000.0),
-        fastest_committed_ms: d
+        fastest_committed_ms: r
             .latency
             .get(&OutcomeKind::Committed)
             .filter(|h| !h.is_empty())
             .map(|h| h.min() as f64 / 1000.0),
         services,
-        timeline: d.timeline.clone(),
+        timeline: r.timeline.clone(),
         check,
         answers_checked: 0,
         unanswered_fates: BTreeMap::new(),

@@ -2,20 +2,25 @@
 //! protocol, the SVG plots and `report.md`, which a person can publish as it is.
 
 mod faults;
+pub mod figures;
+pub mod plots;
+pub mod print;
 mod repetitions;
 mod resources;
 mod settings;
+pub mod spread;
+pub mod summary;
 mod sweep;
 
 pub use sweep::write_sweep;
 
-use crate::experiment::Measured;
-use crate::plots::{self, Series, Window};
-use crate::probe::composition;
-use crate::summary::{Percentiles, Summary};
+use crate::report::summary::{Percentiles, Summary};
+use crate::run::experiment::Measured;
+use crate::run::probe::composition;
 use crate::LoadgenError;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
+use plots::{Series, Window};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -152,7 +157,7 @@ fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(
     .map_err(report_err)?;
     let labels: Vec<String> = summary.runs.iter().map(|r| r.label()).collect();
 
-    let per_second = |f: fn(&crate::open_loop::SecondBucket) -> f64| -> Vec<Series> {
+    let per_second = |f: fn(&crate::load::recorder::SecondBucket) -> f64| -> Vec<Series> {
         summary
             .runs
             .iter()

@@ -1,6 +1,6 @@
 //! Plain-text summaries for the terminal.
 
-use crate::summary::Summary;
+use crate::report::summary::Summary;
 use std::fmt::Write as _;
 
 /// One line per protocol: offered and achieved throughput, availability, latency of every

@@ -3,11 +3,11 @@
 //! One row per schedule and protocol; the totals decide the exit code.
 
 use crate::cli::SoakArgs;
-use crate::experiment::{self, Lab};
-use crate::lab::{bin_dir, scenarios_dir};
+use crate::report::spread::Spread;
+use crate::report::summary::Environment;
+use crate::run::experiment::{self, Lab};
+use crate::run::lab::{bin_dir, scenarios_dir};
 use crate::scenario::{Protocol, Scenario};
-use crate::spread::Spread;
-use crate::summary::Environment;
 use crate::LoadgenError;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -216,8 +216,8 @@ pub async fn run(args: &SoakArgs, command: String) -> Result<(PathBuf, SoakSumma
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
     let mut lab = Lab::start(&args.env.run_dir, true).await?;
-    crate::lab::observe_systems(&mut environment, &lab).await;
-    let floors = crate::probe::Floors::default();
+    crate::run::lab::observe_systems(&mut environment, &lab).await;
+    let floors = crate::run::probe::Floors::default();
     let bins = bin_dir()?;
     let logs = args.env.run_dir.join("logs");
     let mut rows = Vec::new();
@@ -270,7 +270,7 @@ fn row_of(
     schedule: u64,
     seed: u64,
     protocol: Protocol,
-    run: &crate::summary::ProtocolRun,
+    run: &crate::report::summary::ProtocolRun,
 ) -> SoakRow {
     let outcome = |name: &str| run.outcomes.get(name).copied().unwrap_or(0);
     let orders: u64 = run.timeline.iter().map(|b| b.scheduled).sum();

@@ -2,9 +2,9 @@
 //! URL, the metrics endpoints, and what faults need (the links' proxies, crashing and restarting
 //! a role's process). The load generator knows nothing else about a protocol.
 
-use crate::faults::network::{BrokerLinks, Network};
-use crate::faults::schedule::Role;
-use crate::saga_deployment::{SagaDeployment, SagaMode};
+use crate::run::faults::network::{BrokerLinks, Network};
+use crate::run::faults::schedule::Role;
+use crate::run::saga_deployment::{SagaDeployment, SagaMode};
 use crate::scenario::{Protocol, Scenario};
 use common::env::services::ServiceProcess;
 use common::env::{EnvError, LabEnv};

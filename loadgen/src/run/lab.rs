@@ -1,11 +1,11 @@
 //! `compare`, `run` and `probe`: the environment, the floors, each protocol in turn, the report.
 
 use crate::cli::{CompareArgs, ProbeArgs, SweepArgs, TargetArgs};
-use crate::deployed::Deployment;
-use crate::experiment::{self, Lab, Measured};
-use crate::probe::Floors;
+use crate::report::summary::{Environment, Summary};
+use crate::run::deployed::Deployment;
+use crate::run::experiment::{self, Lab, Measured};
+use crate::run::probe::Floors;
 use crate::scenario::{LoadMode, Protocol, Scenario};
-use crate::summary::{Environment, Summary};
 use crate::LoadgenError;
 use common::kafka_clients::ClientTuning;
 use std::path::{Path, PathBuf};
@@ -252,7 +252,7 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
 pub(crate) async fn observe_systems(environment: &mut Environment, lab: &Lab) {
     observe_postgres(environment, &lab.any_database_url()).await;
     if let Lab::Local(local) = lab {
-        environment.disk = crate::summary::describe_disk(local.env.postgres.data_dir());
+        environment.disk = crate::report::summary::describe_disk(local.env.postgres.data_dir());
     }
     if let Some(bootstrap) = lab.kafka_bootstrap() {
         match common::kafka_clients::broker_configs(&bootstrap).await {

@@ -3,9 +3,9 @@
 //! putting that second's client p99 beside its WAL volume, checkpoints and busiest process names
 //! the likely cause in the report instead of leaving it to a reader's guess.
 
-use crate::intervals::Intervals;
-use crate::resources::ResourceSecond;
-use crate::spread::Spread;
+use crate::load::intervals::Intervals;
+use crate::report::spread::Spread;
+use crate::run::resources::ResourceSecond;
 use common::metrics::new_histogram;
 use serde::{Deserialize, Serialize};
 

@@ -280,7 +280,7 @@ orchestrator = "postgres://lab:lab@127.0.0.1:5432/twopc_orchestrator"
     #[test]
     fn a_scenario_with_faults_or_an_undeployed_protocol_is_refused() {
         let d = Deployment::parse(FULL, Path::new("d.toml")).unwrap();
-        let dir = crate::lab::scenarios_dir();
+        let dir = crate::run::lab::scenarios_dir();
         let quick = Scenario::load("quick", &dir).unwrap();
         let e = d
             .check_scenario(&quick, &quick.protocols, Path::new("d.toml"))

@@ -4,11 +4,10 @@
 //! (coordinated omission corrected). An in-flight cap bounds memory; orders dropped at the cap
 //! are counted, never hidden.
 
-use crate::closed_loop::outcome_kind;
-use crate::connections::Connections;
-use crate::intervals::Intervals;
-use crate::precise_timer::PreciseTimer;
-use crate::workload::{OrderGenerator, WorkloadSpec};
+use crate::load::connections::Connections;
+use crate::load::recorder::{outcome_kind, Answer, Recorded};
+use crate::load::timer::PreciseTimer;
+use crate::load::workload::{OrderGenerator, WorkloadSpec};
 use common::api::pb::PlaceOrderRequest;
 use common::api::unix_micros_now;
 use common::api::OrderApiClient;
@@ -20,7 +19,6 @@ use futures::FutureExt;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How start times are spaced.
@@ -75,89 +73,6 @@ fn surge_factor(surges: &[Surge], offset: f64) -> f64 {
         .map_or(1.0, |s| s.factor)
 }
 
-/// One second of the run, by scheduled start.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SecondBucket {
-    pub second: u64,
-    pub scheduled: u64,
-    pub committed: u64,
-    pub rejected: u64,
-    pub aborted: u64,
-    pub undecided: u64,
-    pub errors: u64,
-    pub dropped: u64,
-    /// COMMITTED or REJECTED within the deadline (DESIGN §6).
-    pub available: u64,
-    /// COMMITTED answers that *arrived* in this second, whenever they were scheduled: the
-    /// throughput timeline, where a stall shows as a dip (the fields above are by start).
-    #[serde(default)]
-    pub committed_by_completion: u64,
-}
-
-impl SecondBucket {
-    /// Counts one answer; `in_time` when it came within the deadline.
-    pub fn count(&mut self, kind: OutcomeKind, in_time: bool) {
-        match kind {
-            OutcomeKind::Committed => self.committed += 1,
-            OutcomeKind::Rejected => self.rejected += 1,
-            OutcomeKind::Aborted => self.aborted += 1,
-            OutcomeKind::Undecided => self.undecided += 1,
-        }
-        if kind.is_available() && in_time {
-            self.available += 1;
-        }
-    }
-
-    /// Adds another recorder's counts for the same second.
-    pub fn add(&mut self, other: &SecondBucket) {
-        self.scheduled += other.scheduled;
-        self.committed += other.committed;
-        self.rejected += other.rejected;
-        self.aborted += other.aborted;
-        self.undecided += other.undecided;
-        self.errors += other.errors;
-        self.dropped += other.dropped;
-        self.available += other.available;
-        self.committed_by_completion += other.committed_by_completion;
-    }
-}
-
-#[derive(Debug)]
-pub struct OpenLoopResult {
-    /// Latency from scheduled start (µs), by outcome.
-    pub latency: BTreeMap<OutcomeKind, Histogram<u64>>,
-    /// The same answers per second of arrival, for the HdrHistogram interval log.
-    pub intervals: Intervals,
-    /// How late each order actually started (µs): the generator's own precision.
-    pub schedule_lag: Histogram<u64>,
-    /// From scheduled start to the server's acceptance (µs), for orders it accepted.
-    pub acceptance: Histogram<u64>,
-    /// Requests that got no Outcome (transport errors, refusals), by gRPC code.
-    pub errors: BTreeMap<String, u64>,
-    pub dropped_at_cap: u64,
-    pub timeline: Vec<SecondBucket>,
-    /// COMMITTED answers that arrived after the scheduled window ended (the run waits for every
-    /// answer, but throughput counts only what the window completed).
-    pub committed_after_window: u64,
-    /// What each answered order was told, for the checker.
-    pub told: Vec<(OrderId, OutcomeKind)>,
-    /// Orders that got no answer (transport errors, give-ups): the checker says where they ended.
-    pub unanswered: Vec<OrderId>,
-    /// Orders started, and the span from the first start to the last.
-    pub started: u64,
-    pub start_span: Duration,
-}
-
-/// One answered (or failed) order.
-struct Answer {
-    order_id: OrderId,
-    scheduled_offset: Duration,
-    latency: Duration,
-    /// From the scheduled start to the moment the server accepted the order (sagas: PENDING).
-    accepted_after: Option<Duration>,
-    outcome: Result<OutcomeKind, String>,
-}
-
 /// Answers handled between two looks at the schedule: bounds how late a start can be because
 /// the generator was busy reading answers.
 const ANSWERS_PER_TURN: usize = 32;
@@ -173,35 +88,16 @@ pub async fn run(
     data: &DataSet,
     workload: &WorkloadSpec,
     load: &OpenLoop,
-) -> OpenLoopResult {
+) -> Recorded {
     let seconds = load.duration.as_secs().max(1) as usize;
     let mut orders = OrderGenerator::new(workload, data, load.stream_base);
     let mut gaps = ChaCha8Rng::seed_from_u64(load.seed);
-    let mut result = OpenLoopResult {
-        latency: BTreeMap::new(),
-        intervals: Intervals::default(),
-        schedule_lag: new_histogram(),
-        acceptance: new_histogram(),
-        errors: BTreeMap::new(),
-        dropped_at_cap: 0,
-        timeline: (0..seconds as u64)
-            .map(|second| SecondBucket {
-                second,
-                ..SecondBucket::default()
-            })
-            .collect(),
-        committed_after_window: 0,
-        told: Vec::new(),
-        unanswered: Vec::new(),
-        started: 0,
-        start_span: Duration::ZERO,
-    };
     let mut progress = Progress::default();
     let mut in_flight = FuturesUnordered::new();
     let mean_gap = 1.0 / load.rate;
     let begin = Instant::now();
     let begin_unix_us = unix_micros_now();
-    result.intervals = Intervals::new(begin_unix_us);
+    let mut result = Recorded::fixed_window(seconds, begin_unix_us);
     let mut offset = 0.0_f64; // seconds after `begin` of the next scheduled start
     let mut last_start = begin;
     let mut next_progress = begin + Duration::from_secs(1);
@@ -218,7 +114,7 @@ pub async fn run(
             if intended > now {
                 break;
             }
-            let bucket = &mut result.timeline[(offset as usize).min(seconds - 1)];
+            let bucket = result.bucket(offset as usize);
             bucket.scheduled += 1;
             // Drawn even when dropped, so every protocol sees the same order at the same instant.
             let order = orders.next_order();
@@ -255,7 +151,8 @@ pub async fn run(
         while handled < ANSWERS_PER_TURN {
             match in_flight.next().now_or_never() {
                 Some(Some(answer)) => {
-                    handle(&mut result, &mut progress, answer, load.deadline, seconds);
+                    progress.note(&answer);
+                    result.answer(answer, load.deadline);
                     handled += 1;
                 }
                 _ => break,
@@ -296,13 +193,15 @@ pub async fn run(
             biased;
             answer = in_flight.next(), if !in_flight.is_empty() => {
                 if let Some(answer) = answer {
-                    handle(&mut result, &mut progress, answer, load.deadline, seconds);
+                    progress.note(&answer);
+                    result.answer(answer, load.deadline);
                 }
             }
             _ = timer.sleep_until(wake) => {}
         }
     }
     result.start_span = last_start - begin;
+    result.elapsed = begin.elapsed();
     result
 }
 
@@ -354,55 +253,10 @@ async fn place(
     };
     Answer {
         order_id,
-        scheduled_offset,
+        start_offset: scheduled_offset,
         latency: intended.elapsed(),
         accepted_after,
         outcome,
-    }
-}
-
-/// Counts one answer into the histograms, the timeline and the progress line.
-fn handle(
-    result: &mut OpenLoopResult,
-    progress: &mut Progress,
-    answer: Answer,
-    deadline: Duration,
-    seconds: usize,
-) {
-    progress.answered += 1;
-    let bucket =
-        &mut result.timeline[(answer.scheduled_offset.as_secs() as usize).min(seconds - 1)];
-    match answer.outcome {
-        Ok(kind) => {
-            result.told.push((answer.order_id, kind));
-            record(
-                result.latency.entry(kind).or_insert_with(new_histogram),
-                answer.latency,
-            );
-            result.intervals.record(
-                answer.scheduled_offset + answer.latency,
-                kind,
-                answer.latency,
-            );
-            record(&mut progress.last_second, answer.latency);
-            progress.committed_last_second += u64::from(kind == OutcomeKind::Committed);
-            if let Some(accepted) = answer.accepted_after {
-                record(&mut result.acceptance, accepted);
-            }
-            bucket.count(kind, answer.latency <= deadline);
-            if kind == OutcomeKind::Committed {
-                let done = (answer.scheduled_offset + answer.latency).as_secs() as usize;
-                match result.timeline.get_mut(done) {
-                    Some(bucket) => bucket.committed_by_completion += 1,
-                    None => result.committed_after_window += 1,
-                }
-            }
-        }
-        Err(code) => {
-            result.unanswered.push(answer.order_id);
-            bucket.errors += 1;
-            *result.errors.entry(code).or_default() += 1;
-        }
     }
 }
 
@@ -424,6 +278,14 @@ impl Default for Progress {
 }
 
 impl Progress {
+    fn note(&mut self, answer: &Answer) {
+        self.answered += 1;
+        if let Ok(kind) = answer.outcome {
+            record(&mut self.last_second, answer.latency);
+            self.committed_last_second += u64::from(kind == OutcomeKind::Committed);
+        }
+    }
+
     fn print(&mut self, in_flight: usize) {
         eprintln!(
             "  {} answered, {in_flight} in flight, {} committed/s, p99 {:.1} ms",
@@ -446,17 +308,6 @@ pub fn accepted_since(
     let scheduled_unix_us = begin_unix_us + scheduled_offset.as_micros() as u64;
     (accepted_unix_us > 0)
         .then(|| Duration::from_micros(accepted_unix_us.saturating_sub(scheduled_unix_us)))
-}
-
-impl OpenLoopResult {
-    /// Started orders per second of schedule actually kept.
-    pub fn achieved_rate(&self) -> f64 {
-        self.started as f64 / self.start_span.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
-
-    pub fn count(&self, kind: OutcomeKind) -> u64 {
-        self.latency.get(&kind).map_or(0, |h| h.len())
-    }
 }
 
 #[cfg(test)]

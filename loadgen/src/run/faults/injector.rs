@@ -2,8 +2,8 @@
 
 use super::schedule::{FaultKind, FaultSpec, Role};
 use super::settle::{db_now, settle_time};
-use crate::open_loop::SecondBucket;
-use crate::protocols::Running;
+use crate::load::recorder::SecondBucket;
+use crate::run::protocols::Running;
 use common::env::kafka::{KafkaBroker, KafkaConfig};
 use common::env::LabEnv;
 use common::fault_proxy::LinkFault;
@@ -211,7 +211,7 @@ fn link_fault(fault: &FaultSpec) -> Option<LinkFault> {
 fn start(fault: &FaultSpec, running: &mut Running, env: &mut LabEnv) -> (bool, String) {
     let target = fault.target;
     match fault.kind {
-        // The load generator applies it itself, at the same seconds (open_loop::Surge).
+        // The load generator applies it itself, at the same seconds (open::Surge).
         FaultKind::Surge => (
             true,
             format!("offered rate ×{}", fault.factor.unwrap_or(1.0)),

@@ -1,8 +1,8 @@
 //! What a run writes down: every figure, the scenario, the seed, the versions, the machine and the
 //! exact command, as serde structs (summary.json round-trips), plus the per-second timeline.
 
-use crate::open_loop::SecondBucket;
-use crate::probe::Floors;
+use crate::load::recorder::SecondBucket;
+use crate::run::probe::Floors;
 use crate::scenario::{Protocol, Scenario};
 use common::checker::CheckReport;
 use hdrhistogram::Histogram;
@@ -155,16 +155,16 @@ pub struct ProtocolRun {
     /// Once a second of the window: CPU and memory per process, PostgreSQL's WAL and
     /// checkpoints.
     #[serde(default)]
-    pub resources: Vec<crate::resources::ResourceSecond>,
+    pub resources: Vec<crate::run::resources::ResourceSecond>,
     /// CPU milliseconds per order committed inside the window, per process.
     #[serde(default)]
     pub cpu_ms_per_commit: BTreeMap<String, f64>,
     /// The window's second with the worst client p99, beside what the machine did in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slowest_second: Option<crate::stalls::SlowestSecond>,
+    pub slowest_second: Option<crate::run::stalls::SlowestSecond>,
     /// The scenario's faults as they happened in this run, with availability in each window.
     #[serde(default)]
-    pub faults: Vec<crate::faults::injector::FaultRecord>,
+    pub faults: Vec<crate::run::faults::injector::FaultRecord>,
 }
 
 /// The machine and software behind the numbers.

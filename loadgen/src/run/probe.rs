@@ -2,7 +2,7 @@
 //! same environment and run as the protocols, and each protocol's floor composed from them. A
 //! report shows latency / floor, so a reader sees overhead, not the machine.
 
-use crate::noop_server::{serve, NoopOrderApi};
+use crate::run::noop_server::{serve, NoopOrderApi};
 use crate::scenario::Protocol;
 use common::api::pb::PlaceOrderRequest;
 use common::api::OrderApiClient;

@@ -127,7 +127,7 @@ pub fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faults::schedule::validate;
+    use crate::run::faults::schedule::validate;
 
     fn spec(count: u64) -> RandomFaults {
         RandomFaults {

@@ -1,0 +1,16 @@
+//! Running the lab: the local environment or a deployment (`lab`, `deployed`), the protocols'
+//! processes (`protocols`, `saga_deployment`), the floors (`probe`), one measured run
+//! (`experiment`) with its faults, resources and slowest second, the checker, and `soak`.
+
+pub mod check;
+pub mod deployed;
+pub mod experiment;
+pub mod faults;
+pub mod lab;
+pub mod noop_server;
+pub mod probe;
+pub mod protocols;
+pub mod resources;
+pub mod saga_deployment;
+pub mod soak;
+pub mod stalls;
