@@ -9,7 +9,8 @@ mod support;
 
 use common::env::testing::test_run_dir;
 use loadgen::report::summary::ProtocolRun;
-use loadgen::run::experiment::{measure, Lab};
+use loadgen::run::environment::Lab;
+use loadgen::run::experiment::measure;
 use loadgen::run::faults::injector::FaultRecord;
 use loadgen::run::probe::Floors;
 use loadgen::scenario::{Protocol, Scenario};

@@ -1,10 +1,12 @@
 //! The result folder of a run: `summary.json`, `timeline.csv`, one HdrHistogram interval log per
 //! protocol, the SVG plots and `report.md`, which a person can publish as it is.
 
+mod charts;
 mod faults;
 pub mod figures;
 pub mod plots;
 pub mod print;
+mod raw;
 mod repetitions;
 mod resources;
 mod settings;
@@ -18,12 +20,8 @@ use crate::report::summary::{Percentiles, Summary};
 use crate::run::experiment::Measured;
 use crate::run::probe::composition;
 use crate::LoadgenError;
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2DeflateSerializer;
-use plots::{Series, Window};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 use twopc::coordinator::PrepareOrder;
 
 fn report_err(e: impl std::fmt::Display) -> LoadgenError {
@@ -35,11 +33,11 @@ pub fn write(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(),
     std::fs::create_dir_all(dir).map_err(report_err)?;
     let json = serde_json::to_string_pretty(summary).map_err(report_err)?;
     std::fs::write(dir.join("summary.json"), json).map_err(report_err)?;
-    std::fs::write(dir.join("timeline.csv"), timeline_csv(summary)).map_err(report_err)?;
+    std::fs::write(dir.join("timeline.csv"), raw::timeline_csv(summary)).map_err(report_err)?;
     for m in measured {
-        write_hlog(dir, m)?;
+        raw::write_hlog(dir, m)?;
     }
-    write_plots(dir, summary, measured)?;
+    charts::write_plots(dir, summary, measured)?;
     std::fs::write(dir.join("report.md"), markdown(summary)).map_err(report_err)?;
     Ok(())
 }
@@ -49,208 +47,6 @@ fn name_of(m: &Measured) -> String {
 }
 
 /// Per second: the answers to the orders *scheduled* in it, then the commits that *arrived* in it.
-fn timeline_csv(summary: &Summary) -> String {
-    let mut out = String::from(
-        "protocol,second,scheduled,committed,rejected,aborted,undecided,errors,dropped,available,committed_by_completion\n",
-    );
-    for run in &summary.runs {
-        let name = run.label();
-        for b in &run.timeline {
-            let _ = writeln!(
-                out,
-                "{name},{},{},{},{},{},{},{},{},{},{}",
-                b.second,
-                b.scheduled,
-                b.committed,
-                b.rejected,
-                b.aborted,
-                b.undecided,
-                b.errors,
-                b.dropped,
-                b.available,
-                b.committed_by_completion
-            );
-        }
-    }
-    out
-}
-
-/// The client latency histograms, one interval per second of the run (by when the answers
-/// arrived) and outcome, tagged with it (µs). StartTime and BaseTime are the real moment the
-/// load began, so interval timestamps are seconds after it, as HdrHistogram's tools expect.
-fn write_hlog(dir: &Path, m: &Measured) -> Result<(), LoadgenError> {
-    let mut buf = Vec::new();
-    let mut serializer = V2DeflateSerializer::new();
-    {
-        let began = SystemTime::UNIX_EPOCH + Duration::from_micros(m.intervals.begin_unix_us);
-        let mut writer = IntervalLogWriterBuilder::new()
-            .add_comment(&format!(
-                "txlab client latency of {}, microseconds, one interval per second and outcome",
-                name_of(m)
-            ))
-            .with_start_time(began)
-            .with_base_time(began)
-            .begin_log_with(&mut buf, &mut serializer)
-            .map_err(report_err)?;
-        for (second, by_kind) in m.intervals.seconds() {
-            for (kind, h) in by_kind {
-                writer
-                    .write_histogram(
-                        h,
-                        Duration::from_secs(second),
-                        Duration::from_secs(1),
-                        Tag::new(kind.as_str()),
-                    )
-                    .map_err(report_err)?;
-            }
-        }
-    }
-    std::fs::write(dir.join(format!("{}.hlog", m.run.file_stem())), buf).map_err(report_err)
-}
-
-/// Committed latency per protocol, in the order they ran: with repetitions, the runs of a
-/// protocol merged into one distribution ("twopc, 3 runs"); each run's own is in its .hlog.
-fn committed_by_protocol(measured: &[Measured]) -> Vec<(String, hdrhistogram::Histogram<u64>)> {
-    let mut merged: Vec<(
-        Option<crate::scenario::Protocol>,
-        usize,
-        hdrhistogram::Histogram<u64>,
-    )> = Vec::new();
-    for m in measured {
-        let Some(h) = m.latency.get(&common::domain::OutcomeKind::Committed) else {
-            continue;
-        };
-        match merged.iter_mut().find(|(p, _, _)| *p == m.run.protocol) {
-            Some((_, runs, all)) => {
-                all.add(h).expect("same bounds");
-                *runs += 1;
-            }
-            None => merged.push((m.run.protocol, 1, h.clone())),
-        }
-    }
-    let repeated = measured.iter().any(|m| m.run.repetition.is_some());
-    merged
-        .into_iter()
-        .map(|(p, runs, h)| {
-            let name = p.map_or("unknown", |p| p.name());
-            let label = if repeated {
-                format!("{name}, {runs} runs")
-            } else {
-                name.to_string()
-            };
-            (label, h)
-        })
-        .collect()
-}
-
-fn write_plots(dir: &Path, summary: &Summary, measured: &[Measured]) -> Result<(), LoadgenError> {
-    let by_protocol = committed_by_protocol(measured);
-    let committed: Vec<(&str, &hdrhistogram::Histogram<u64>)> = by_protocol
-        .iter()
-        .map(|(name, h)| (name.as_str(), h))
-        .collect();
-    plots::latency_distribution(
-        &dir.join("latency.svg"),
-        "Latency of committed orders",
-        &committed,
-    )
-    .map_err(report_err)?;
-    let labels: Vec<String> = summary.runs.iter().map(|r| r.label()).collect();
-
-    let per_second = |f: fn(&crate::load::recorder::SecondBucket) -> f64| -> Vec<Series> {
-        summary
-            .runs
-            .iter()
-            .zip(&labels)
-            .map(|(r, label)| Series {
-                name: label,
-                points: r.timeline.iter().map(|b| (b.second as f64, f(b))).collect(),
-            })
-            .collect()
-    };
-    // Fault windows as scheduled (the same for every protocol) on the shared plots; each
-    // protocol's own plots below shade them at its real applied→healed times.
-    let windows: Vec<Window> = summary
-        .scenario
-        .iter()
-        .flat_map(|s| &s.faults)
-        .map(|f| Window {
-            from: f.at_s as f64,
-            to: f.ends_at_s() as f64,
-            label: f.what(),
-        })
-        .collect();
-    let throughput = per_second(|b| b.committed_by_completion as f64);
-    plots::timeline(
-        &dir.join("throughput.svg"),
-        "Committed orders per second (by completion: a stall is a dip)",
-        "orders/s",
-        &throughput,
-        &windows,
-    )
-    .map_err(report_err)?;
-    let availability = per_second(|b| {
-        // `scheduled` counts every order due that second, dropped ones included.
-        let offered = b.scheduled.max(1) as f64;
-        100.0 * b.available as f64 / offered
-    });
-    plots::timeline(
-        &dir.join("availability.svg"),
-        "Availability per second (answered COMMITTED or REJECTED within the deadline)",
-        "%",
-        &availability,
-        &windows,
-    )
-    .map_err(report_err)?;
-    faults::plots(dir, summary, &throughput, &availability)?;
-    resources::plots(dir, summary, &windows)?;
-
-    // Every lock figure's whole distribution, one line per process and kind; a protocol's
-    // repeated runs merged into one line, as in latency.svg.
-    let mut locks: Vec<(String, hdrhistogram::Histogram<u64>)> = Vec::new();
-    for m in measured {
-        for (service, histograms) in &m.service_histograms {
-            // Saga processes already name themselves after their mode.
-            let protocol = m.run.protocol.map_or("unknown", |p| p.name());
-            let who = if service.starts_with(protocol) {
-                service.clone()
-            } else {
-                format!("{protocol} {service}")
-            };
-            for (name, h) in histograms.iter().filter(|(n, _)| is_lock_figure(n)) {
-                let line = format!("{who} {name}");
-                match locks.iter_mut().find(|(l, _)| *l == line) {
-                    Some((_, all)) => all.add(h).expect("same bounds"),
-                    None => locks.push((line, h.clone())),
-                }
-            }
-        }
-    }
-    let locks: Vec<(&str, &hdrhistogram::Histogram<u64>)> =
-        locks.iter().map(|(line, h)| (line.as_str(), h)).collect();
-    plots::latency_distribution(
-        &dir.join("locks.svg"),
-        "Lock hold and in-doubt time by percentile",
-        &locks,
-    )
-    .map_err(report_err)?;
-
-    let over_floor: Vec<(String, f64)> = summary
-        .runs
-        .iter()
-        .filter_map(|r| Some((r.label(), r.p50_over_floor?)))
-        .collect();
-    plots::bars(
-        &dir.join("floor.svg"),
-        "Committed p50 latency / the protocol's floor",
-        "× floor",
-        &over_floor,
-        1,
-    )
-    .map_err(report_err)?;
-    Ok(())
-}
-
 /// What the checker compared with the client's view, and where unanswered orders ended.
 fn answers_checked(summary: &Summary) -> String {
     let mut md = String::new();

@@ -1,7 +1,8 @@
 //! A sweep's report: per offered rate the median and spread over its runs, every run with its
 //! cost and slowest second, and `sweep.svg` (latency against achieved throughput).
 
-use super::{per_s, produced_by, report_err, timeline_csv};
+use super::raw::timeline_csv;
+use super::{per_s, produced_by, report_err};
 use crate::report::plots::{self, Series};
 use crate::report::spread::Spread;
 use crate::report::summary::{Percentiles, Summary};

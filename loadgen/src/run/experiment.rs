@@ -2,16 +2,14 @@
 //! in one environment: floors first, then per protocol warm-up, measurement, the services' own
 //! figures, quiescence and the invariant checker.
 
-use crate::load::closed::{self, ClosedLoop};
 use crate::load::connections::Connections;
-use crate::load::open::{self, OpenLoop};
-use crate::load::recorder::Recorded;
+use crate::load::{drive, Driven};
 use crate::report::figures::by_process;
 use crate::report::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::run::deployed::{Deployment, DeploymentError, ProtocolSection};
+use crate::run::environment::Lab;
 use crate::run::faults::injector::{inject, score, Injected, Targets};
-use crate::run::faults::network::BrokerLinks;
-use crate::run::probe::{self, Floors, ProbeTargets};
+use crate::run::probe::Floors;
 use crate::run::protocols::Running;
 use crate::run::resources;
 use crate::run::stalls;
@@ -20,7 +18,6 @@ use crate::LoadgenError;
 use common::checker::{check, check_outcomes, fates_of_unanswered, CheckReport};
 use common::datagen::DataSet;
 use common::domain::OutcomeKind;
-use common::env::{LabEnv, LabEnvConfig};
 use common::kafka_clients::delete_prefixed;
 use common::metrics::pb::{Snapshot, SnapshotRequest};
 use common::metrics::{new_histogram, MetricsClient};
@@ -40,98 +37,6 @@ pub struct Measured {
     pub intervals: crate::load::intervals::Intervals,
     /// Each service's raw histograms, by service then name.
     pub service_histograms: BTreeMap<String, BTreeMap<String, Histogram<u64>>>,
-}
-
-/// The environment measurements run in: the lab's own, or a deployment it only drives.
-pub enum Lab {
-    Local(LocalLab),
-    Deployed(Deployment),
-}
-
-/// PostgreSQL and Kafka the lab started; it starts the protocols' processes too.
-pub struct LocalLab {
-    pub env: LabEnv,
-    /// How it was started: a crashed broker restarts from this, on the same ports.
-    pub config: LabEnvConfig,
-    /// With faults: the broker's listener per saga process, each behind its proxy.
-    pub broker_links: Option<BrokerLinks>,
-}
-
-impl Lab {
-    /// Starts PostgreSQL and Kafka in `run_dir`. With `faults`, the broker listens on fixed
-    /// ports (so a crashed broker comes back where its clients look) with one proxied listener
-    /// per saga process.
-    pub async fn start(run_dir: &Path, faults: bool) -> Result<Lab, LoadgenError> {
-        let mut config = LabEnvConfig::new(run_dir);
-        // Every measurement starts from the same broker: no partitions of earlier runs, which
-        // a broker restart (a fault) would otherwise have to recover too.
-        config.fresh_kafka = true;
-        let mut broker_links = None;
-        if faults {
-            let io = |source| LoadgenError::Io {
-                what: "preparing the broker's proxied listeners",
-                source,
-            };
-            let (links, listeners) = BrokerLinks::prepare().await.map_err(io)?;
-            config.kafka.port = Some(common::env::ports::free_port().map_err(io)?);
-            config.kafka.client_listeners = listeners;
-            broker_links = Some(links);
-        }
-        let env = LabEnv::start(&config).await?;
-        Ok(Lab::Local(LocalLab {
-            env,
-            config,
-            broker_links,
-        }))
-    }
-
-    /// Where the floors are measured: the lab's cluster and broker, or the deployment's.
-    async fn probe_targets(&self) -> Result<ProbeTargets, LoadgenError> {
-        Ok(match self {
-            Lab::Local(local) => ProbeTargets::local(&local.env).await?,
-            Lab::Deployed(d) => ProbeTargets {
-                database_url: d.probe.database.clone(),
-                kafka: d.probe.kafka.clone(),
-                grpc_front: [
-                    Protocol::Twopc,
-                    Protocol::SagaOrchestrated,
-                    Protocol::SagaChoreographed,
-                ]
-                .into_iter()
-                .find_map(|p| d.protocol(p))
-                .map(|s| s.front.clone()),
-            },
-        })
-    }
-
-    /// The broker's bootstrap address, when there is one.
-    pub fn kafka_bootstrap(&self) -> Option<String> {
-        match self {
-            Lab::Local(local) => Some(local.env.bootstrap_servers()),
-            Lab::Deployed(d) => d.probe.kafka.clone(),
-        }
-    }
-
-    /// A URL of a database PostgreSQL answers on, for its version.
-    pub fn any_database_url(&self) -> String {
-        match self {
-            Lab::Local(local) => local.env.postgres.url("postgres"),
-            Lab::Deployed(d) => d.probe.database.clone(),
-        }
-    }
-
-    /// Stops what the lab started (nothing, for a deployment).
-    pub fn stop(self) {
-        if let Lab::Local(local) = self {
-            local.env.stop();
-        }
-    }
-}
-
-/// Measures the floors (DESIGN §6), 300 samples of each primitive.
-pub async fn floors(lab: &Lab) -> Result<Floors, LoadgenError> {
-    eprintln!("probing the floors: gRPC round trip, PostgreSQL commit, PREPARE+COMMIT PREPARED, Kafka hop");
-    Ok(probe::measure(&lab.probe_targets().await?, 300).await?)
 }
 
 /// The protocol under measurement: processes the lab started, or a deployment's addresses.
@@ -406,62 +311,6 @@ fn deployed_section(d: &Deployment, protocol: Protocol) -> Result<&ProtocolSecti
             reason: "this deployment does not run it".into(),
         })
     })
-}
-
-/// The client's view of one load, whichever loop produced it.
-struct Driven {
-    recorded: Recorded,
-    /// Open loop: the schedule is the offered load; closed loop offers what it achieves.
-    open: bool,
-    /// The measured span: the schedule's length (open loop) or first start to last answer.
-    measured: Duration,
-}
-
-async fn drive(
-    connections: &Connections,
-    scenario: &Scenario,
-    data: &DataSet,
-    duration: Duration,
-    stream_base: u64,
-) -> Driven {
-    let workload = scenario.workload_spec();
-    let deadline = Duration::from_millis(scenario.deadline_ms);
-    match scenario.load.mode {
-        LoadMode::Open => {
-            let load = OpenLoop {
-                rate: scenario.load.rate.unwrap_or(1.0),
-                duration,
-                arrivals: scenario.load.arrivals,
-                max_in_flight: scenario.load.max_in_flight,
-                deadline,
-                seed: scenario.seed.wrapping_add(stream_base),
-                stream_base,
-                precise: false,
-                surges: scenario.surges(),
-            };
-            let recorded = open::run(connections, data, &workload, &load).await;
-            Driven {
-                recorded,
-                open: true,
-                measured: duration,
-            }
-        }
-        LoadMode::Closed => {
-            let load = ClosedLoop {
-                clients: scenario.load.clients.unwrap_or(1),
-                orders: usize::MAX,
-                duration: Some(duration),
-                stream_base,
-                deadline,
-            };
-            let recorded = closed::run(connections, data, &workload, &load).await;
-            Driven {
-                measured: recorded.elapsed,
-                recorded,
-                open: false,
-            }
-        }
-    }
 }
 
 fn summarize(

@@ -3,7 +3,8 @@
 use crate::cli::{CompareArgs, ProbeArgs, SweepArgs, TargetArgs};
 use crate::report::summary::{Environment, Summary};
 use crate::run::deployed::Deployment;
-use crate::run::experiment::{self, Lab, Measured};
+use crate::run::environment::{self, Lab};
+use crate::run::experiment::{self, Measured};
 use crate::run::probe::Floors;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::LoadgenError;
@@ -192,7 +193,7 @@ async fn measure_once(
     log_dir: &Path,
 ) -> Result<Measured, LoadgenError> {
     let last = earlier.last().and_then(|m| m.run.floors.clone());
-    let floors = match (experiment::floors(lab).await, last) {
+    let floors = match (environment::floors(lab).await, last) {
         (Ok(floors), _) => floors,
         (Err(e), Some(last)) => {
             tracing::warn!(error = %e, "probing the floors failed; this run reuses the last ones");
@@ -243,7 +244,7 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
         None => Lab::start(&args.env.run_dir, false).await?,
         Some(path) => Lab::Deployed(Deployment::load(path)?),
     };
-    let floors = experiment::floors(&lab).await?;
+    let floors = environment::floors(&lab).await?;
     lab.stop();
     Ok(floors)
 }

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod deployed;
+pub mod environment;
 pub mod experiment;
 pub mod faults;
 pub mod lab;

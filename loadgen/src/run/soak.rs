@@ -5,7 +5,8 @@
 use crate::cli::SoakArgs;
 use crate::report::spread::Spread;
 use crate::report::summary::Environment;
-use crate::run::experiment::{self, Lab};
+use crate::run::environment::Lab;
+use crate::run::experiment;
 use crate::run::lab::{bin_dir, scenarios_dir};
 use crate::scenario::{Protocol, Scenario};
 use crate::LoadgenError;

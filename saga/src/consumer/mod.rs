@@ -122,6 +122,14 @@ async fn session<H: MessageHandler>(
             source,
         })?;
     let consumer = Arc::new(consumer);
+    let probe = Arc::new(
+        watchdog::probe_client(&spec.bootstrap, &spec.group).map_err(|source| {
+            SagaError::Kafka {
+                what: "creating the consumer's watchdog client",
+                source,
+            }
+        })?,
+    );
 
     let mut lanes = Vec::new();
     let mut senders = Vec::new();
@@ -155,8 +163,8 @@ async fn session<H: MessageHandler>(
                 }
             }
             _ = watchdog_tick.tick(), if last_received.elapsed() >= watchdog::CHECK_EVERY => {
-                let (client, topics) = (consumer.clone(), spec.topics.clone());
-                match tokio::task::spawn_blocking(move || watchdog::snapshot(&client, &topics)).await {
+                let (client, probe, topics) = (consumer.clone(), probe.clone(), spec.topics.clone());
+                match tokio::task::spawn_blocking(move || watchdog::snapshot(&client, &probe, &topics)).await {
                     Ok(Ok(now)) => match quiet_since.as_ref().and_then(|before| watchdog::stalled(before, &now)) {
                         Some(stall) => {
                             end = Ok(SessionEnd::Stalled(stall));
@@ -167,7 +175,7 @@ async fn session<H: MessageHandler>(
                         }
                     },
                     // The broker could not be asked: an outage, not a stall; look again later.
-                    Ok(Err(err)) => tracing::debug!(cause = %err, "the watchdog could not read progress"),
+                    Ok(Err(err)) => tracing::info!(cause = %err, "the watchdog could not read progress"),
                     Err(panicked) => tracing::error!(cause = %panicked, "the watchdog's check panicked"),
                 }
             }
@@ -220,24 +228,23 @@ async fn session<H: MessageHandler>(
     for lane in lanes {
         let _ = lane.await;
     }
-    commit(&consumer, CommitMode::Sync);
-    close(consumer, &spec.group).await?;
+    close(consumer, &spec.group).await;
     end
 }
 
-/// Closes the client (leaving the group) off the async threads: librdkafka's close blocks, and
-/// a client that stalled may take long. One that cannot close in a minute is reported as an
-/// error, so the process exits and its supervisor restarts it rather than run beside a zombie
-/// member that might still hold partitions.
-async fn close(consumer: Arc<StreamConsumer>, group: &str) -> Result<(), SagaError> {
-    const CLOSE_BUDGET: Duration = Duration::from_secs(60);
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
-    match tokio::time::timeout(CLOSE_BUDGET, closing).await {
-        Ok(_) => Ok(()),
-        Err(_) => Err(SagaError::Config(format!(
-            "the consumer of group {group} did not close within {} s",
-            CLOSE_BUDGET.as_secs()
-        ))),
+/// Commits what the lanes stored and closes the client (leaving the group), off the async
+/// threads: librdkafka's commit and close block, a stalled client's as long as its stuck
+/// request's socket timeout. After a short wait the session goes on without it: a member that
+/// cannot leave cannot heartbeat either, so the broker drops it when its session (6 s) expires
+/// and its partitions move to the new client.
+async fn close(consumer: Arc<StreamConsumer>, group: &str) {
+    const CLOSE_WAIT: Duration = Duration::from_secs(10);
+    let closing = tokio::task::spawn_blocking(move || {
+        commit(&consumer, CommitMode::Sync);
+        drop(consumer)
+    });
+    if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+        tracing::warn!(%group, "the old consumer did not close within {} s; going on without it", CLOSE_WAIT.as_secs());
     }
 }
 

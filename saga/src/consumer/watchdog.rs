@@ -13,8 +13,14 @@
 //! process consumed are its own positions when it holds partitions, else the group's committed
 //! offsets (a member without partitions while another member makes progress is not stalled).
 //! When the broker cannot be asked, nothing is decided: an outage is not a stall.
+//!
+//! The broker is asked through the watchdog's own client (not a member of the group), never
+//! through the consumer under watch: in one stuck case that consumer's coordinator connection
+//! held a request unsent for 60 s, so every question put through it timed out and the stall
+//! went unnoticed.
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -98,9 +104,25 @@ pub fn stalled(before: &Snapshot, now: &Snapshot) -> Option<Stall> {
     })
 }
 
-/// Reads the consumer's progress on `topics` from the client and the broker. Blocking (broker
-/// queries): call it from a blocking task. An error means the broker could not be asked.
-pub fn snapshot(consumer: &StreamConsumer, topics: &[String]) -> Result<Snapshot, KafkaError> {
+/// The watchdog's own client: reads the group's committed offsets, metadata and watermarks; it
+/// never subscribes, so it never joins the group.
+pub fn probe_client(bootstrap: &str, group: &str) -> Result<BaseConsumer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("socket.nagle.disable", "true")
+        .create()
+}
+
+/// Reads the progress of `consumer` on `topics`: its assignment and positions from the client
+/// itself (no broker round trip), the rest through `probe`. Blocking (broker queries): call it
+/// from a blocking task. An error means the broker could not be asked.
+pub fn snapshot(
+    consumer: &StreamConsumer,
+    probe: &BaseConsumer,
+    topics: &[String],
+) -> Result<Snapshot, KafkaError> {
     let at = Instant::now();
     let assignment = consumer.assignment()?;
     let owned = assignment.count() > 0;
@@ -111,7 +133,7 @@ pub fn snapshot(consumer: &StreamConsumer, topics: &[String]) -> Result<Snapshot
     } else {
         let mut list = TopicPartitionList::new();
         for topic in topics {
-            let metadata = consumer.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
+            let metadata = probe.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
             for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
                 list.add_partition(topic, partition.id());
             }
@@ -139,7 +161,7 @@ pub fn snapshot(consumer: &StreamConsumer, topics: &[String]) -> Result<Snapshot
     let mut partitions = BTreeMap::new();
     for element in list.elements() {
         let key = (element.topic().to_string(), element.partition());
-        let (start, end) = consumer.fetch_watermarks(&key.0, key.1, QUERY_TIMEOUT)?;
+        let (start, end) = probe.fetch_watermarks(&key.0, key.1, QUERY_TIMEOUT)?;
         let consumed = offsets.get(&key).copied().unwrap_or(start);
         partitions.insert(key, Progress { consumed, end });
     }
