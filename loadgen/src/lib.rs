@@ -1,6 +1,8 @@
 //! The lab's load generator: provisions the local environment, seeds a data set, drives a
 //! protocol through `OrderApi`, collects the services' metrics and runs the invariant checker.
-//! Open and closed loops, fault schedules, `compare`, `sweep` and `soak`, and the reports.
+//! In the order a run flows: [`scenario`] says what to do, [`load`] puts the load on (open or
+//! closed loop, one recorder), [`run`] owns the environment, the protocols' processes, faults
+//! and the checker, and [`report`] writes what was measured. `main.rs` parses and calls.
 
 pub mod cli;
 pub mod load;

@@ -63,7 +63,10 @@ gap_s = 4
     ] {
         let totals = summary.totals(protocol);
         assert_eq!(totals.schedules, 2);
-        assert!(totals.orders > 100 && totals.committed > 0, "{totals:?}");
+        assert!(
+            totals.counts.orders > 100 && totals.counts.committed > 0,
+            "{totals:?}"
+        );
     }
     // Each schedule was drawn from its own seed, the same for every protocol.
     let faults_of = |seed: u64| -> Vec<Vec<String>> {
@@ -90,11 +93,11 @@ gap_s = 4
             r.seed,
             r.protocol,
             r.faults.clone(),
-            r.orders,
-            r.committed,
-            r.violations,
-            r.lost,
-            r.undecided,
+            r.counts.orders,
+            r.counts.committed,
+            r.counts.violations,
+            r.counts.lost,
+            r.counts.undecided,
         )
     };
     assert_eq!(

@@ -3,6 +3,10 @@
 //! to the previous step's events. Every handler applies its business change, a processed-message
 //! record and its outgoing messages in one local transaction (transactional outbox), so at-least-once
 //! delivery yields exactly-once effects.
+//!
+//! [`machine`] holds each saga's states and transitions (one owner, unit-tested without a
+//! broker); [`orchestrator`] and [`services`] apply them; [`outbox`] relays what handlers wrote;
+//! [`consumer`] delivers in partition order and replaces a client that stopped consuming.
 
 pub mod cli;
 pub mod config;

@@ -6,6 +6,25 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Every plot's frame: its title, margin and the room its axis labels need.
+fn framed<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &'a str,
+) -> ChartBuilder<'a, 'a, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
+    builder
+}
+
+/// The y values of every series.
+fn ys<'s>(series: &'s [Series]) -> impl Iterator<Item = f64> + 's {
+    series.iter().flat_map(|s| s.points.iter().map(|p| p.1))
+}
+
 /// One line or bar group of a plot.
 pub struct Series<'a> {
     pub name: &'a str,
@@ -45,27 +64,15 @@ pub fn latency_distribution(
         })
         .collect();
     // Whole decades, so the log axis is labelled at 0.1, 1, 10, 100 ms …
-    let max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(1.0, f64::max);
-    let min = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(max, f64::min)
-        .max(0.001);
+    let max = ys(&series).fold(1.0, f64::max);
+    let min = ys(&series).fold(max, f64::min).max(0.001);
     let (min, max) = (
         10f64.powf(min.log10().floor()),
         10f64.powf(max.log10().ceil()),
     );
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..3f64, (min..max).log_scale())?;
+    let mut chart = framed(&root, title).build_cartesian_2d(0f64..3f64, (min..max).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("percentile")
@@ -127,19 +134,10 @@ pub fn lines(
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .fold(1.0, f64::max)
         + 1.0;
-    let y_max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .fold(1.0, f64::max)
-        * 1.15;
+    let y_max = ys(series).fold(1.0, f64::max) * 1.15;
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    let mut chart = framed(&root, title).build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
     chart
         .configure_mesh()
         .x_desc(x_desc)
@@ -201,10 +199,7 @@ pub fn bars(
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(45)
+    let mut chart = framed(&root, title)
         .y_label_area_size(420)
         .build_cartesian_2d(0f64..x_max, (0..bars.len()).into_segmented())?;
     chart

@@ -18,9 +18,7 @@ pub(super) fn timeline_csv(summary: &Summary) -> String {
     for run in &summary.runs {
         let name = run.label();
         for b in &run.timeline {
-            let _ = writeln!(
-                out,
-                "{name},{},{},{},{},{},{},{},{},{},{}",
+            let fields = [
                 b.second,
                 b.scheduled,
                 b.committed,
@@ -30,8 +28,10 @@ pub(super) fn timeline_csv(summary: &Summary) -> String {
                 b.errors,
                 b.dropped,
                 b.available,
-                b.committed_by_completion
-            );
+                b.committed_by_completion,
+            ];
+            let fields: Vec<String> = fields.iter().map(u64::to_string).collect();
+            let _ = writeln!(out, "{name},{}", fields.join(","));
         }
     }
     out

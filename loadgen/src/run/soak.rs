@@ -23,16 +23,8 @@ pub struct SoakRow {
     /// The drawn faults, by label ("pause payment 4–6 s"); "(n/a)" marks one that does not
     /// apply under this protocol.
     pub faults: Vec<String>,
-    /// Orders scheduled (started or dropped at the in-flight cap).
-    pub orders: u64,
-    pub committed: u64,
-    pub violations: usize,
-    /// Orders left unfinished after settling (PENDING orders, prepared branches, open sagas).
-    pub lost: usize,
-    /// Answers that said the outcome is unknown (Jepsen's `info`): neither success nor failure.
-    pub undecided: u64,
-    /// Orders with no answer at all (transport errors, the client giving up).
-    pub unanswered: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub availability: f64,
     /// The checker's findings, one line each, when there are any.
     pub findings: Vec<String>,
@@ -50,16 +42,37 @@ pub struct SoakSummary {
     pub rows: Vec<SoakRow>,
 }
 
+/// What one schedule came to under one protocol; added up, a protocol's totals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Orders scheduled (started or dropped at the in-flight cap).
+    pub orders: u64,
+    pub committed: u64,
+    pub violations: usize,
+    /// Orders left unfinished after settling (PENDING orders, prepared branches, open sagas).
+    pub lost: usize,
+    /// Answers that said the outcome is unknown (Jepsen's `info`): neither success nor failure.
+    pub undecided: u64,
+    /// Orders with no answer at all (transport errors, the client giving up).
+    pub unanswered: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.orders += other.orders;
+        self.committed += other.committed;
+        self.violations += other.violations;
+        self.lost += other.lost;
+        self.undecided += other.undecided;
+        self.unanswered += other.unanswered;
+    }
+}
+
 /// Per-protocol totals over every schedule.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Totals {
     pub schedules: u64,
-    pub orders: u64,
-    pub committed: u64,
-    pub violations: usize,
-    pub lost: usize,
-    pub undecided: u64,
-    pub unanswered: u64,
+    pub counts: Counts,
 }
 
 impl SoakSummary {
@@ -67,12 +80,7 @@ impl SoakSummary {
         let mut t = Totals::default();
         for row in self.rows.iter().filter(|r| r.protocol == protocol) {
             t.schedules += 1;
-            t.orders += row.orders;
-            t.committed += row.committed;
-            t.violations += row.violations;
-            t.lost += row.lost;
-            t.undecided += row.undecided;
-            t.unanswered += row.unanswered;
+            t.counts.add(&row.counts);
         }
         t
     }
@@ -89,7 +97,9 @@ impl SoakSummary {
 
     /// Whether any schedule broke an invariant or lost an order.
     pub fn failed(&self) -> bool {
-        self.rows.iter().any(|r| r.violations > 0 || r.lost > 0)
+        self.rows
+            .iter()
+            .any(|r| r.counts.violations > 0 || r.counts.lost > 0)
     }
 
     /// The totals table (Markdown, also printed).
@@ -111,12 +121,12 @@ impl SoakSummary {
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 protocol.name(),
                 t.schedules,
-                t.orders,
-                t.committed,
-                t.violations,
-                t.lost,
-                t.undecided,
-                t.unanswered,
+                t.counts.orders,
+                t.counts.committed,
+                t.counts.violations,
+                t.counts.lost,
+                t.counts.undecided,
+                t.counts.unanswered,
                 Spread::show(availability, 1)
             );
         }
@@ -168,12 +178,12 @@ impl SoakSummary {
                 r.seed,
                 r.protocol.name(),
                 r.faults.join("; "),
-                r.orders,
-                r.committed,
+                r.counts.orders,
+                r.counts.committed,
                 r.availability * 100.0,
-                r.violations,
-                r.lost,
-                r.undecided
+                r.counts.violations,
+                r.counts.lost,
+                r.counts.undecided
             );
         }
         for r in self.rows.iter().filter(|r| !r.findings.is_empty()) {
@@ -240,11 +250,11 @@ pub async fn run(args: &SoakArgs, command: String) -> Result<(PathBuf, SoakSumma
                 "schedule {:>3} seed {seed:<6} {:<18} {:>5} orders {:>5} committed  {} violations  {} lost  {} undecided  [{}]",
                 schedule + 1,
                 protocol.name(),
-                row.orders,
-                row.committed,
-                row.violations,
-                row.lost,
-                row.undecided,
+                row.counts.orders,
+                row.counts.committed,
+                row.counts.violations,
+                row.counts.lost,
+                row.counts.undecided,
                 row.faults.join("; ")
             );
             rows.push(row);
@@ -291,12 +301,14 @@ fn row_of(
                 }
             })
             .collect(),
-        orders,
-        committed: outcome("COMMITTED"),
-        violations: run.check.violations.len(),
-        lost: run.check.leftovers.len(),
-        undecided: outcome("UNDECIDED"),
-        unanswered: orders.saturating_sub(answered + run.dropped_at_cap),
+        counts: Counts {
+            orders,
+            committed: outcome("COMMITTED"),
+            violations: run.check.violations.len(),
+            lost: run.check.leftovers.len(),
+            undecided: outcome("UNDECIDED"),
+            unanswered: orders.saturating_sub(answered + run.dropped_at_cap),
+        },
         availability: run.availability,
         findings: run.check.describe(),
     }
