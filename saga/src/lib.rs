@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod deployment;
 pub mod error;
 pub mod machine;
 pub mod message;

@@ -1,5 +1,5 @@
 //! Running the lab: the local environment or a deployment (`lab`, `deployed`), the protocols'
-//! processes (`protocols`, `saga_deployment`), the floors (`probe`), one measured run
+//! processes (`protocols`, over `twopc::deployment` and `saga::deployment`), the floors (`probe`), one measured run
 //! (`experiment`) with its faults, resources and slowest second, the checker, and `soak`.
 
 pub mod check;
@@ -12,6 +12,5 @@ pub mod noop_server;
 pub mod probe;
 pub mod protocols;
 pub mod resources;
-pub mod saga_deployment;
 pub mod soak;
 pub mod stalls;

@@ -4,11 +4,12 @@
 
 use crate::run::faults::network::{BrokerLinks, Network};
 use crate::run::faults::schedule::Role;
-use crate::run::saga_deployment::{SagaDeployment, SagaMode};
 use crate::scenario::{Protocol, Scenario};
 use common::env::services::ServiceProcess;
 use common::env::{EnvError, LabEnv};
 use common::storage::DatabaseUrls;
+use saga::deployment::SagaDeployment;
+use saga::Mode as SagaMode;
 use std::path::Path;
 use std::time::Duration;
 use twopc::branch::ServiceKind;

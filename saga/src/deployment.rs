@@ -1,7 +1,10 @@
 //! A saga deployment on this machine — the three saga services and, when orchestrated, the
 //! orchestrator — each its own process, all on a topic prefix of their own so runs never see each
-//! other's messages.
+//! other's messages. The load generator starts sagas through this, as it starts 2PC through
+//! `twopc::deployment`.
 
+use crate::Mode;
+use clap::ValueEnum;
 use common::env::ports::free_port;
 use common::env::services::{ServiceProcess, ServiceSpec};
 use common::env::EnvError;
@@ -12,22 +15,6 @@ use common::storage::{DatabaseUrls, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Orchestrated or choreographed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SagaMode {
-    Orchestrated,
-    Choreographed,
-}
-
-impl SagaMode {
-    fn flag(self) -> &'static str {
-        match self {
-            SagaMode::Orchestrated => "orchestrated",
-            SagaMode::Choreographed => "choreographed",
-        }
-    }
-}
 
 /// The running processes; stopped on drop (front first).
 pub struct SagaDeployment {
@@ -72,7 +59,7 @@ impl SagaDeployment {
     /// `bootstrap` gives each process (`order`, `payment`, `inventory`, `orchestrator`) the
     /// broker address it must use: its own listener's fault proxy, or the broker itself.
     pub async fn start(
-        mode: SagaMode,
+        mode: Mode,
         bin_dir: &Path,
         log_dir: &Path,
         databases: &DatabaseUrls,
@@ -102,7 +89,7 @@ impl SagaDeployment {
         };
         for (name, store) in SERVICES {
             // Choreography's front door is the order service.
-            let listen = if mode == SagaMode::Choreographed && name == "order" {
+            let listen = if mode == Mode::Choreographed && name == "order" {
                 deployment.front
             } else {
                 port()?
@@ -112,7 +99,10 @@ impl SagaDeployment {
                 "--service".into(),
                 name.into(),
                 "--mode".into(),
-                mode.flag().into(),
+                mode.to_possible_value()
+                    .expect("every mode has a flag value")
+                    .get_name()
+                    .to_string(),
             ]);
             args.extend(["--database-url".into(), databases.get(store).to_string()]);
             deployment
@@ -125,7 +115,7 @@ impl SagaDeployment {
                 )
                 .await?;
         }
-        if mode == SagaMode::Orchestrated {
+        if mode == Mode::Orchestrated {
             let listen = deployment.front;
             let mut args = kafka(listen, "orchestrator");
             args.extend(["--database-url".into(), databases.orchestrator.clone()]);
