@@ -2,8 +2,7 @@
 //! acknowledgement, following [`Phase`] transitions. It also answers participants' inquiries
 //! from the phases of the transactions it holds, and from the log for the rest.
 
-use super::decision_log::DecisionLog;
-use super::participants::ParticipantLink;
+use super::ports::{DecisionRecords, Participant};
 use super::transactions::{Held, Transactions};
 use crate::branch::{to_branch, ServiceKind};
 use crate::protocol::{client_outcome, Decision, Event, Phase, Tally, VoteResult};
@@ -55,8 +54,8 @@ pub struct Placed {
 
 #[derive(Clone)]
 pub struct Committer {
-    participants: Arc<Vec<ParticipantLink>>,
-    log: DecisionLog,
+    participants: Arc<Vec<Arc<dyn Participant>>>,
+    log: Arc<dyn DecisionRecords>,
     metrics: MetricsRegistry,
     /// Transactions this process is driving, by gid: inquiries about them are answered from here.
     transactions: Transactions,
@@ -70,15 +69,15 @@ pub struct Committer {
 
 impl Committer {
     pub fn new(
-        participants: Vec<ParticipantLink>,
-        log: DecisionLog,
+        participants: Vec<Arc<dyn Participant>>,
+        log: Arc<dyn DecisionRecords>,
         metrics: MetricsRegistry,
         prepare_timeout: Duration,
         prepare_order: PrepareOrder,
         max_in_flight: usize,
     ) -> Self {
         let mut participants = participants;
-        participants.sort_by_key(|p| PREPARE_SEQUENCE.iter().position(|k| *k == p.service));
+        participants.sort_by_key(|p| PREPARE_SEQUENCE.iter().position(|k| *k == p.service()));
         Committer {
             participants: Arc::new(participants),
             log,
@@ -156,7 +155,11 @@ impl Committer {
             .advance(&gid, Event::Tallied(tally.decision()));
 
         if phase == Phase::LoggingCommit {
-            let names: Vec<&str> = self.participants.iter().map(|p| p.name()).collect();
+            let names: Vec<&str> = self
+                .participants
+                .iter()
+                .map(|p| p.service().as_str())
+                .collect();
             let forced = Instant::now();
             phase = match self.log.force_commit(&gid, order.id.0, &names).await {
                 Ok(()) => self.transactions.advance(&gid, Event::CommitLogged),
@@ -223,22 +226,30 @@ impl Committer {
         branch: &Branch,
         timeout: Duration,
     ) -> Vec<(String, VoteResult)> {
+        // Silence past the timeout is a NO, whatever the transport does.
+        let vote = |p: &Arc<dyn Participant>| {
+            let p = p.clone();
+            let branch = branch.clone();
+            async move {
+                let name = p.service().as_str().to_string();
+                let vote = tokio::time::timeout(timeout, p.prepare(gid, branch, timeout))
+                    .await
+                    .unwrap_or_else(|_| {
+                        VoteResult::Failed(format!("no vote within {} ms", timeout.as_millis()))
+                    });
+                (name, vote)
+            }
+        };
         match self.prepare_order {
             PrepareOrder::Parallel => {
-                futures::future::join_all(self.participants.iter().map(|p| async move {
-                    (
-                        p.name().to_string(),
-                        p.prepare(gid, branch.clone(), timeout).await,
-                    )
-                }))
-                .await
+                futures::future::join_all(self.participants.iter().map(vote)).await
             }
             PrepareOrder::Ordered => {
                 let mut votes = Vec::with_capacity(self.participants.len());
                 for p in self.participants.iter() {
-                    let vote = p.prepare(gid, branch.clone(), timeout).await;
+                    let (name, vote) = vote(p).await;
                     let yes = vote == VoteResult::Yes;
-                    votes.push((p.name().to_string(), vote));
+                    votes.push((name, vote));
                     if !yes {
                         break;
                     }
@@ -347,3 +358,6 @@ fn placed(kind: OutcomeKind, reason: &str, decided_unix_us: u64) -> Placed {
         decided_unix_us,
     }
 }
+
+#[cfg(test)]
+mod tests;

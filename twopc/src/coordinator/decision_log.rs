@@ -7,7 +7,9 @@
 //! is written lazily, unforced, in batches: losing it only means recovery re-sends a decision,
 //! which participants treat as a no-op.
 
+use super::ports::DecisionRecords;
 use common::metrics::MetricsRegistry;
+use futures::future::BoxFuture;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -165,5 +167,28 @@ async fn end_writer(pool: PgPool, mut gids: mpsc::UnboundedReceiver<String>) {
         // Let ENDs accumulate a little: they are not urgent, and fewer writes leave the disk to
         // the forced COMMIT records.
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl DecisionRecords for DecisionLog {
+    fn force_commit<'a>(
+        &'a self,
+        gid: &'a str,
+        order_id: uuid::Uuid,
+        participants: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(DecisionLog::force_commit(self, gid, order_id, participants))
+    }
+
+    fn is_committed<'a>(&'a self, gid: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            DecisionLog::is_committed(self, gid)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn mark_complete(&self, gid: &str) {
+        DecisionLog::mark_complete(self, gid)
     }
 }

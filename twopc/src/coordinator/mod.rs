@@ -4,6 +4,7 @@
 pub mod committer;
 pub mod decision_log;
 pub mod participants;
+pub mod ports;
 pub mod service;
 pub mod transactions;
 
@@ -18,8 +19,10 @@ use common::metrics::{MetricsRegistry, MetricsServer};
 use common::storage::Store;
 use decision_log::DecisionLog;
 use participants::ParticipantLink;
+use ports::Participant;
 use service::CoordinatorService;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -72,12 +75,14 @@ pub async fn run(
     let links = config
         .participants
         .iter()
-        .map(|(service, url)| ParticipantLink::new(*service, url))
+        .map(|(service, url)| {
+            ParticipantLink::new(*service, url).map(|l| Arc::new(l) as Arc<dyn Participant>)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(TwoPcError::BadRequest)?;
     let committer = Committer::new(
         links,
-        log.clone(),
+        Arc::new(log.clone()),
         metrics.clone(),
         config.prepare_timeout,
         config.prepare_order,

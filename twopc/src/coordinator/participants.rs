@@ -1,6 +1,7 @@
 //! The coordinator's side of the wire to each participant: Prepare with a deadline (silence is a
 //! NO vote), and a decision sent until acknowledged.
 
+use super::ports::Participant;
 use crate::branch::ServiceKind;
 use crate::protocol::{Decision, VoteResult};
 use common::api::twopc_pb::{
@@ -8,6 +9,7 @@ use common::api::twopc_pb::{
 };
 use common::domain::RejectReason;
 use common::retry::Backoff;
+use futures::future::BoxFuture;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -35,7 +37,7 @@ impl ParticipantLink {
     }
 
     /// Sends Prepare; an error or no answer within `timeout` is a NO vote.
-    pub async fn prepare(&self, gid: &str, branch: Branch, timeout: Duration) -> VoteResult {
+    async fn prepare_once(&self, gid: &str, branch: Branch, timeout: Duration) -> VoteResult {
         let mut request = tonic::Request::new(PrepareRequest {
             gid: gid.to_string(),
             branch: Some(branch),
@@ -102,7 +104,7 @@ impl ParticipantLink {
 
     /// Sends the decision until it is acknowledged, backing off between tries. Never gives up:
     /// a logged COMMIT must reach every participant.
-    pub async fn deliver_decision(&self, gid: &str, decision: Decision) {
+    async fn deliver_until_acknowledged(&self, gid: &str, decision: Decision) {
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
         while let Err(err) = self
             .send_decision(gid, decision, Duration::from_secs(2))
@@ -111,5 +113,24 @@ impl ParticipantLink {
             tracing::debug!(gid, cause = %err, ?decision, "decision not acknowledged; retrying");
             tokio::time::sleep(backoff.next_delay()).await;
         }
+    }
+}
+
+impl Participant for ParticipantLink {
+    fn service(&self) -> ServiceKind {
+        self.service
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        gid: &'a str,
+        branch: Branch,
+        timeout: Duration,
+    ) -> BoxFuture<'a, VoteResult> {
+        Box::pin(self.prepare_once(gid, branch, timeout))
+    }
+
+    fn deliver_decision<'a>(&'a self, gid: &'a str, decision: Decision) -> BoxFuture<'a, ()> {
+        Box::pin(self.deliver_until_acknowledged(gid, decision))
     }
 }
