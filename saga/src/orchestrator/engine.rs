@@ -2,25 +2,25 @@
 //! transaction that dedupes the trigger, saves the new state and puts the next command in the
 //! outbox. Whoever finishes a saga wakes the clients waiting for it.
 
-use super::store;
+use super::saga_log::{Applied, Outgoing, SagaLog, Verdict};
+use super::store::Locked;
 use crate::config::{KafkaSettings, StepPolicy};
 use crate::error::SagaError;
 use crate::machine::{Saga, Transition};
-use crate::message::{Body, Envelope, Step};
-use crate::outbox::{enqueue, RelaySignal};
+use crate::message::{Body, Command, Envelope, Step, StepResult};
+use crate::outbox::RelaySignal;
 use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
 use common::api::unix_micros_now;
 use common::domain::{OrderId, OutcomeKind};
 use common::metrics::MetricsRegistry;
-use sqlx::{PgPool, Postgres, Transaction};
-
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the orchestrator's tasks share.
 #[derive(Clone)]
 pub struct Engine {
-    pub pool: PgPool,
+    pub log: Arc<dyn SagaLog>,
     pub kafka: KafkaSettings,
     pub policy: StepPolicy,
     pub relay: RelaySignal,
@@ -29,23 +29,57 @@ pub struct Engine {
 }
 
 /// What triggered a transition.
+#[derive(Clone, Copy, Debug)]
 pub enum Trigger {
-    Reply {
-        step: Step,
-        result: crate::message::StepResult,
-    },
+    Reply { step: Step, result: StepResult },
     Timeout,
+}
+
+/// The engine's protocol logic for one trigger on one locked saga, free of storage: a reply
+/// moves the saga by its state machine; a timeout counts only if the deadline passed under the
+/// lock (a reply may have moved the saga on since the timer's scan); the next command goes to
+/// its service's command topic and the next deadline grows with the attempts.
+pub fn decide(
+    locked: &Locked,
+    trigger: Trigger,
+    policy: &StepPolicy,
+    kafka: &KafkaSettings,
+) -> Verdict {
+    let saga = &locked.saga;
+    let transition = match trigger {
+        Trigger::Reply { step, result } => saga.on_reply(step, result),
+        Trigger::Timeout if !locked.overdue => Transition::Stale,
+        Trigger::Timeout => saga.on_timeout(policy.max_attempts),
+    };
+    match transition {
+        Transition::Stale => Verdict::Stale,
+        Transition::Advance {
+            saga: next,
+            command,
+        } => Verdict::Advance {
+            timeout: (!next.state.is_terminal()).then(|| policy.timeout_for(next.attempts)),
+            send: command.map(|c| outgoing(kafka, saga.order.id, c)),
+            next,
+        },
+    }
+}
+
+fn outgoing(kafka: &KafkaSettings, order: OrderId, command: Command) -> Outgoing {
+    Outgoing {
+        topic: kafka.topics.commands(command.step().service()),
+        envelope: Envelope::new(order, Body::Command(command)),
+    }
 }
 
 impl Engine {
     pub fn new(
-        pool: PgPool,
+        log: Arc<dyn SagaLog>,
         kafka: KafkaSettings,
         policy: StepPolicy,
         metrics: MetricsRegistry,
     ) -> Engine {
         Engine {
-            pool,
+            log,
             kafka,
             policy,
             relay: RelaySignal::default(),
@@ -55,25 +89,16 @@ impl Engine {
     }
 
     /// Starts a saga: its row and its first command, in one transaction. False if it existed.
-    pub async fn start(
-        &self,
-        saga: &Saga,
-        first: crate::message::Command,
-    ) -> Result<bool, SagaError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(SagaError::db("beginning a transaction"))?;
-        if !store::insert(&mut tx, saga, self.policy.timeout_for(1)).await? {
-            return Ok(false);
+    pub async fn start(&self, saga: &Saga, first: Command) -> Result<bool, SagaError> {
+        let first = outgoing(&self.kafka, saga.order.id, first);
+        let created = self
+            .log
+            .start(saga, first, self.policy.timeout_for(1))
+            .await?;
+        if created {
+            self.relay.committed();
         }
-        self.send(&mut tx, saga.order.id, first).await?;
-        tx.commit()
-            .await
-            .map_err(SagaError::db("committing a new saga"))?;
-        self.relay.committed();
-        Ok(true)
+        Ok(created)
     }
 
     /// Applies one trigger to one saga. `dedupe` is the reply's envelope (None for timeouts).
@@ -84,67 +109,37 @@ impl Engine {
         dedupe: Option<&Envelope>,
     ) -> Result<(), SagaError> {
         let started = Instant::now();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(SagaError::db("beginning a transaction"))?;
-        if let Some(envelope) = dedupe {
-            if !crate::consumer::first_delivery(&mut tx, envelope).await? {
+        let decide = |locked: &Locked| decide(locked, trigger, &self.policy, &self.kafka);
+        let (locked, verdict) = match self.log.transition(order, dedupe, &decide).await? {
+            Applied::Duplicate => {
                 self.metrics.add("messages.duplicate", 1);
                 return Ok(());
             }
-        }
-        let Some(store::Locked {
-            saga,
-            age_us,
-            overdue,
-        }) = store::lock(&mut tx, order).await?
-        else {
-            tracing::warn!(order_id = %order, "reply for an unknown saga; ignored");
-            tx.commit()
-                .await
-                .map_err(SagaError::db("committing a dedupe record"))?;
-            return Ok(());
-        };
-        let awaited = saga.state.awaited_step();
-        let transition = match &trigger {
-            Trigger::Reply { step, result } => saga.on_reply(*step, *result),
-            // A reply may have moved the saga on since the scan: then this timeout is void.
-            Trigger::Timeout if !overdue => Transition::Stale,
-            Trigger::Timeout => {
-                tracing::info!(order_id = %order, state = saga.state.as_str(), attempts = saga.attempts, "step timed out");
-                self.metrics.add("saga.timeouts", 1);
-                saga.on_timeout(self.policy.max_attempts)
+            Applied::UnknownSaga => {
+                tracing::warn!(order_id = %order, "reply for an unknown saga; ignored");
+                return Ok(());
             }
+            Applied::Decided { locked, verdict } => (locked, verdict),
         };
-        let Transition::Advance {
-            saga: next,
-            command,
-        } = transition
-        else {
+        if matches!(trigger, Trigger::Timeout) && locked.overdue {
+            let saga = &locked.saga;
+            tracing::info!(order_id = %order, state = saga.state.as_str(), attempts = saga.attempts, "step timed out");
+            self.metrics.add("saga.timeouts", 1);
+        }
+        let Verdict::Advance { next, .. } = verdict else {
             self.metrics.add("messages.stale", 1);
-            tx.commit()
-                .await
-                .map_err(SagaError::db("committing a dedupe record"))?;
             return Ok(());
         };
-        let timeout = (!next.state.is_terminal()).then(|| self.policy.timeout_for(next.attempts));
-        store::save(&mut tx, &next, timeout).await?;
-        if let Some(command) = command {
-            self.send(&mut tx, order, command).await?;
-        }
-        tx.commit()
-            .await
-            .map_err(SagaError::db("committing a saga transition"))?;
         self.relay.committed();
         self.metrics
             .record(telemetry::HANDLER_TX, started.elapsed());
         common::failpoint::pass("orchestrator-after-transition").await;
-        if let (Trigger::Reply { step, .. }, Some(awaited)) = (&trigger, awaited) {
-            debug_assert_eq!(*step, awaited);
+        if let (Trigger::Reply { step, .. }, Some(awaited)) =
+            (trigger, locked.saga.state.awaited_step())
+        {
+            debug_assert_eq!(step, awaited);
             self.metrics
-                .record(step.metric(), telemetry::micros(age_us));
+                .record(step.metric(), telemetry::micros(locked.age_us));
         }
         if next.attempts > 1 {
             self.metrics.add("saga.retries", 1);
@@ -180,16 +175,6 @@ impl Engine {
         );
     }
 
-    async fn send(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        order: OrderId,
-        command: crate::message::Command,
-    ) -> Result<(), SagaError> {
-        let topic = self.kafka.topics.commands(command.step().service());
-        enqueue(tx, &topic, &Envelope::new(order, Body::Command(command))).await
-    }
-
     /// Re-drives every saga whose step deadline passed, until shutdown.
     pub async fn run_timer(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let tick = (self.policy.step_timeout / 10)
@@ -199,7 +184,7 @@ impl Engine {
                 _ = tokio::time::sleep(tick) => {}
                 _ = shutdown.changed() => return,
             }
-            let due = match store::due(&self.pool, 256).await {
+            let due = match self.log.due(256).await {
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(cause = %err, "scanning for overdue sagas failed");
@@ -214,3 +199,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,6 @@
 //! the client's deadline, whichever comes first; the saga carries on either way.
 
 use super::engine::Engine;
-use super::store;
 use crate::machine::Saga;
 use crate::server::{client_deadline, outcome_message, uncancellable};
 use crate::telemetry;
@@ -42,8 +41,8 @@ impl OrderApi for OrchestratorFront {
         let mut decided = None;
         if !created {
             // A repeated request: answer from the log if the saga is already final.
-            let (pool, id) = (engine.pool.clone(), order.id);
-            let stored = uncancellable(async move { store::load(&pool, id).await })
+            let (log, id) = (engine.log.clone(), order.id);
+            let stored = uncancellable(async move { log.load(id).await })
                 .await?
                 .map_err(|e| Status::unavailable(e.to_string()))?;
             decided = stored.and_then(|s| {

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod front;
 pub mod replies;
+pub mod saga_log;
 pub mod store;
 
 use crate::config::{KafkaSettings, StepPolicy};
@@ -69,7 +70,7 @@ where
     metrics.set_setting("saga.lanes", config.lanes);
     metrics.set_setting("db.pool_size", config.db_connections);
     let engine = Engine::new(
-        pool.clone(),
+        Arc::new(saga_log::PgSagaLog { pool: pool.clone() }),
         config.kafka.clone(),
         config.policy.clone(),
         metrics.clone(),

@@ -34,6 +34,7 @@ pub async fn insert(
 }
 
 /// A saga locked for a transition.
+#[derive(Clone, Debug)]
 pub struct Locked {
     pub saga: Saga,
     /// How long it has been in its current state (µs): the step's duration when a reply ends it.

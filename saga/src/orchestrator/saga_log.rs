@@ -1,0 +1,159 @@
+//! The orchestrator's storage as the engine sees it: start a saga with its first command, apply
+//! one transition as one local transaction (dedupe the trigger, lock the saga, save the state the
+//! engine decided, put its command in the outbox), read a saga, list overdue ones. PostgreSQL
+//! implements it ([`PgSagaLog`]); the engine's protocol traces implement it in memory.
+
+use super::store::{self, Locked};
+use crate::consumer::first_delivery;
+use crate::error::SagaError;
+use crate::machine::Saga;
+use crate::message::Envelope;
+use crate::outbox::enqueue;
+use common::domain::OrderId;
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// A message to publish through the outbox.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub topic: String,
+    pub envelope: Envelope,
+}
+
+/// What the engine decided for one locked saga.
+// One lives for one transition; boxing the saga would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Verdict {
+    /// Nothing changes: a reply the saga moved past, or a timeout a reply beat.
+    Stale,
+    /// The saga moves on: save `next` (with its next step deadline) and send `send`.
+    Advance {
+        next: Saga,
+        timeout: Option<Duration>,
+        send: Option<Outgoing>,
+    },
+}
+
+/// What one transition came to.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// The trigger was processed before (only its dedupe record was checked).
+    Duplicate,
+    /// No saga with this order id.
+    UnknownSaga,
+    /// The engine's verdict, committed, with the saga as it was locked.
+    Decided { locked: Locked, verdict: Verdict },
+}
+
+/// The engine's decision for a locked saga; pure, so that it runs inside the transaction.
+pub type Decide<'a> = &'a (dyn Fn(&Locked) -> Verdict + Send + Sync);
+
+pub trait SagaLog: Send + Sync + 'static {
+    /// Inserts a new saga and its first command in one transaction; false if it existed.
+    fn start<'a>(
+        &'a self,
+        saga: &'a Saga,
+        first: Outgoing,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<bool, SagaError>>;
+
+    /// One transition in one transaction: `dedupe` (the reply that triggered it) is recorded as
+    /// processed, the saga locked, `decide` asked, and its verdict saved with its command.
+    fn transition<'a>(
+        &'a self,
+        order: OrderId,
+        dedupe: Option<&'a Envelope>,
+        decide: Decide<'a>,
+    ) -> BoxFuture<'a, Result<Applied, SagaError>>;
+
+    /// The saga as stored, without locking (a repeated `PlaceOrder`).
+    fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Saga>, SagaError>>;
+
+    /// Non-terminal sagas whose step deadline passed, oldest first.
+    fn due(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OrderId>, SagaError>>;
+}
+
+/// The saga log in the orchestrator's PostgreSQL database (`sagas`, `outbox`,
+/// `processed_messages`).
+#[derive(Clone)]
+pub struct PgSagaLog {
+    pub pool: PgPool,
+}
+
+impl SagaLog for PgSagaLog {
+    fn start<'a>(
+        &'a self,
+        saga: &'a Saga,
+        first: Outgoing,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<bool, SagaError>> {
+        Box::pin(async move {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(SagaError::db("beginning a transaction"))?;
+            if !store::insert(&mut tx, saga, timeout).await? {
+                return Ok(false);
+            }
+            enqueue(&mut tx, &first.topic, &first.envelope).await?;
+            tx.commit()
+                .await
+                .map_err(SagaError::db("committing a new saga"))?;
+            Ok(true)
+        })
+    }
+
+    fn transition<'a>(
+        &'a self,
+        order: OrderId,
+        dedupe: Option<&'a Envelope>,
+        decide: Decide<'a>,
+    ) -> BoxFuture<'a, Result<Applied, SagaError>> {
+        Box::pin(async move {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(SagaError::db("beginning a transaction"))?;
+            if let Some(envelope) = dedupe {
+                if !first_delivery(&mut tx, envelope).await? {
+                    return Ok(Applied::Duplicate);
+                }
+            }
+            let Some(locked) = store::lock(&mut tx, order).await? else {
+                tx.commit()
+                    .await
+                    .map_err(SagaError::db("committing a dedupe record"))?;
+                return Ok(Applied::UnknownSaga);
+            };
+            let verdict = decide(&locked);
+            if let Verdict::Advance {
+                next,
+                timeout,
+                send,
+            } = &verdict
+            {
+                store::save(&mut tx, next, *timeout).await?;
+                if let Some(out) = send {
+                    enqueue(&mut tx, &out.topic, &out.envelope).await?;
+                }
+            }
+            tx.commit()
+                .await
+                .map_err(SagaError::db("committing a saga transition"))?;
+            Ok(Applied::Decided { locked, verdict })
+        })
+    }
+
+    fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Saga>, SagaError>> {
+        Box::pin(store::load(&self.pool, order))
+    }
+
+    fn due(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OrderId>, SagaError>> {
+        Box::pin(store::due(&self.pool, limit))
+    }
+}
