@@ -88,7 +88,8 @@ pub async fn run<H: MessageHandler>(
 
 enum SessionEnd {
     Shutdown,
-    Stalled(watchdog::Stall),
+    /// Why the client was given up.
+    Stalled(String),
 }
 
 /// One client's life: subscribe, dispatch to the lanes, commit; ends on shutdown, on a fatal
@@ -147,8 +148,7 @@ async fn session<H: MessageHandler>(
     let mut watchdog_tick = tokio::time::interval(watchdog::CHECK_EVERY);
     watchdog_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_received = Instant::now();
-    // The first look at a quiet consumer; a stall is judged against it.
-    let mut quiet_since: Option<watchdog::Snapshot> = None;
+    let mut watch = watchdog::Watch::default();
     let mut end = Ok(SessionEnd::Shutdown);
     let mut assigned = false;
     loop {
@@ -164,25 +164,31 @@ async fn session<H: MessageHandler>(
             }
             _ = watchdog_tick.tick(), if last_received.elapsed() >= watchdog::CHECK_EVERY => {
                 let (client, probe, topics) = (consumer.clone(), probe.clone(), spec.topics.clone());
-                match tokio::task::spawn_blocking(move || watchdog::snapshot(&client, &probe, &topics)).await {
-                    Ok(Ok(now)) => match quiet_since.as_ref().and_then(|before| watchdog::stalled(before, &now)) {
-                        Some(stall) => {
-                            end = Ok(SessionEnd::Stalled(stall));
+                let look = tokio::task::spawn_blocking(move || watchdog::snapshot(&client, &probe, &topics));
+                match tokio::time::timeout(watchdog::LOOK_BUDGET, look).await {
+                    Ok(Ok(Ok(now))) => {
+                        if let Some(stall) = watch.observe(&now) {
+                            end = Ok(SessionEnd::Stalled(stall.to_string()));
                             break;
                         }
-                        None => {
-                            quiet_since.get_or_insert(now);
-                        }
-                    },
+                    }
                     // The broker could not be asked: an outage, not a stall; look again later.
-                    Ok(Err(err)) => tracing::info!(cause = %err, "the watchdog could not read progress"),
-                    Err(panicked) => tracing::error!(cause = %panicked, "the watchdog's check panicked"),
+                    Ok(Ok(Err(err))) => tracing::info!(cause = %err, "the watchdog could not read progress"),
+                    Ok(Err(panicked)) => tracing::error!(cause = %panicked, "the watchdog's check panicked"),
+                    // The client's own state did not answer (the broker questions are bounded).
+                    Err(_) => {
+                        end = Ok(SessionEnd::Stalled(format!(
+                            "the client did not report its assignment and positions within {} s",
+                            watchdog::LOOK_BUDGET.as_secs()
+                        )));
+                        break;
+                    }
                 }
             }
             received = consumer.recv() => match received {
                 Ok(msg) => {
                     last_received = Instant::now();
-                    quiet_since = None;
+                    watch.reset();
                     let delivery = Delivery {
                         topic: msg.topic().to_string(),
                         partition: msg.partition(),

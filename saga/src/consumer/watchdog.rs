@@ -9,7 +9,9 @@
 //! every saga process, whatever the mode.
 //!
 //! The rule: the consumer received nothing for a whole [`STALL_WINDOW`], and over that window a
-//! partition it should be reading stayed behind the partition's end without moving. Offsets the
+//! partition it should be reading stayed behind the partition's end without moving (counted from
+//! the first look that saw it behind, so a consumer that was caught up and then stopped is caught
+//! too), or the client stopped answering for its own state. Offsets the
 //! process consumed are its own positions when it holds partitions, else the group's committed
 //! offsets (a member without partitions while another member makes progress is not stalled).
 //! When the broker cannot be asked, nothing is decided: an outage is not a stall.
@@ -32,6 +34,9 @@ pub const STALL_WINDOW: Duration = Duration::from_secs(10);
 pub const CHECK_EVERY: Duration = Duration::from_secs(3);
 /// Budget of each broker query made by a check.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Budget of a whole look. Each broker query is bounded and the first failure ends the look, so
+/// only a client that does not report its own assignment and positions runs past it.
+pub const LOOK_BUDGET: Duration = Duration::from_secs(20);
 
 /// How far one partition has been consumed, against its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,28 +85,56 @@ impl std::fmt::Display for Stall {
     }
 }
 
-/// The stall between two snapshots of a quiet consumer, if any: `now` is at least
-/// [`STALL_WINDOW`] after `before`, both read the same way, and some partition is behind its
-/// end in both with the same consumed offset.
-pub fn stalled(before: &Snapshot, now: &Snapshot) -> Option<Stall> {
-    let waited = now.at.saturating_duration_since(before.at);
-    if waited < STALL_WINDOW || before.owned != now.owned {
-        return None;
+/// What the watchdog remembers between looks: since when each partition has been behind its end
+/// at the same consumed offset.
+#[derive(Debug, Default)]
+pub struct Watch {
+    behind: BTreeMap<(String, i32), (i64, bool, Instant)>,
+}
+
+impl Watch {
+    /// Forgets everything (the consumer received a message: it is not stalled).
+    pub fn reset(&mut self) {
+        self.behind.clear();
     }
-    now.partitions.iter().find_map(|(key, progress)| {
-        let earlier = before.partitions.get(key)?;
-        let stuck = earlier.consumed == progress.consumed
-            && earlier.consumed < earlier.end
-            && progress.consumed < progress.end;
-        stuck.then(|| Stall {
-            topic: key.0.clone(),
-            partition: key.1,
-            consumed: progress.consumed,
-            end: progress.end,
-            owned: now.owned,
-            for_: waited,
-        })
-    })
+
+    /// Takes one look; a stall when a partition has been behind, unmoved and read the same way,
+    /// for at least [`STALL_WINDOW`]. A partition counts from the first look that saw it behind,
+    /// so one that was caught up and then stopped receiving is caught as well.
+    pub fn observe(&mut self, now: &Snapshot) -> Option<Stall> {
+        self.behind
+            .retain(|key, _| now.partitions.contains_key(key));
+        for (key, progress) in &now.partitions {
+            if progress.consumed >= progress.end {
+                self.behind.remove(key);
+                continue;
+            }
+            let since = match self.behind.get(key) {
+                Some(&(consumed, owned, since))
+                    if consumed == progress.consumed && owned == now.owned =>
+                {
+                    since
+                }
+                _ => {
+                    self.behind
+                        .insert(key.clone(), (progress.consumed, now.owned, now.at));
+                    now.at
+                }
+            };
+            let waited = now.at.saturating_duration_since(since);
+            if waited >= STALL_WINDOW {
+                return Some(Stall {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    consumed: progress.consumed,
+                    end: progress.end,
+                    owned: now.owned,
+                    for_: waited,
+                });
+            }
+        }
+        None
+    }
 }
 
 /// The watchdog's own client: reads the group's committed offsets, metadata and watermarks; it
@@ -198,60 +231,72 @@ mod tests {
         }
     }
 
+    /// One look: whether the partitions are owned, and (partition, consumed, end) of each.
+    type Look<'a> = (bool, &'a [(i32, i64, i64)]);
+
+    /// Looks every 3 s at the given snapshots; the first stall found, with its look's index.
+    fn watch(looks: &[Look]) -> Option<(usize, Stall)> {
+        let t0 = Instant::now();
+        let mut watch = Watch::default();
+        looks.iter().enumerate().find_map(|(i, (owned, parts))| {
+            let at = t0 + Duration::from_secs(3 * i as u64);
+            watch.observe(&snap(at, *owned, parts)).map(|s| (i, s))
+        })
+    }
+
     #[test]
     fn a_partition_behind_and_unmoved_for_the_window_is_a_stall() {
-        let t0 = Instant::now();
-        let before = snap(t0, true, &[(0, 5, 5), (1, 7, 9)]);
-        let now = snap(t0 + STALL_WINDOW, true, &[(0, 5, 6), (1, 7, 12)]);
-        let stall = stalled(&before, &now).expect("partition 0 or 1 is stuck");
+        let (look, stall) = watch(&[
+            (true, &[(0, 5, 5), (1, 7, 9)]),
+            (true, &[(0, 5, 6), (1, 7, 10)]),
+            (true, &[(0, 5, 6), (1, 7, 11)]),
+            (true, &[(0, 5, 6), (1, 7, 12)]),
+            (true, &[(0, 5, 6), (1, 7, 12)]),
+        ])
+        .expect("partition 1 is stuck");
+        assert_eq!(look, 4, "10 s after it was first seen behind");
         assert_eq!((stall.partition, stall.consumed, stall.end), (1, 7, 12));
         assert!(stall.owned);
     }
 
     #[test]
-    fn caught_up_moving_or_too_recent_is_not() {
-        let t0 = Instant::now();
-        let later = t0 + STALL_WINDOW;
-        // Caught up (a quiet topic).
-        assert_eq!(
-            stalled(
-                &snap(t0, true, &[(0, 5, 5)]),
-                &snap(later, true, &[(0, 5, 5)])
-            ),
-            None
+    fn caught_up_first_then_stuck_is_still_caught() {
+        // The first look saw nothing waiting; then messages arrived and were never consumed.
+        let looks: Vec<Look> = vec![
+            (true, &[(0, 5, 5)]),
+            (true, &[(0, 5, 8)]),
+            (true, &[(0, 5, 9)]),
+            (true, &[(0, 5, 9)]),
+            (true, &[(0, 5, 9)]),
+            (true, &[(0, 5, 9)]),
+        ];
+        let (look, _) = watch(&looks).expect("stuck after the first look");
+        assert_eq!(look, 5);
+    }
+
+    #[test]
+    fn caught_up_moving_or_read_differently_is_not() {
+        let quiet: Vec<Look> = vec![(true, &[(0, 5, 5)]); 8];
+        assert!(watch(&quiet).is_none(), "a quiet topic");
+        let moving: Vec<Look> = (0..8)
+            .map(|i| {
+                (
+                    false,
+                    if i % 2 == 0 {
+                        &[(0, 5, 9)][..]
+                    } else {
+                        &[(0, 6, 9)][..]
+                    },
+                )
+            })
+            .collect();
+        assert!(watch(&moving).is_none(), "another member commits");
+        let flipping: Vec<Look> = (0..8).map(|i| (i % 2 == 0, &[(0, 5, 9)][..])).collect();
+        assert!(
+            watch(&flipping).is_none(),
+            "partitions gained and lost between looks"
         );
-        // Behind but moving (another member of the group commits, or a slow handler).
-        assert_eq!(
-            stalled(
-                &snap(t0, false, &[(0, 5, 9)]),
-                &snap(later, false, &[(0, 8, 9)])
-            ),
-            None
-        );
-        // The new message arrived only after the first look: not behind in both.
-        assert_eq!(
-            stalled(
-                &snap(t0, true, &[(0, 5, 5)]),
-                &snap(later, true, &[(0, 5, 6)])
-            ),
-            None
-        );
-        // Behind and unmoved, but not for the whole window yet.
-        let early = t0 + STALL_WINDOW - Duration::from_millis(1);
-        assert_eq!(
-            stalled(
-                &snap(t0, true, &[(0, 5, 9)]),
-                &snap(early, true, &[(0, 5, 9)])
-            ),
-            None
-        );
-        // Read differently (the member gained or lost partitions between the looks).
-        assert_eq!(
-            stalled(
-                &snap(t0, false, &[(0, 5, 9)]),
-                &snap(later, true, &[(0, 5, 9)])
-            ),
-            None
-        );
+        let short: Vec<Look> = vec![(true, &[(0, 5, 9)]); 4];
+        assert!(watch(&short).is_none(), "behind for 9 s only");
     }
 }
