@@ -179,6 +179,19 @@ async fn outside_transaction(
     Ok(!stale)
 }
 
+/// A service process's pool on its own database, with its schema brought up to date first: a
+/// deployment starts processes on empty databases, and each brings its own schema (a no-op
+/// when current; concurrent starts serialize on sqlx's migration lock).
+pub async fn connect_migrated(
+    store: Store,
+    url: &str,
+    max_connections: u32,
+) -> Result<PgPool, StorageError> {
+    let pool = connect(store, url, max_connections).await?;
+    migrate(store, &pool).await?;
+    Ok(pool)
+}
+
 /// Applies every migration the database needs; applying twice is a no-op.
 pub async fn migrate(store: Store, pool: &PgPool) -> Result<(), StorageError> {
     for mut migrator in store.migrators() {

@@ -52,14 +52,12 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let pool = common::storage::connect(
+    let pool = common::storage::connect_migrated(
         Store::Orchestrator,
         &config.database_url,
         config.db_connections,
     )
     .await?;
-    // Its own schema, as every process brings (a no-op when current).
-    common::storage::migrate(Store::Orchestrator, &pool).await?;
     ensure_topics(&config.kafka).await?;
     let metrics = MetricsRegistry::new("saga-orchestrated/orchestrator");
     metrics.set_setting(

@@ -57,14 +57,12 @@ pub async fn run<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let pool = common::storage::connect(
+    let pool = common::storage::connect_migrated(
         config.kind.store(),
         &config.database_url,
         config.db_connections,
     )
     .await?;
-    // Its own schema, as every process brings (a no-op when current).
-    common::storage::migrate(config.kind.store(), &pool).await?;
     let kafka = &config.kafka;
     crate::orchestrator::ensure_topics(kafka).await?;
     let mode = match config.mode {

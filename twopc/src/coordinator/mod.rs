@@ -51,11 +51,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TwoPcError> {
-    let pool = common::storage::connect(Store::Coordinator, &config.database_url, config.pool_size)
-        .await?;
-    // A deployment starts processes on empty databases; each brings its own schema (a no-op
-    // when it is current; concurrent starts serialize on sqlx's migration lock).
-    common::storage::migrate(Store::Coordinator, &pool).await?;
+    let pool = common::storage::connect_migrated(
+        Store::Coordinator,
+        &config.database_url,
+        config.pool_size,
+    )
+    .await?;
     let metrics = MetricsRegistry::new("coordinator");
     metrics.set_setting(
         "twopc.prepare_timeout_ms",

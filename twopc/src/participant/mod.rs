@@ -38,14 +38,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TwoPcError> {
-    let pool = common::storage::connect(
+    let pool = common::storage::connect_migrated(
         config.service.store(),
         &config.database_url,
         config.pool_size,
     )
     .await?;
-    // Its own schema, as every process brings (a no-op when current).
-    common::storage::migrate(config.service.store(), &pool).await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.as_str()));
     metrics.set_setting("twopc.ask_after_ms", config.ask_after.as_millis());
     metrics.set_setting("db.pool_size", config.pool_size);
