@@ -116,6 +116,7 @@ impl Watch {
                     since
                 }
                 _ => {
+                    tracing::info!(topic = %key.0, partition = key.1, consumed = progress.consumed, end = progress.end, owned = now.owned, "the consumer is quiet while messages wait; watching");
                     self.behind
                         .insert(key.clone(), (progress.consumed, now.owned, now.at));
                     now.at
