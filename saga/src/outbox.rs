@@ -73,10 +73,40 @@ impl Default for RelayPolicy {
     }
 }
 
+/// How long a batch may wait for the broker's acks before the relay gives up on its producer.
+/// Messages never time out inside the producer (`message.timeout.ms=0`), so without this a
+/// producer that wedged would hold the relay forever: after a 2 s broker pause, librdkafka
+/// 2.12's idempotent producer sometimes never acked nor failed again, and every saga waiting on
+/// that process's outbox stalled with it (seen in about 1 of 20 broker-pause runs). The rows
+/// are still unmarked, so a fresh producer publishes them again; consumers dedupe by message id,
+/// and since both producers deliver a partition's messages in order, every message's first
+/// delivery stays in order.
+pub const ACK_WAIT: Duration = Duration::from_secs(15);
+
+/// Why a batch was not published.
+enum PublishError {
+    /// The producer did not acknowledge all of it within [`ACK_WAIT`].
+    NoAck {
+        rows: usize,
+    },
+    Failed(SagaError),
+}
+
+impl From<SagaError> for PublishError {
+    fn from(err: SagaError) -> Self {
+        PublishError::Failed(err)
+    }
+}
+
 /// Publishes one database's outbox.
 pub struct OutboxRelay {
     pool: PgPool,
     producer: FutureProducer,
+    /// The producer's configuration, to replace a producer that stopped acknowledging.
+    producer_config: rdkafka::ClientConfig,
+    /// Set by the fail point `relay-producer-wedges`: this producer's sends never complete, as
+    /// the wedged producer's did. A replacement producer is sound again.
+    wedged: std::sync::atomic::AtomicBool,
     signal: RelaySignal,
     policy: RelayPolicy,
     metrics: MetricsRegistry,
@@ -113,9 +143,12 @@ impl OutboxRelay {
             what: "creating the relay producer",
             source,
         })?;
+        metrics.set_setting("relay.ack_wait_ms", ACK_WAIT.as_millis());
         Ok(OutboxRelay {
             pool,
             producer,
+            producer_config: config,
+            wedged: Default::default(),
             signal,
             policy,
             metrics,
@@ -124,7 +157,7 @@ impl OutboxRelay {
 
     /// Publishes until `shutdown` flips to true. Errors are logged and retried with backoff:
     /// a relay that stops would stall every saga.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
         let mut pruned = tokio::time::Instant::now();
         loop {
@@ -152,7 +185,15 @@ impl OutboxRelay {
                     }
                 }
                 Ok(_) => backoff = Duration::from_millis(50),
-                Err(err) => {
+                Err(PublishError::NoAck { rows }) => {
+                    tracing::warn!(rows, "a batch was not acknowledged within {} s; replacing the relay's producer and publishing the batch again", ACK_WAIT.as_secs());
+                    self.metrics.add("relay.producer_replaced", 1);
+                    if let Err(err) = self.replace_producer() {
+                        tracing::warn!(cause = %err, "creating a new relay producer failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+                Err(PublishError::Failed(err)) => {
                     tracing::warn!(cause = %err, ?backoff, "outbox relay failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -176,8 +217,24 @@ impl OutboxRelay {
         Ok(())
     }
 
+    /// A new producer in place of one that stopped acknowledging. The old one is dropped on a
+    /// blocking thread (dropping purges its queue and waits for its threads) and not waited for.
+    fn replace_producer(&mut self) -> Result<(), SagaError> {
+        let fresh: FutureProducer =
+            self.producer_config
+                .create()
+                .map_err(|source| SagaError::Kafka {
+                    what: "creating the relay producer",
+                    source,
+                })?;
+        let old = std::mem::replace(&mut self.producer, fresh);
+        self.wedged = Default::default();
+        tokio::task::spawn_blocking(move || drop(old));
+        Ok(())
+    }
+
     /// One batch: read unpublished rows in id order, publish them all, then mark them.
-    async fn publish_pending(&self) -> Result<usize, SagaError> {
+    async fn publish_pending(&self) -> Result<usize, PublishError> {
         let rows: Vec<(i64, String, String, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT id, topic, msg_key, payload, \
                     (EXTRACT(EPOCH FROM clock_timestamp() - created_at) * 1000000)::bigint \
@@ -207,7 +264,10 @@ impl OutboxRelay {
         let sends = rows
             .iter()
             .flat_map(|row| (0..copies).map(move |_| self.send(row)));
-        for result in join_all(sends).await {
+        let acks = tokio::time::timeout(ACK_WAIT, join_all(sends))
+            .await
+            .map_err(|_| PublishError::NoAck { rows: rows.len() })?;
+        for result in acks {
             result?;
         }
         let since_read = read_at.elapsed();
@@ -245,6 +305,14 @@ impl OutboxRelay {
     }
 
     async fn send(&self, row: &Row) -> Result<(), SagaError> {
+        use std::sync::atomic::Ordering;
+        if common::failpoint::fires("relay-producer-wedges") {
+            tracing::warn!("fail point: the relay's producer stops acknowledging");
+            self.wedged.store(true, Ordering::SeqCst);
+        }
+        if self.wedged.load(Ordering::SeqCst) {
+            return futures::future::pending().await;
+        }
         let produced = unix_micros_now().to_string();
         let headers = OwnedHeaders::new().insert(Header {
             key: PRODUCED_AT_HEADER,
