@@ -83,6 +83,15 @@ pub struct PgSagaLog {
     pub pool: PgPool,
 }
 
+impl PgSagaLog {
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, SagaError> {
+        self.pool
+            .begin()
+            .await
+            .map_err(SagaError::db("beginning a transaction"))
+    }
+}
+
 impl SagaLog for PgSagaLog {
     fn start<'a>(
         &'a self,
@@ -91,11 +100,7 @@ impl SagaLog for PgSagaLog {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<bool, SagaError>> {
         Box::pin(async move {
-            let mut tx = self
-                .pool
-                .begin()
-                .await
-                .map_err(SagaError::db("beginning a transaction"))?;
+            let mut tx = self.begin().await?;
             if !store::insert(&mut tx, saga, timeout).await? {
                 return Ok(false);
             }
@@ -114,11 +119,7 @@ impl SagaLog for PgSagaLog {
         decide: Decide<'a>,
     ) -> BoxFuture<'a, Result<Applied, SagaError>> {
         Box::pin(async move {
-            let mut tx = self
-                .pool
-                .begin()
-                .await
-                .map_err(SagaError::db("beginning a transaction"))?;
+            let mut tx = self.begin().await?;
             if let Some(envelope) = dedupe {
                 if !first_delivery(&mut tx, envelope).await? {
                     return Ok(Applied::Duplicate);
