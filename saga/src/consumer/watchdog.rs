@@ -1,12 +1,12 @@
 //! Notices a consumer that stopped consuming while messages wait for it, so that the session can
 //! be replaced by a fresh client.
 //!
-//! Why it exists: after the broker was paused (SIGSTOP, 2 s) and its group coordinator unloaded
-//! and reloaded the groups, librdkafka 2.12 sometimes kept a member that heartbeats and holds its
-//! partitions but never fetches again (or, another time, was fenced and never rejoined). Nothing
-//! is reported to the application; the saga steps waiting on that topic simply never run. A
-//! production team keeps such a watchdog beside every consumer; here it is the same rule for
-//! every saga process, whatever the mode.
+//! Why it exists: one earlier CI run reported, after a 2 s broker pause, a payment consumer that
+//! was fenced from its group and never rejoined (KIP-848, librdkafka 2.12). Nothing is reported
+//! to the application in such a case; the saga steps waiting on that topic simply never run. The
+//! stalls replayed in this lab turned out to be a wedged relay producer (see `outbox::ACK_WAIT`),
+//! so this guard has been seen to work only against its fail point, `consumer-stops-fetching`.
+//! It is the same rule for every saga process, whatever the mode.
 //!
 //! The rule: the consumer received nothing for a whole [`STALL_WINDOW`], and over that window a
 //! partition it should be reading stayed behind the partition's end without moving (counted from
