@@ -83,6 +83,13 @@ impl Default for RelayPolicy {
 /// delivery stays in order.
 pub const ACK_WAIT: Duration = Duration::from_secs(15);
 
+fn create_producer(config: &rdkafka::ClientConfig) -> Result<FutureProducer, SagaError> {
+    config.create().map_err(|source| SagaError::Kafka {
+        what: "creating the relay producer",
+        source,
+    })
+}
+
 /// Why a batch was not published.
 enum PublishError {
     /// The producer did not acknowledge all of it within [`ACK_WAIT`].
@@ -139,10 +146,7 @@ impl OutboxRelay {
         for (name, value) in effective_settings(&config, ClientRole::Producer) {
             metrics.set_setting(name, value);
         }
-        let producer = config.create().map_err(|source| SagaError::Kafka {
-            what: "creating the relay producer",
-            source,
-        })?;
+        let producer = create_producer(&config)?;
         metrics.set_setting("relay.ack_wait_ms", ACK_WAIT.as_millis());
         Ok(OutboxRelay {
             pool,
@@ -220,13 +224,7 @@ impl OutboxRelay {
     /// A new producer in place of one that stopped acknowledging. The old one is dropped on a
     /// blocking thread (dropping purges its queue and waits for its threads) and not waited for.
     fn replace_producer(&mut self) -> Result<(), SagaError> {
-        let fresh: FutureProducer =
-            self.producer_config
-                .create()
-                .map_err(|source| SagaError::Kafka {
-                    what: "creating the relay producer",
-                    source,
-                })?;
+        let fresh = create_producer(&self.producer_config)?;
         let old = std::mem::replace(&mut self.producer, fresh);
         self.wedged = Default::default();
         tokio::task::spawn_blocking(move || drop(old));
