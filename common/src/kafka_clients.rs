@@ -56,6 +56,7 @@ pub fn idempotent_producer_config(bootstrap: &str, tuning: &ClientTuning) -> Cli
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("socket.nagle.disable", "true")
         .set("linger.ms", tuning.linger_ms.to_string())
         .set(
             "reconnect.backoff.max.ms",
@@ -80,6 +81,7 @@ pub fn manual_commit_consumer_config(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
+        .set("socket.nagle.disable", "true")
         .set("fetch.wait.max.ms", tuning.fetch_wait_max_ms.to_string())
         .set("fetch.min.bytes", tuning.fetch_min_bytes.to_string())
         .set(

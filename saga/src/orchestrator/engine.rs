@@ -8,7 +8,6 @@ use crate::config::{KafkaSettings, StepPolicy};
 use crate::error::SagaError;
 use crate::machine::{Saga, Transition};
 use crate::message::{Body, Command, Envelope, Step, StepResult};
-use crate::outbox::RelaySignal;
 use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
 use common::api::unix_micros_now;
@@ -23,7 +22,6 @@ pub struct Engine {
     pub log: Arc<dyn SagaLog>,
     pub kafka: KafkaSettings,
     pub policy: StepPolicy,
-    pub relay: RelaySignal,
     pub metrics: MetricsRegistry,
     pub waiters: OutcomeWaiters,
 }
@@ -82,7 +80,6 @@ impl Engine {
             log,
             kafka,
             policy,
-            relay: RelaySignal::default(),
             metrics,
             waiters: OutcomeWaiters::default(),
         }
@@ -91,14 +88,9 @@ impl Engine {
     /// Starts a saga: its row and its first command, in one transaction. False if it existed.
     pub async fn start(&self, saga: &Saga, first: Command) -> Result<bool, SagaError> {
         let first = outgoing(&self.kafka, saga.order.id, first);
-        let created = self
-            .log
+        self.log
             .start(saga, first, self.policy.timeout_for(1))
-            .await?;
-        if created {
-            self.relay.committed();
-        }
-        Ok(created)
+            .await
     }
 
     /// Applies one trigger to one saga. `dedupe` is the reply's envelope (None for timeouts).
@@ -130,7 +122,6 @@ impl Engine {
             self.metrics.add("messages.stale", 1);
             return Ok(());
         };
-        self.relay.committed();
         self.metrics
             .record(telemetry::HANDLER_TX, started.elapsed());
         common::failpoint::pass("orchestrator-after-transition").await;

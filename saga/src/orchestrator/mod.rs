@@ -67,9 +67,24 @@ where
     metrics.set_setting("saga.max_attempts", config.policy.max_attempts);
     metrics.set_setting("saga.lanes", config.lanes);
     metrics.set_setting("db.pool_size", config.db_connections);
+    let kafka = &config.kafka;
+    let policy = RelayPolicy {
+        publish_twice: kafka.publish_twice,
+        ..RelayPolicy::default()
+    };
+    let relay = OutboxRelay::new(
+        pool.clone(),
+        &kafka.bootstrap,
+        &kafka.tuning,
+        policy,
+        metrics.clone(),
+    )?;
     let engine = Engine::new(
-        Arc::new(saga_log::PgSagaLog { pool: pool.clone() }),
-        config.kafka.clone(),
+        Arc::new(saga_log::PgSagaLog {
+            pool: pool.clone(),
+            relay: relay.handle(),
+        }),
+        kafka.clone(),
         config.policy.clone(),
         metrics.clone(),
     );
@@ -79,20 +94,6 @@ where
         "orchestrator starting; open sagas resume as their deadlines pass"
     );
     let (stop, stopped) = shutdown_channel(shutdown);
-
-    let policy = RelayPolicy {
-        publish_twice: config.kafka.publish_twice,
-        ..RelayPolicy::default()
-    };
-    let kafka = &config.kafka;
-    let relay = OutboxRelay::new(
-        pool.clone(),
-        &kafka.bootstrap,
-        &kafka.tuning,
-        engine.relay.clone(),
-        policy,
-        metrics.clone(),
-    )?;
     let relay_task = tokio::spawn(relay.run(stopped.clone()));
     let timer_task = tokio::spawn(engine.clone().run_timer(stopped.clone()));
     let spec = ConsumerSpec {

@@ -8,7 +8,7 @@ use crate::consumer::first_delivery;
 use crate::error::SagaError;
 use crate::machine::Saga;
 use crate::message::Envelope;
-use crate::outbox::enqueue;
+use crate::outbox::{RelayHandle, Staged};
 use common::domain::OrderId;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
@@ -81,6 +81,8 @@ pub trait SagaLog: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct PgSagaLog {
     pub pool: PgPool,
+    /// Where committed commands go to be published at once.
+    pub relay: RelayHandle,
 }
 
 impl PgSagaLog {
@@ -104,10 +106,14 @@ impl SagaLog for PgSagaLog {
             if !store::insert(&mut tx, saga, timeout).await? {
                 return Ok(false);
             }
-            enqueue(&mut tx, &first.topic, &first.envelope).await?;
+            let mut staged = Staged::default();
+            staged
+                .enqueue(&mut tx, &first.topic, &first.envelope)
+                .await?;
             tx.commit()
                 .await
                 .map_err(SagaError::db("committing a new saga"))?;
+            self.relay.committed(staged);
             Ok(true)
         })
     }
@@ -132,6 +138,7 @@ impl SagaLog for PgSagaLog {
                 return Ok(Applied::UnknownSaga);
             };
             let verdict = decide(&locked);
+            let mut staged = Staged::default();
             if let Verdict::Advance {
                 next,
                 timeout,
@@ -140,12 +147,13 @@ impl SagaLog for PgSagaLog {
             {
                 store::save(&mut tx, next, *timeout).await?;
                 if let Some(out) = send {
-                    enqueue(&mut tx, &out.topic, &out.envelope).await?;
+                    staged.enqueue(&mut tx, &out.topic, &out.envelope).await?;
                 }
             }
             tx.commit()
                 .await
                 .map_err(SagaError::db("committing a saga transition"))?;
+            self.relay.committed(staged);
             Ok(Applied::Decided { locked, verdict })
         })
     }

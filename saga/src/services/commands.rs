@@ -5,7 +5,7 @@ use super::{inventory, order, payment, ServiceContext};
 use crate::consumer::{first_delivery, MessageHandler};
 use crate::error::SagaError;
 use crate::message::{Body, Command, Envelope, Reply, StepResult};
-use crate::outbox::enqueue;
+use crate::outbox::Staged;
 use crate::telemetry;
 use common::domain::OrderStatus;
 use futures::future::BoxFuture;
@@ -88,11 +88,14 @@ impl CommandHandler {
                 result,
             }),
         );
-        enqueue(&mut tx, &ctx.kafka.topics.replies(), &reply).await?;
+        let mut staged = Staged::default();
+        staged
+            .enqueue(&mut tx, &ctx.kafka.topics.replies(), &reply)
+            .await?;
         tx.commit()
             .await
             .map_err(SagaError::db("committing a command"))?;
-        ctx.relay.committed();
+        ctx.relay.committed(staged);
         ctx.metrics.record(telemetry::HANDLER_TX, started.elapsed());
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::config::StepPolicy;
 use crate::error::SagaError;
 use crate::machine::Ending;
 use crate::message::{Body, Envelope, Event};
-use crate::outbox::enqueue;
+use crate::outbox::Staged;
 use common::domain::OrderId;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -95,11 +95,14 @@ async fn request_cancel(
     .map_err(SagaError::db("recording a cancel request"))?;
     let reason = Ending::Aborted("timeout:saga".into()).to_text();
     let event = Envelope::new(order, Body::Event(Event::CancelRequested { reason }));
-    enqueue(&mut tx, &ctx.kafka.topics.events(), &event).await?;
+    let mut staged = Staged::default();
+    staged
+        .enqueue(&mut tx, &ctx.kafka.topics.events(), &event)
+        .await?;
     tx.commit()
         .await
         .map_err(SagaError::db("committing a cancel request"))?;
-    ctx.relay.committed();
+    ctx.relay.committed(staged);
     tracing::info!(order_id = %order, attempts, "saga outlived its deadline; cancel requested");
     ctx.metrics.add("saga.timeouts", 1);
     if attempts > 1 {

@@ -11,7 +11,7 @@ use crate::consumer::{first_delivery, MessageHandler};
 use crate::error::SagaError;
 use crate::machine::Ending;
 use crate::message::{Body, Envelope, Event};
-use crate::outbox::enqueue;
+use crate::outbox::Staged;
 use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
 use crate::ServiceKind;
@@ -118,18 +118,20 @@ impl EventHandler {
             }
             _ => unreachable!("cares_about filters the rest"),
         }
+        let mut staged = Staged::default();
         if let Some(event) = &effect.emit {
-            enqueue(
-                &mut tx,
-                &ctx.kafka.topics.events(),
-                &Envelope::new(id, Body::Event(event.clone())),
-            )
-            .await?;
+            staged
+                .enqueue(
+                    &mut tx,
+                    &ctx.kafka.topics.events(),
+                    &Envelope::new(id, Body::Event(event.clone())),
+                )
+                .await?;
         }
         tx.commit()
             .await
             .map_err(SagaError::db("committing a reaction"))?;
-        ctx.relay.committed();
+        ctx.relay.committed(staged);
         ctx.metrics.record(telemetry::HANDLER_TX, started.elapsed());
         if let Some(decided) = effect.decided {
             self.waiters.decide(id, decided);

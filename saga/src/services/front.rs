@@ -6,7 +6,7 @@ use super::{order, ServiceContext};
 use crate::error::SagaError;
 use crate::machine::Ending;
 use crate::message::{Body, Envelope, Event};
-use crate::outbox::enqueue;
+use crate::outbox::Staged;
 use crate::server::{client_deadline, outcome_message, uncancellable};
 use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
@@ -82,11 +82,14 @@ async fn accept(ctx: &ServiceContext, order: &Order) -> Result<Option<Decided>, 
                 order: order.clone(),
             }),
         );
-        enqueue(&mut tx, &ctx.kafka.topics.events(), &event).await?;
+        let mut staged = Staged::default();
+        staged
+            .enqueue(&mut tx, &ctx.kafka.topics.events(), &event)
+            .await?;
         tx.commit()
             .await
             .map_err(SagaError::db("committing a new order"))?;
-        ctx.relay.committed();
+        ctx.relay.committed(staged);
         return Ok(None);
     }
     tx.rollback().await.map_err(SagaError::db("rolling back"))?;

@@ -12,7 +12,7 @@ pub mod payment;
 use crate::config::{KafkaSettings, Mode, ServiceKind, StepPolicy};
 use crate::consumer::{self, ConsumerSpec};
 use crate::error::SagaError;
-use crate::outbox::{OutboxRelay, RelayPolicy, RelaySignal};
+use crate::outbox::{OutboxRelay, RelayHandle, RelayPolicy};
 use crate::server::{essential, requested, shutdown_channel};
 use crate::waiters::OutcomeWaiters;
 use common::api::OrderApiServer;
@@ -43,7 +43,7 @@ pub struct ServiceContext {
     pub kind: ServiceKind,
     pub pool: PgPool,
     pub kafka: KafkaSettings,
-    pub relay: RelaySignal,
+    pub relay: RelayHandle,
     pub metrics: MetricsRegistry,
 }
 
@@ -78,16 +78,6 @@ where
     }
     metrics.set_setting("saga.lanes", config.lanes);
     metrics.set_setting("db.pool_size", config.db_connections);
-    let relay = RelaySignal::default();
-    let ctx = ServiceContext {
-        kind: config.kind,
-        pool: pool.clone(),
-        kafka: kafka.clone(),
-        relay: relay.clone(),
-        metrics: metrics.clone(),
-    };
-    let (stop, stopped) = shutdown_channel(shutdown);
-
     let policy = RelayPolicy {
         publish_twice: kafka.publish_twice,
         ..RelayPolicy::default()
@@ -96,10 +86,17 @@ where
         pool.clone(),
         &kafka.bootstrap,
         &kafka.tuning,
-        relay.clone(),
         policy,
         metrics.clone(),
     )?;
+    let ctx = ServiceContext {
+        kind: config.kind,
+        pool: pool.clone(),
+        kafka: kafka.clone(),
+        relay: outbox.handle(),
+        metrics: metrics.clone(),
+    };
+    let (stop, stopped) = shutdown_channel(shutdown);
     let relay_task = tokio::spawn(outbox.run(stopped.clone()));
 
     let waiters = OutcomeWaiters::default();
