@@ -30,7 +30,7 @@ fn default_reconnect_backoff_max_ms() -> u32 {
 impl Default for ClientTuning {
     fn default() -> Self {
         ClientTuning {
-            fetch_wait_max_ms: 10,
+            fetch_wait_max_ms: 500,
             fetch_min_bytes: 1,
             linger_ms: 0,
             reconnect_backoff_max_ms: default_reconnect_backoff_max_ms(),

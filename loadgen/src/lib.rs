@@ -38,4 +38,9 @@ pub enum LoadgenError {
     Deployment(#[from] crate::run::deployed::DeploymentError),
     #[error("writing the report: {0}")]
     Report(String),
+    #[error("{what}: {source}")]
+    Kafka {
+        what: &'static str,
+        source: rdkafka::error::KafkaError,
+    },
 }

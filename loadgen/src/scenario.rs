@@ -83,6 +83,16 @@ pub struct LoadSpec {
     /// median and range over them.
     #[serde(default = "default_repeat")]
     pub repeat: u32,
+    /// Sagas on the lab's own broker: the warm-up goes on in 2 s slices of the same load, for at
+    /// most this many seconds more, until the broker's JIT compiler is quiet (`run::warm`). A
+    /// fresh broker otherwise spends the first half minute of saga traffic compiling, which a
+    /// long-running production broker does not. 0 turns it off.
+    #[serde(default = "default_broker_warmup")]
+    pub broker_warmup_s: u64,
+}
+
+fn default_broker_warmup() -> u64 {
+    90
 }
 
 fn default_repeat() -> u32 {
@@ -104,6 +114,7 @@ impl Default for LoadSpec {
             max_in_flight: default_max_in_flight(),
             connections: default_connections(),
             repeat: default_repeat(),
+            broker_warmup_s: default_broker_warmup(),
         }
     }
 }

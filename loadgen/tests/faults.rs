@@ -28,6 +28,8 @@ mode = "open"
 arrivals = "constant"
 rate = {rate:.1}
 duration_s = {duration_s}
+# Tests check properties, not speed: no waiting for the broker's JIT.
+broker_warmup_s = 0
 {DATASET}
 {faults}
 "#

@@ -30,6 +30,8 @@ mode = "open"
 arrivals = "poisson"
 rate = 10.0
 duration_s = 10
+# Tests check properties, not speed: no waiting for the broker's JIT.
+broker_warmup_s = 0
 {DATASET}
 [random_faults]
 count = 1

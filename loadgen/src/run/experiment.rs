@@ -13,6 +13,7 @@ use crate::run::probe::Floors;
 use crate::run::protocols::Running;
 use crate::run::resources;
 use crate::run::stalls;
+use crate::run::warm;
 use crate::scenario::{LoadMode, Protocol, Scenario};
 use crate::LoadgenError;
 use common::checker::{check, check_outcomes, fates_of_unanswered, CheckReport};
@@ -124,6 +125,41 @@ pub async fn measure(
         )
         .await;
         warmup = (warm.recorded.told, warm.recorded.unanswered);
+    }
+    if let (Lab::Local(local), true) = (&*lab, protocol != Protocol::Twopc) {
+        let cap = Duration::from_secs(scenario.load.broker_warmup_s);
+        let pid = local.env.kafka.pid();
+        let started = Instant::now();
+        let mut slice = 0;
+        while started.elapsed() < cap {
+            let before = warm::compiler_cpu(pid);
+            slice += 1;
+            let warm = drive(
+                &connections,
+                scenario,
+                &data,
+                warm::SLICE,
+                1_000_000 + 10_000 * slice,
+            )
+            .await;
+            warmup.0.extend(warm.recorded.told);
+            warmup.1.extend(warm.recorded.unanswered);
+            if warm::settled(before, warm::compiler_cpu(pid), warm::SLICE) {
+                break;
+            }
+        }
+        if slice > 1 {
+            eprintln!(
+                "{}: warmed {:.0} s more, until the broker's JIT compiler settled{}",
+                protocol.name(),
+                started.elapsed().as_secs_f64(),
+                if started.elapsed() >= cap {
+                    " or the cap (load.broker_warmup_s) passed"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     // The services' figures start here: warm-up, and (deployed) whatever ran before, is dropped.
     snapshots(&services.metrics_urls(), true).await?;

@@ -14,3 +14,4 @@ pub mod protocols;
 pub mod resources;
 pub mod soak;
 pub mod stalls;
+pub mod warm;

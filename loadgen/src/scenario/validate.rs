@@ -66,6 +66,12 @@ impl Scenario {
                 format!("must be between 1 and 86400, got {}", load.duration_s),
             ));
         }
+        if load.broker_warmup_s > 600 {
+            return Err((
+                "load.broker_warmup_s".to_string(),
+                format!("must be at most 600, got {}", load.broker_warmup_s),
+            ));
+        }
         if load.connections == 0 || load.connections > 256 {
             return Err((
                 "load.connections".to_string(),

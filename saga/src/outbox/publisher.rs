@@ -240,7 +240,7 @@ impl OutboxRelay {
     /// flight is sent again through the new one, in id order.
     fn replace_if_wedged(&mut self) {
         let oldest = self.in_flight.values().map(|f| f.sent).min();
-        if !oldest.is_some_and(|sent| sent.elapsed() >= ACK_WAIT) {
+        if oldest.is_none_or(|sent| sent.elapsed() < ACK_WAIT) {
             return;
         }
         let rows = self.in_flight.len();
