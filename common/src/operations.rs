@@ -45,34 +45,32 @@ pub async fn create_order(
     status: OrderStatus,
     clock: &mut LockClock,
 ) -> Result<Applied, sqlx::Error> {
+    let skus: Vec<i32> = order.lines().iter().map(|l| l.sku.0).collect();
+    let qtys: Vec<i32> = order.lines().iter().map(|l| l.qty).collect();
+    let prices: Vec<i64> = order.lines().iter().map(|l| l.unit_price.0).collect();
     clock.requesting();
-    let inserted = sqlx::query(
-        "INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO NOTHING",
+    // One statement, one round trip: the lines go in only with a new order row (an order has at
+    // least one line, so no line inserted means the order existed).
+    let lines = sqlx::query(
+        "WITH created AS ( \
+             INSERT INTO orders (id, customer_id, amount_cents, status) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING RETURNING id) \
+         INSERT INTO order_lines (order_id, sku, qty, unit_price_cents) \
+         SELECT created.id, l.* FROM created, UNNEST($5::int[], $6::int[], $7::bigint[]) AS l",
     )
     .bind(order.id.0)
     .bind(order.customer.0)
     .bind(order.amount().0)
     .bind(status.as_str())
-    .execute(&mut *conn)
-    .await?;
-    clock.all_granted();
-    if inserted.rows_affected() == 0 {
-        return Ok(Applied::AlreadyDone);
-    }
-    let skus: Vec<i32> = order.lines().iter().map(|l| l.sku.0).collect();
-    let qtys: Vec<i32> = order.lines().iter().map(|l| l.qty).collect();
-    let prices: Vec<i64> = order.lines().iter().map(|l| l.unit_price.0).collect();
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, sku, qty, unit_price_cents) \
-         SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::bigint[])",
-    )
-    .bind(order.id.0)
     .bind(skus)
     .bind(qtys)
     .bind(prices)
     .execute(&mut *conn)
     .await?;
+    clock.all_granted();
+    if lines.rows_affected() == 0 {
+        return Ok(Applied::AlreadyDone);
+    }
     Ok(Applied::Done)
 }
 
@@ -102,14 +100,12 @@ pub async fn charge(
         Some(b) if b < amount => return Ok(Applied::Refused(RejectReason::InsufficientFunds)),
         Some(_) => {}
     }
-    sqlx::query("UPDATE wallets SET balance_cents = balance_cents - $2 WHERE customer_id = $1")
-        .bind(order.customer.0)
-        .bind(amount)
-        .execute(&mut *conn)
-        .await?;
-    // A plain INSERT: a concurrent twin of this order fails here on the key and rolls back.
+    // Debit and record in one statement. A plain INSERT: a concurrent twin of this order fails
+    // here on the key and rolls back.
     sqlx::query(
-        "INSERT INTO payments (order_id, customer_id, amount_cents, status) \
+        "WITH debit AS ( \
+             UPDATE wallets SET balance_cents = balance_cents - $3 WHERE customer_id = $2) \
+         INSERT INTO payments (order_id, customer_id, amount_cents, status) \
          VALUES ($1, $2, $3, 'CAPTURED')",
     )
     .bind(order.id.0)
@@ -159,16 +155,12 @@ pub async fn reserve(
         }
     }
     let qtys: Vec<i32> = lines.iter().map(|l| l.qty).collect();
+    // Take the units and record the reservations in one statement.
     sqlx::query(
-        "UPDATE stock SET available = available - l.qty \
-         FROM UNNEST($1::int[], $2::int[]) AS l(sku, qty) WHERE stock.sku = l.sku",
-    )
-    .bind(&skus)
-    .bind(&qtys)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO reservations (order_id, sku, qty, status) \
+        "WITH taken AS ( \
+             UPDATE stock SET available = available - l.qty \
+             FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty) WHERE stock.sku = l.sku) \
+         INSERT INTO reservations (order_id, sku, qty, status) \
          SELECT $1, l.sku, l.qty, $4 FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty)",
     )
     .bind(order.id.0)

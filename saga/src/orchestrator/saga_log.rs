@@ -4,7 +4,6 @@
 //! implements it ([`PgSagaLog`]); the engine's protocol traces implement it in memory.
 
 use super::store::{self, Locked};
-use crate::consumer::first_delivery;
 use crate::error::SagaError;
 use crate::machine::Saga;
 use crate::message::Envelope;
@@ -102,6 +101,7 @@ impl SagaLog for PgSagaLog {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<bool, SagaError>> {
         Box::pin(async move {
+            let _turn = self.relay.turn(saga.order.id).await;
             let mut tx = self.begin().await?;
             if !store::insert(&mut tx, saga, timeout).await? {
                 return Ok(false);
@@ -125,13 +125,18 @@ impl SagaLog for PgSagaLog {
         decide: Decide<'a>,
     ) -> BoxFuture<'a, Result<Applied, SagaError>> {
         Box::pin(async move {
+            let _turn = self.relay.turn(order).await;
             let mut tx = self.begin().await?;
-            if let Some(envelope) = dedupe {
-                if !first_delivery(&mut tx, envelope).await? {
-                    return Ok(Applied::Duplicate);
+            let locked = match dedupe {
+                Some(envelope) => {
+                    match store::dedupe_and_lock(&mut tx, order, envelope.message_id).await? {
+                        store::Deduped::Duplicate => return Ok(Applied::Duplicate),
+                        store::Deduped::First(locked) => locked,
+                    }
                 }
-            }
-            let Some(locked) = store::lock(&mut tx, order).await? else {
+                None => store::lock(&mut tx, order).await?,
+            };
+            let Some(locked) = locked else {
                 tx.commit()
                     .await
                     .map_err(SagaError::db("committing a dedupe record"))?;

@@ -43,30 +43,90 @@ pub struct Locked {
     pub overdue: bool,
 }
 
+/// The columns a locked saga is read with.
+const LOCKED_COLUMNS: &str = "state, order_json, attempts, reason, \
+     (EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * 1000000)::bigint, \
+     COALESCE(deadline_at < clock_timestamp(), false)";
+
+type LockedRow = (String, serde_json::Value, i32, Option<String>, i64, bool);
+
 /// Locks a saga for a transition.
 pub async fn lock(
     tx: &mut Transaction<'_, Postgres>,
     order: OrderId,
 ) -> Result<Option<Locked>, SagaError> {
-    let row: Option<(String, serde_json::Value, i32, Option<String>, i64, bool)> = sqlx::query_as(
-        "SELECT state, order_json, attempts, reason, \
-                (EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * 1000000)::bigint, \
-                COALESCE(deadline_at < clock_timestamp(), false) \
-         FROM sagas WHERE order_id = $1 FOR UPDATE",
-    )
+    let row: Option<LockedRow> = sqlx::query_as(&format!(
+        "SELECT {LOCKED_COLUMNS} FROM sagas WHERE order_id = $1 FOR UPDATE"
+    ))
     .bind(order.0)
     .fetch_optional(&mut **tx)
     .await
     .map_err(SagaError::db("locking a saga"))?;
-    let Some((state, order_json, attempts, reason, age_us, overdue)) = row else {
-        return Ok(None);
+    row.map(|row| locked(order, row)).transpose()
+}
+
+/// What [`dedupe_and_lock`] found.
+pub enum Deduped {
+    /// The message was processed before; nothing was locked.
+    Duplicate,
+    /// First delivery, recorded; the saga locked, if there is one.
+    First(Option<Locked>),
+}
+
+/// Records `message` as processed and, if that was its first delivery, locks the saga: one
+/// statement, where a separate dedupe insert and lock would cost two round trips.
+pub async fn dedupe_and_lock(
+    tx: &mut Transaction<'_, Postgres>,
+    order: OrderId,
+    message: uuid::Uuid,
+) -> Result<Deduped, SagaError> {
+    let rows: Vec<(
+        bool,
+        Option<String>,
+        Option<serde_json::Value>,
+        Option<i32>,
+        Option<String>,
+        Option<i64>,
+        Option<bool>,
+    )> = sqlx::query_as(&format!(
+        "WITH first AS ( \
+                 INSERT INTO processed_messages (message_id) VALUES ($2) \
+                 ON CONFLICT DO NOTHING RETURNING true AS first) \
+             SELECT EXISTS (SELECT 1 FROM first), saga.* FROM (SELECT 1) AS one \
+             LEFT JOIN ( \
+                 SELECT {LOCKED_COLUMNS} FROM sagas \
+                 WHERE order_id = $1 AND EXISTS (SELECT 1 FROM first) FOR UPDATE) AS saga ON true"
+    ))
+    .bind(order.0)
+    .bind(message)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(SagaError::db("recording a reply and locking its saga"))?;
+    let Some((first, state, json, attempts, reason, age_us, overdue)) = rows.into_iter().next()
+    else {
+        return Err(SagaError::Config("dedupe-and-lock returned no row".into()));
     };
-    let saga = decode(order, &state, order_json, attempts, reason)?;
-    Ok(Some(Locked {
-        saga,
+    if !first {
+        return Ok(Deduped::Duplicate);
+    }
+    let (Some(state), Some(json), Some(attempts), Some(age_us), Some(overdue)) =
+        (state, json, attempts, age_us, overdue)
+    else {
+        return Ok(Deduped::First(None));
+    };
+    Ok(Deduped::First(Some(locked(
+        order,
+        (state, json, attempts, reason, age_us, overdue),
+    )?)))
+}
+
+fn locked(order: OrderId, row: LockedRow) -> Result<Locked, SagaError> {
+    let (state, order_json, attempts, reason, age_us, overdue) = row;
+    Ok(Locked {
+        saga: decode(order, &state, order_json, attempts, reason)?,
         age_us,
         overdue,
-    }))
+    })
 }
 
 /// Writes the saga's new state; `timeout` sets the next deadline (none once terminal).

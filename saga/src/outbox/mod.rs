@@ -12,7 +12,9 @@
 
 use crate::error::SagaError;
 use crate::message::Envelope;
+use common::domain::OrderId;
 use sqlx::{Postgres, Transaction};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -76,11 +78,37 @@ impl Staged {
 /// (or a default one, in tests without a relay) drops what it is given: the rows are committed,
 /// so a relay's sweep publishes them.
 #[derive(Clone, Debug)]
-pub struct RelayHandle(mpsc::UnboundedSender<Handoff>);
+pub struct RelayHandle {
+    publisher: mpsc::UnboundedSender<Handoff>,
+    turns: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+/// Stripes of [`RelayHandle::turn`]: with a few dozen orders in flight, two rarely share one.
+const TURN_STRIPES: usize = 256;
+
+impl RelayHandle {
+    fn new(publisher: mpsc::UnboundedSender<Handoff>) -> RelayHandle {
+        RelayHandle {
+            publisher,
+            turns: (0..TURN_STRIPES).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// One order's turn to write and hand over rows in this process: hold it from before the
+    /// transaction begins until its rows are handed over. Two transactions of one order are
+    /// serialized by their row locks, but without this the later one could hand its rows over
+    /// first (the earlier one's task not yet run since its commit) and a compensation could
+    /// overtake the step it compensates. Taken before any database lock and never nested, so it
+    /// adds no deadlock.
+    pub async fn turn(&self, order: OrderId) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = (order.0.as_u128() % self.turns.len() as u128) as usize;
+        self.turns[stripe].lock().await
+    }
+}
 
 impl Default for RelayHandle {
     fn default() -> Self {
-        RelayHandle(mpsc::unbounded_channel().0)
+        RelayHandle::new(mpsc::unbounded_channel().0)
     }
 }
 
@@ -95,7 +123,7 @@ impl RelayHandle {
     /// Call after the transaction that staged `staged` committed.
     pub fn committed(&self, staged: Staged) {
         if !staged.0.is_empty() {
-            let _ = self.0.send(Handoff {
+            let _ = self.publisher.send(Handoff {
                 rows: staged.0,
                 swept: false,
             });

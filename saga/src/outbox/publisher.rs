@@ -98,7 +98,7 @@ impl OutboxRelay {
             producer_config: config,
             generation: 0,
             wedged: false,
-            handle: RelayHandle(tx),
+            handle: RelayHandle::new(tx),
             inbox,
             claims: Claims::default(),
             in_flight: BTreeMap::new(),
@@ -125,7 +125,7 @@ impl OutboxRelay {
         ));
         let sweep = tokio::spawn(sweep::run(
             self.pool.clone(),
-            self.handle.0.clone(),
+            self.handle.publisher.clone(),
             self.claims.clone(),
             self.policy.clone(),
             self.metrics.clone(),

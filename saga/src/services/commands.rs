@@ -36,6 +36,8 @@ impl CommandHandler {
                 command.step().as_str()
             )));
         }
+        // Until its rows are handed over (`RelayHandle::turn`).
+        let _turn = ctx.relay.turn(envelope.order_id).await;
         let started = Instant::now();
         let mut tx = ctx
             .pool

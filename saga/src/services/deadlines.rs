@@ -66,6 +66,8 @@ async fn request_cancel(
     policy: &StepPolicy,
     order: OrderId,
 ) -> Result<(), SagaError> {
+    // Until its rows are handed over (`RelayHandle::turn`).
+    let _turn = ctx.relay.turn(order).await;
     let mut tx = ctx
         .pool
         .begin()

@@ -51,6 +51,8 @@ impl EventHandler {
         if !self.cares_about(event) {
             return Ok(());
         }
+        // Until its rows are handed over (`RelayHandle::turn`).
+        let _turn = ctx.relay.turn(envelope.order_id).await;
         let started = Instant::now();
         let mut tx = ctx
             .pool

@@ -70,6 +70,8 @@ impl OrderApi for ChoreographyFront {
 /// Creates the order with its first event; for a repeated request, returns the outcome if the
 /// order is already final.
 async fn accept(ctx: &ServiceContext, order: &Order) -> Result<Option<Decided>, SagaError> {
+    // Until its rows are handed over (`RelayHandle::turn`).
+    let _turn = ctx.relay.turn(order.id).await;
     let mut tx = ctx
         .pool
         .begin()

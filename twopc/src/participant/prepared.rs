@@ -5,6 +5,7 @@
 use crate::protocol::Decision;
 use common::metrics::MetricsRegistry;
 use common::storage::quote_literal;
+use sqlx::Executor;
 use sqlx::PgPool;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -278,7 +279,8 @@ impl PreparedBranches {
             Decision::Abort => format!("ROLLBACK PREPARED {}", quote_literal(&self.pg_gid(gid))),
         };
         let started = Instant::now();
-        let applied = match sqlx::query(&statement).execute(&self.pool).await {
+        // A simple query: a gid's statement is never reused, so preparing it would waste a trip.
+        let applied = match self.pool.execute(statement.as_str()).await {
             Ok(_) => true,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(NO_SUCH_PREPARED) => false,
             Err(e) => return Err(e),

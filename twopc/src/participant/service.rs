@@ -11,6 +11,7 @@ use common::domain::RejectReason;
 use common::failpoint;
 use common::metrics::MetricsRegistry;
 use common::storage::quote_literal;
+use sqlx::Executor;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
@@ -134,8 +135,9 @@ impl ParticipantService {
                 // error: "identifier already in use" names an earlier attempt's live branch.)
                 if !matches!(err, sqlx::Error::Database(_)) {
                     let name = quote_literal(&self.branches.pg_gid(gid));
-                    let _ = sqlx::query(&format!("ROLLBACK PREPARED {name}"))
-                        .execute(&self.pool)
+                    let _ = self
+                        .pool
+                        .execute(format!("ROLLBACK PREPARED {name}").as_str())
                         .await;
                 }
                 Err(err)
@@ -152,14 +154,13 @@ impl ParticipantService {
         lock_budget: Duration,
         begun: Instant,
     ) -> Result<BranchResult, sqlx::Error> {
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
-        // Give up on locks a little before the coordinator gives up on the vote, so the NO says why.
-        sqlx::query(&format!(
-            "SET LOCAL lock_timeout = {}",
+        // Give up on locks a little before the coordinator gives up on the vote, so the NO says
+        // why. One simple query for both: a round trip less per branch.
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
             (lock_budget.as_millis() * 4 / 5).max(1)
-        ))
-        .execute(&mut *conn)
-        .await?;
+        );
+        (&mut *conn).execute(begin.as_str()).await?;
         let mut clock = branch::LockClock::default();
         let applied = branch::apply(self.service, conn, order, &mut clock).await;
         // From the lock request (not from BEGIN); waits that end in lock_timeout count too:
@@ -189,9 +190,10 @@ impl ParticipantService {
         // The branch is now durable and owned by PostgreSQL, locks held, whatever happens to
         // this process.
         let name = self.branches.pg_gid(gid);
-        sqlx::query(&format!("PREPARE TRANSACTION {}", quote_literal(&name)))
-            .execute(&mut *conn)
-            .await?;
+        // Simple query: a statement named by its gid is never reused, so preparing it (as
+        // `sqlx::query` does) would cost a round trip and a cache eviction for nothing.
+        let prepare = format!("PREPARE TRANSACTION {}", quote_literal(&name));
+        (&mut *conn).execute(prepare.as_str()).await?;
         Ok(BranchResult::Prepared { locked_at })
     }
 

@@ -178,11 +178,21 @@ async fn participant_killed_while_prepared_resolves_its_branch_after_restart() {
         req.deadline_ms = 10_000;
         tokio::spawn(async move { client.place_order(req).await })
     };
+    // Every vote is in once the COMMIT record is: a branch prepared in PostgreSQL may still have
+    // its YES on the way, and killing the participant then would make it a NO.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lab.prepared().await.len() < 3 {
+    loop {
+        let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM decisions WHERE order_id = $1")
+            .bind(order.id.0)
+            .fetch_one(&lab.dbs.coordinator)
+            .await
+            .unwrap();
+        if logged == 1 && lab.prepared().await.len() == 3 {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "branches never prepared"
+            "the COMMIT record was never logged with every branch prepared"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
