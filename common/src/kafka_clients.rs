@@ -57,12 +57,14 @@ pub fn idempotent_producer_config(bootstrap: &str, tuning: &ClientTuning) -> Cli
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("socket.nagle.disable", "true")
-        // One produce request in flight per connection. With more, a brand-new partition's
-        // first request can fail (a retriable error) while the next one, sequence 3, is taken:
-        // the broker accepts any first sequence from a producer it has no state for, the retry
-        // of 0-2 then comes back as a duplicate, and librdkafka reports those messages
-        // delivered. Seen: three OrderCreated events acknowledged and never written. Under load
-        // the one request carries everything queued meanwhile.
+        // One produce request in flight per connection. Seen with five: three OrderCreated
+        // events reported delivered (no failed delivery, rows marked) that the broker never
+        // wrote; the partition's log held sequence 3 as that producer's first. Our reading, not
+        // observed on the wire: the first request to a brand-new partition failed while the
+        // next was written (the broker takes any first sequence from a producer it has no state
+        // for), and the retried 0-2 came back as duplicates. With one request in flight a later
+        // batch cannot overtake the first. Under load the one request carries everything
+        // queued meanwhile.
         .set("max.in.flight.requests.per.connection", "1")
         .set("linger.ms", tuning.linger_ms.to_string())
         .set(

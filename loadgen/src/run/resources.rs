@@ -134,10 +134,10 @@ async fn pg_counters(conn: &mut sqlx::PgConnection) -> Option<PgCounters> {
 }
 
 /// What /proc says of one process.
-struct Stat {
+pub(crate) struct Stat {
     ppid: u32,
     /// utime + stime (+ cutime + cstime but for this process), clock ticks.
-    ticks: u64,
+    pub(crate) ticks: u64,
     rss_pages: u64,
     start_time: u64,
 }
@@ -155,16 +155,11 @@ struct ProcessTable {
 impl ProcessTable {
     fn new(postmaster: Option<u32>) -> ProcessTable {
         // SAFETY: sysconf only reads a configuration value.
-        let (ticks, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         ProcessTable {
             me: std::process::id(),
             postmaster,
-            tick_ms: 1000.0 / ticks.max(1) as f64,
+            tick_ms: tick_ms(),
             page_bytes: page.max(1) as u64,
             seen: HashMap::new(),
         }
@@ -280,10 +275,17 @@ fn read_all(me: u32) -> HashMap<u32, Stat> {
     out
 }
 
+/// Milliseconds of CPU one clock tick of /proc's `stat` counts.
+pub(crate) fn tick_ms() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    1000.0 / ticks.max(1) as f64
+}
+
 /// Fields after the command name (which may hold spaces, so split after its closing paren):
 /// 1 ppid, 11 utime, 12 stime, 13 cutime, 14 cstime, 19 starttime, 21 rss. This process's own
 /// children are counted in their own lines, so its reaped-children times are left out.
-fn parse_stat(text: &str, own: bool) -> Option<Stat> {
+pub(crate) fn parse_stat(text: &str, own: bool) -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());

@@ -6,6 +6,7 @@
 //! compiler going again after 20 s of it. So a saga's warm-up goes on, in slices of its own
 //! load, until the compiler is quiet (`load.broker_warmup_s` caps it).
 
+use crate::run::resources;
 use std::time::Duration;
 
 /// One slice of extra warm-up load.
@@ -24,19 +25,12 @@ pub fn compiler_cpu(pid: u32) -> Option<Duration> {
             continue;
         }
         let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-        // After the command's closing parenthesis, utime and stime are the 12th and 13th fields.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        ticks += field(11) + field(12);
+        // A thread has no reaped children: count its own times only.
+        ticks += resources::parse_stat(&stat, true).map_or(0, |s| s.ticks);
     }
-    // Linux counts in USER_HZ, 100 per second.
-    Some(Duration::from_millis(ticks * 10))
+    Some(Duration::from_secs_f64(
+        ticks as f64 * resources::tick_ms() / 1000.0,
+    ))
 }
 
 /// Whether the compiler used less than its settled share between two readings `window` apart.
