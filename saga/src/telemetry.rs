@@ -17,6 +17,10 @@ pub const CONSUMER_ASSIGNED: &str = common::kafka_clients::CONSUMER_ASSIGNED;
 pub const CONSUMER_REPLACED: &str = "kafka.consumer_replaced";
 /// One handler's local transaction, begin → commit: the rows it locks are held this long.
 pub const HANDLER_TX: &str = "handler.tx";
+/// Counters: the orchestrator's transition transactions, and the transitions they carried (a
+/// lane's backlog of replies shares one transaction; their ratio is the mean batch).
+pub const TRANSITION_TRANSACTIONS: &str = "saga.transition_transactions";
+pub const TRANSITIONS: &str = "saga.transitions";
 
 /// A non-negative microsecond count as a duration (clock skew between a database and a process
 /// can make tiny negative ages).

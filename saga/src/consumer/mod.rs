@@ -25,6 +25,16 @@ pub mod watchdog;
 /// that also called [`first_delivery`], and return only after that transaction committed.
 pub trait MessageHandler: Send + Sync + 'static {
     fn handle(&self, envelope: Envelope) -> BoxFuture<'_, Result<(), SagaError>>;
+
+    /// Several messages of one lane, in order, in one local transaction (one commit; each
+    /// deduped on its own), or `None` if this handler takes messages one at a time. `Err` means
+    /// none of them took effect; the lane then hands them to [`handle`](Self::handle) one by one.
+    fn handle_batch<'a>(
+        &'a self,
+        _envelopes: &'a [Envelope],
+    ) -> Option<BoxFuture<'a, Result<(), SagaError>>> {
+        None
+    }
 }
 
 /// Records the message as processed inside `tx`; false if it was processed before, in which case

@@ -2,7 +2,7 @@
 //! transaction that dedupes the trigger, saves the new state and puts the next command in the
 //! outbox. Whoever finishes a saga wakes the clients waiting for it.
 
-use super::saga_log::{Applied, Outgoing, SagaLog, Verdict};
+use super::saga_log::{self, Applied, Outgoing, SagaLog, Verdict};
 use super::store::Locked;
 use crate::config::{KafkaSettings, StepPolicy};
 use crate::error::SagaError;
@@ -100,16 +100,54 @@ impl Engine {
         trigger: Trigger,
         dedupe: Option<&Envelope>,
     ) -> Result<(), SagaError> {
+        self.apply_all(&[(order, trigger, dedupe)]).await
+    }
+
+    /// Applies several triggers (a lane's backlog of replies) in one transaction of the log:
+    /// one commit for all of them, each deduped and decided on its own. All or nothing.
+    pub async fn apply_all(
+        &self,
+        triggers: &[(OrderId, Trigger, Option<&Envelope>)],
+    ) -> Result<(), SagaError> {
+        if triggers.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
-        let decide = |locked: &Locked| decide(locked, trigger, &self.policy, &self.kafka);
-        let (locked, verdict) = match self.log.transition(order, dedupe, &decide).await? {
+        let decides: Vec<_> = triggers
+            .iter()
+            .map(|&(_, trigger, _)| {
+                move |locked: &Locked| decide(locked, trigger, &self.policy, &self.kafka)
+            })
+            .collect();
+        let transitions: Vec<saga_log::Transition> = triggers
+            .iter()
+            .zip(&decides)
+            .map(|(&(order, _, dedupe), decide)| saga_log::Transition {
+                order,
+                dedupe,
+                decide,
+            })
+            .collect();
+        let applied = self.log.transitions(&transitions).await?;
+        self.metrics.add(telemetry::TRANSITION_TRANSACTIONS, 1);
+        self.metrics
+            .add(telemetry::TRANSITIONS, transitions.len() as u64);
+        for (&(order, trigger, _), applied) in triggers.iter().zip(applied) {
+            self.settle(order, trigger, applied, started).await;
+        }
+        Ok(())
+    }
+
+    /// What follows a committed transition: its metrics, and the client woken if it ended.
+    async fn settle(&self, order: OrderId, trigger: Trigger, applied: Applied, started: Instant) {
+        let (locked, verdict) = match applied {
             Applied::Duplicate => {
                 self.metrics.add("messages.duplicate", 1);
-                return Ok(());
+                return;
             }
             Applied::UnknownSaga => {
                 tracing::warn!(order_id = %order, "reply for an unknown saga; ignored");
-                return Ok(());
+                return;
             }
             Applied::Decided { locked, verdict } => (locked, verdict),
         };
@@ -120,7 +158,7 @@ impl Engine {
         }
         let Verdict::Advance { next, .. } = verdict else {
             self.metrics.add("messages.stale", 1);
-            return Ok(());
+            return;
         };
         self.metrics
             .record(telemetry::HANDLER_TX, started.elapsed());
@@ -138,7 +176,6 @@ impl Engine {
         if let Some(kind) = next.outcome() {
             self.finished(&next, kind);
         }
-        Ok(())
     }
 
     fn finished(&self, saga: &Saga, kind: OutcomeKind) {

@@ -1,6 +1,6 @@
 //! The orchestrator's storage as the engine sees it: start a saga with its first command, apply
-//! one transition as one local transaction (dedupe the trigger, lock the saga, save the state the
-//! engine decided, put its command in the outbox), read a saga, list overdue ones. PostgreSQL
+//! transitions in one local transaction (for each: dedupe the trigger, lock the saga, save the
+//! state the engine decided, put its command in the outbox), read a saga, list overdue ones. PostgreSQL
 //! implements it ([`PgSagaLog`]); the engine's protocol traces implement it in memory.
 
 use super::store::{self, Locked};
@@ -50,6 +50,14 @@ pub enum Applied {
 /// The engine's decision for a locked saga; pure, so that it runs inside the transaction.
 pub type Decide<'a> = &'a (dyn Fn(&Locked) -> Verdict + Send + Sync);
 
+/// One transition asked of the log.
+pub struct Transition<'a> {
+    pub order: OrderId,
+    /// The reply that triggered it, recorded as processed (None for a timeout).
+    pub dedupe: Option<&'a Envelope>,
+    pub decide: Decide<'a>,
+}
+
 pub trait SagaLog: Send + Sync + 'static {
     /// Inserts a new saga and its first command in one transaction; false if it existed.
     fn start<'a>(
@@ -59,14 +67,14 @@ pub trait SagaLog: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<bool, SagaError>>;
 
-    /// One transition in one transaction: `dedupe` (the reply that triggered it) is recorded as
-    /// processed, the saga locked, `decide` asked, and its verdict saved with its command.
-    fn transition<'a>(
+    /// Transitions in one transaction, in order, one [`Applied`] each: a transition's `dedupe`
+    /// is recorded as processed, its saga locked, `decide` asked, and the verdict saved with its
+    /// command. All or nothing: `Err` means none of them took effect. Several at once (a lane's
+    /// backlog) share one commit; a later one sees what an earlier one of the same saga saved.
+    fn transitions<'a>(
         &'a self,
-        order: OrderId,
-        dedupe: Option<&'a Envelope>,
-        decide: Decide<'a>,
-    ) -> BoxFuture<'a, Result<Applied, SagaError>>;
+        transitions: &'a [Transition<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Applied>, SagaError>>;
 
     /// The saga as stored, without locking (a repeated `PlaceOrder`).
     fn load(&self, order: OrderId) -> BoxFuture<'_, Result<Option<Saga>, SagaError>>;
@@ -118,48 +126,23 @@ impl SagaLog for PgSagaLog {
         })
     }
 
-    fn transition<'a>(
+    fn transitions<'a>(
         &'a self,
-        order: OrderId,
-        dedupe: Option<&'a Envelope>,
-        decide: Decide<'a>,
-    ) -> BoxFuture<'a, Result<Applied, SagaError>> {
+        transitions: &'a [Transition<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Applied>, SagaError>> {
         Box::pin(async move {
-            let _turn = self.relay.turn(order).await;
+            let _turns = self.relay.turns(transitions.iter().map(|t| t.order)).await;
             let mut tx = self.begin().await?;
-            let locked = match dedupe {
-                Some(envelope) => {
-                    match store::dedupe_and_lock(&mut tx, order, envelope.message_id).await? {
-                        store::Deduped::Duplicate => return Ok(Applied::Duplicate),
-                        store::Deduped::First(locked) => locked,
-                    }
-                }
-                None => store::lock(&mut tx, order).await?,
-            };
-            let Some(locked) = locked else {
-                tx.commit()
-                    .await
-                    .map_err(SagaError::db("committing a dedupe record"))?;
-                return Ok(Applied::UnknownSaga);
-            };
-            let verdict = decide(&locked);
             let mut staged = Staged::default();
-            if let Verdict::Advance {
-                next,
-                timeout,
-                send,
-            } = &verdict
-            {
-                store::save(&mut tx, next, *timeout).await?;
-                if let Some(out) = send {
-                    staged.enqueue(&mut tx, &out.topic, &out.envelope).await?;
-                }
+            let mut applied = Vec::with_capacity(transitions.len());
+            for transition in transitions {
+                applied.push(apply(&mut tx, transition, &mut staged).await?);
             }
             tx.commit()
                 .await
-                .map_err(SagaError::db("committing a saga transition"))?;
+                .map_err(SagaError::db("committing saga transitions"))?;
             self.relay.committed(staged);
-            Ok(Applied::Decided { locked, verdict })
+            Ok(applied)
         })
     }
 
@@ -170,4 +153,36 @@ impl SagaLog for PgSagaLog {
     fn due(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OrderId>, SagaError>> {
         Box::pin(store::due(&self.pool, limit))
     }
+}
+
+/// One transition inside the caller's transaction; its command, if any, joins `staged`.
+async fn apply(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    transition: &Transition<'_>,
+    staged: &mut Staged,
+) -> Result<Applied, SagaError> {
+    let order = transition.order;
+    let locked = match transition.dedupe {
+        Some(envelope) => match store::dedupe_and_lock(tx, order, envelope.message_id).await? {
+            store::Deduped::Duplicate => return Ok(Applied::Duplicate),
+            store::Deduped::First(locked) => locked,
+        },
+        None => store::lock(tx, order).await?,
+    };
+    let Some(locked) = locked else {
+        return Ok(Applied::UnknownSaga);
+    };
+    let verdict = (transition.decide)(&locked);
+    if let Verdict::Advance {
+        next,
+        timeout,
+        send,
+    } = &verdict
+    {
+        store::save(tx, next, *timeout).await?;
+        if let Some(out) = send {
+            staged.enqueue(tx, &out.topic, &out.envelope).await?;
+        }
+    }
+    Ok(Applied::Decided { locked, verdict })
 }

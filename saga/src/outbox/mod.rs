@@ -98,11 +98,31 @@ impl RelayHandle {
     /// transaction begins until its rows are handed over. Two transactions of one order are
     /// serialized by their row locks, but without this the later one could hand its rows over
     /// first (the earlier one's task not yet run since its commit) and a compensation could
-    /// overtake the step it compensates. Taken before any database lock and never nested, so it
-    /// adds no deadlock.
+    /// overtake the step it compensates. Taken before any database lock, so it adds no deadlock.
     pub async fn turn(&self, order: OrderId) -> tokio::sync::MutexGuard<'_, ()> {
-        let stripe = (order.0.as_u128() % self.turns.len() as u128) as usize;
-        self.turns[stripe].lock().await
+        self.turns[self.stripe(order)].lock().await
+    }
+
+    /// The turns of several orders, for one transaction that writes for all of them. Taken in
+    /// stripe order, each stripe once, and all before the transaction begins: whoever waits for a
+    /// turn holds no database lock, and two takers of several never wait for each other in a
+    /// circle.
+    pub async fn turns(
+        &self,
+        orders: impl IntoIterator<Item = OrderId>,
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = orders.into_iter().map(|o| self.stripe(o)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut held = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            held.push(self.turns[stripe].lock().await);
+        }
+        held
+    }
+
+    fn stripe(&self, order: OrderId) -> usize {
+        (order.0.as_u128() % self.turns.len() as u128) as usize
     }
 }
 

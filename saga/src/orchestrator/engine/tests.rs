@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::config::Topics;
-use crate::orchestrator::saga_log::Decide;
+use crate::orchestrator::saga_log::Transition;
 use common::domain::{Cents, CustomerId, Order, OrderLine, RejectReason, Sku};
 use common::kafka_clients::ClientTuning;
 use futures::future::BoxFuture;
@@ -19,6 +19,8 @@ struct MemoryLog {
     sagas: Mutex<HashMap<OrderId, (Saga, bool)>>,
     processed: Mutex<HashSet<uuid::Uuid>>,
     outbox: Mutex<Vec<Outgoing>>,
+    /// How many transitions each transaction carried.
+    batches: Mutex<Vec<usize>>,
 }
 
 impl MemoryLog {
@@ -67,33 +69,39 @@ impl SagaLog for MemoryLog {
         })
     }
 
-    fn transition<'a>(
+    fn transitions<'a>(
         &'a self,
-        order: OrderId,
-        dedupe: Option<&'a Envelope>,
-        decide: Decide<'a>,
-    ) -> BoxFuture<'a, Result<Applied, SagaError>> {
+        transitions: &'a [Transition<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Applied>, SagaError>> {
         Box::pin(async move {
+            self.batches.lock().unwrap().push(transitions.len());
             let mut sagas = self.sagas.lock().unwrap();
-            if let Some(envelope) = dedupe {
-                if !self.processed.lock().unwrap().insert(envelope.message_id) {
-                    return Ok(Applied::Duplicate);
+            let mut applied = Vec::new();
+            for transition in transitions {
+                let order = transition.order;
+                if let Some(envelope) = transition.dedupe {
+                    if !self.processed.lock().unwrap().insert(envelope.message_id) {
+                        applied.push(Applied::Duplicate);
+                        continue;
+                    }
                 }
+                let Some((saga, overdue)) = sagas.get(&order).cloned() else {
+                    applied.push(Applied::UnknownSaga);
+                    continue;
+                };
+                let locked = Locked {
+                    saga,
+                    age_us: 1_000,
+                    overdue,
+                };
+                let verdict = (transition.decide)(&locked);
+                if let Verdict::Advance { next, send, .. } = &verdict {
+                    sagas.insert(order, (next.clone(), false));
+                    self.outbox.lock().unwrap().extend(send.clone());
+                }
+                applied.push(Applied::Decided { locked, verdict });
             }
-            let Some((saga, overdue)) = sagas.get(&order).cloned() else {
-                return Ok(Applied::UnknownSaga);
-            };
-            let locked = Locked {
-                saga,
-                age_us: 1_000,
-                overdue,
-            };
-            let verdict = decide(&locked);
-            if let Verdict::Advance { next, send, .. } = &verdict {
-                sagas.insert(order, (next.clone(), false));
-                self.outbox.lock().unwrap().extend(send.clone());
-            }
-            Ok(Applied::Decided { locked, verdict })
+            Ok(applied)
         })
     }
 
@@ -312,4 +320,42 @@ async fn a_reply_for_an_unknown_saga_is_ignored() {
     );
     lab.deliver(&stranger).await;
     assert_eq!(lab.log.sent().len(), 1, "only the first command");
+}
+
+#[tokio::test]
+async fn a_lanes_backlog_of_replies_is_one_transaction_deduped_per_reply() {
+    use crate::consumer::MessageHandler;
+    let (lab, _outcome) = Lab::started().await;
+    let reply = |step| {
+        Envelope::new(
+            lab.order.id,
+            Body::Reply(crate::message::Reply {
+                step,
+                result: StepResult::Done,
+            }),
+        )
+    };
+    let created = reply(Step::CreateOrder);
+    // The second reply depends on the first's transition, saved earlier in the same batch.
+    let backlog = [created.clone(), created, reply(Step::ReserveStock)];
+    let handler = crate::orchestrator::replies::ReplyHandler {
+        engine: lab.engine.clone(),
+    };
+    handler
+        .handle_batch(&backlog)
+        .expect("the orchestrator batches")
+        .await
+        .unwrap();
+    assert_eq!(lab.log.batches.lock().unwrap().last(), Some(&3));
+    assert_eq!(
+        lab.log.sent(),
+        [
+            "create_order → order",
+            "reserve_stock → inventory",
+            "charge_payment → payment",
+        ]
+    );
+    assert_eq!(lab.counter("messages.duplicate"), 1);
+    assert_eq!(lab.counter(telemetry::TRANSITIONS), 3);
+    assert_eq!(lab.counter(telemetry::TRANSITION_TRANSACTIONS), 1);
 }
