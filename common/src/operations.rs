@@ -80,41 +80,52 @@ pub async fn charge(
     order: &Order,
     clock: &mut LockClock,
 ) -> Result<Applied, sqlx::Error> {
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
-        .bind(order.id.0)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if exists.is_some() {
-        return Ok(Applied::AlreadyDone);
-    }
-    clock.requesting();
-    let balance: Option<i64> =
-        sqlx::query_scalar("SELECT balance_cents FROM wallets WHERE customer_id = $1 FOR UPDATE")
-            .bind(order.customer.0)
-            .fetch_optional(&mut *conn)
-            .await?;
-    clock.all_granted();
     let amount = order.amount().0;
-    match balance {
-        None => return Ok(Applied::Refused(RejectReason::UnknownCustomer)),
-        Some(b) if b < amount => return Ok(Applied::Refused(RejectReason::InsufficientFunds)),
-        Some(_) => {}
-    }
-    // Debit and record in one statement. A plain INSERT: a concurrent twin of this order fails
-    // here on the key and rolls back.
-    sqlx::query(
-        "WITH debit AS ( \
-             UPDATE wallets SET balance_cents = balance_cents - $3 WHERE customer_id = $2) \
-         INSERT INTO payments (order_id, customer_id, amount_cents, status) \
-         VALUES ($1, $2, $3, 'CAPTURED')",
+    let unlocked = *clock;
+    clock.requesting();
+    // One statement, one round trip: whether the order was charged before, the wallet locked,
+    // and — only if the balance covers the amount — the debit and the payment row. A plain
+    // INSERT: a concurrent twin of this order fails here on the key and rolls back.
+    let (charged_before, balance, _debited): (bool, Option<i64>, bool) = sqlx::query_as(
+        "WITH prior AS (SELECT 1 FROM payments WHERE order_id = $1), \
+         wallet AS ( \
+             SELECT balance_cents FROM wallets \
+             WHERE customer_id = $2 AND NOT EXISTS (SELECT 1 FROM prior) FOR UPDATE), \
+         debit AS ( \
+             UPDATE wallets SET balance_cents = balance_cents - $3 \
+             WHERE customer_id = $2 AND (SELECT balance_cents FROM wallet) >= $3 RETURNING 1), \
+         paid AS ( \
+             INSERT INTO payments (order_id, customer_id, amount_cents, status) \
+             SELECT $1, $2, $3, 'CAPTURED' FROM debit RETURNING 1) \
+         SELECT EXISTS (SELECT 1 FROM prior), (SELECT balance_cents FROM wallet), \
+                EXISTS (SELECT 1 FROM paid)",
     )
     .bind(order.id.0)
     .bind(order.customer.0)
     .bind(amount)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(Applied::Done)
+    clock.all_granted();
+    if charged_before {
+        *clock = unlocked; // a replay locks nothing
+        return Ok(Applied::AlreadyDone);
+    }
+    match balance {
+        None => Ok(Applied::Refused(RejectReason::UnknownCustomer)),
+        Some(b) if b < amount => Ok(Applied::Refused(RejectReason::InsufficientFunds)),
+        Some(_) => Ok(Applied::Done),
+    }
 }
+
+/// What the reserve statement returns: reserved before, every line fits, the locked stock rows
+/// as columns (sku, available, price).
+type ReserveRow = (
+    bool,
+    Option<bool>,
+    Option<Vec<i32>>,
+    Option<Vec<i32>>,
+    Option<Vec<i64>>,
+);
 
 /// Takes every line's units out of `available` and records the reservations with `status`
 /// (2PC: COMMITTED, final with the global commit; sagas: RESERVED, the semantic lock), or
@@ -126,25 +137,67 @@ pub async fn reserve(
     status: ReservationStatus,
     clock: &mut LockClock,
 ) -> Result<Applied, sqlx::Error> {
-    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE order_id = $1")
-        .bind(order.id.0)
-        .fetch_one(&mut *conn)
-        .await?;
-    if existing > 0 {
-        return Ok(Applied::AlreadyDone);
-    }
     let lines = order.lines_in_lock_order();
     let skus: Vec<i32> = lines.iter().map(|l| l.sku.0).collect();
+    let qtys: Vec<i32> = lines.iter().map(|l| l.qty).collect();
+    let prices: Vec<i64> = lines.iter().map(|l| l.unit_price.0).collect();
+    let unlocked = *clock;
     clock.requesting();
-    let rows: Vec<(i32, i32, i64)> = sqlx::query_as(
-        "SELECT sku, available, price_cents FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
-    )
-    .bind(&skus)
-    .fetch_all(&mut *conn)
-    .await?;
+    // One statement, one round trip: whether the order reserved before, its stock rows locked
+    // (in sku order), and — only if every line fits (known sku, same price, enough units) — the
+    // units taken and the reservations recorded. The locked rows come back for the refusal's
+    // reason. (An order's skus are distinct: `Order::new` refuses duplicates.)
+    let (reserved_before, fits, stock): (bool, bool, Vec<(i32, i32, i64)>) = {
+        let row: ReserveRow = sqlx::query_as(
+            "WITH prior AS (SELECT 1 FROM reservations WHERE order_id = $1 LIMIT 1), \
+                 locked AS ( \
+                     SELECT sku, available, price_cents FROM stock \
+                     WHERE sku = ANY($2) AND NOT EXISTS (SELECT 1 FROM prior) \
+                     ORDER BY sku FOR UPDATE), \
+                 fits AS ( \
+                     SELECT count(*) = cardinality($2::int[]) AS ok FROM locked \
+                     JOIN UNNEST($2::int[], $3::int[], $5::bigint[]) AS l(sku, qty, price) \
+                       ON locked.sku = l.sku \
+                     WHERE locked.price_cents = l.price AND locked.available >= l.qty), \
+                 taken AS ( \
+                     UPDATE stock SET available = available - l.qty \
+                     FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty) \
+                     WHERE stock.sku = l.sku AND (SELECT ok FROM fits) RETURNING 1), \
+                 reserved AS ( \
+                     INSERT INTO reservations (order_id, sku, qty, status) \
+                     SELECT $1, l.sku, l.qty, $4 FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty) \
+                     WHERE (SELECT ok FROM fits) RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM prior), (SELECT ok FROM fits), \
+                        array_agg(sku), array_agg(available), array_agg(price_cents) FROM locked",
+        )
+        .bind(order.id.0)
+        .bind(&skus)
+        .bind(&qtys)
+        .bind(status.as_str())
+        .bind(&prices)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (before, fits, found, available, price) = row;
+        let stock = found
+            .unwrap_or_default()
+            .into_iter()
+            .zip(available.unwrap_or_default())
+            .zip(price.unwrap_or_default())
+            .map(|((sku, available), price)| (sku, available, price))
+            .collect();
+        (before, fits.unwrap_or(false), stock)
+    };
     clock.all_granted();
+    if reserved_before {
+        *clock = unlocked; // a replay locks nothing
+        return Ok(Applied::AlreadyDone);
+    }
+    if fits {
+        return Ok(Applied::Done);
+    }
     for line in &lines {
-        let Some((_, available, price)) = rows.iter().find(|(sku, _, _)| *sku == line.sku.0) else {
+        let Some((_, available, price)) = stock.iter().find(|(sku, _, _)| *sku == line.sku.0)
+        else {
             return Ok(Applied::Refused(RejectReason::UnknownSku));
         };
         if *price != line.unit_price.0 {
@@ -154,20 +207,7 @@ pub async fn reserve(
             return Ok(Applied::Refused(RejectReason::OutOfStock));
         }
     }
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty).collect();
-    // Take the units and record the reservations in one statement.
-    sqlx::query(
-        "WITH taken AS ( \
-             UPDATE stock SET available = available - l.qty \
-             FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty) WHERE stock.sku = l.sku) \
-         INSERT INTO reservations (order_id, sku, qty, status) \
-         SELECT $1, l.sku, l.qty, $4 FROM UNNEST($2::int[], $3::int[]) AS l(sku, qty)",
-    )
-    .bind(order.id.0)
-    .bind(&skus)
-    .bind(&qtys)
-    .bind(status.as_str())
-    .execute(&mut *conn)
-    .await?;
-    Ok(Applied::Done)
+    Err(sqlx::Error::Protocol(
+        "reserve: the stock did not fit, yet every line checks out".into(),
+    ))
 }

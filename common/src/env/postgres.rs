@@ -259,7 +259,7 @@ impl PostgresCluster {
 /// The server settings the lab's measurements depend on; they are passed on the command line so
 /// that a reused data directory cannot carry different ones.
 fn server_settings(config: &PostgresConfig, port: u16) -> Vec<(&'static str, String)> {
-    vec![
+    let mut settings = vec![
         ("port", port.to_string()),
         ("listen_addresses", "127.0.0.1".into()),
         ("unix_socket_directories", "".into()),
@@ -276,8 +276,18 @@ fn server_settings(config: &PostgresConfig, port: u16) -> Vec<(&'static str, Str
         // Evidence for stalls inside a measured window: every autovacuum and autoanalyze run,
         // with its duration, lands in postgres.log beside the checkpoints (logged by default).
         ("log_autovacuum_min_duration", "0".into()),
-    ]
+    ];
+    // Profiling only (docs/profile.md): per-statement calls and time, read with
+    // scripts/pg-statements.sh while a run measures. Off by default: it costs CPU per statement.
+    if std::env::var_os(STATEMENT_STATS_ENV).is_some_and(|v| v == "1") {
+        settings.push(("shared_preload_libraries", "pg_stat_statements".into()));
+        settings.push(("pg_stat_statements.track", "all".into()));
+    }
+    settings
 }
+
+/// Set to `1` to load `pg_stat_statements` into the lab's cluster (profiling, not measuring).
+pub const STATEMENT_STATS_ENV: &str = "TXLAB_PG_STATEMENT_STATS";
 
 fn init_cluster(
     bin: &Path,

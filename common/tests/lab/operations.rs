@@ -127,6 +127,51 @@ async fn operations_apply_once_refuse_cleanly_and_know_a_replay() {
     )
     .await;
     assert_eq!(none, 0, "a refusal writes nothing");
+    // One line fits, the next does not: nothing is taken from either.
+    let available = |sku: i32| {
+        let pool = dbs.inventory.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>("SELECT available FROM stock WHERE sku = $1")
+                .bind(sku)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let before = (available(4).await, available(5).await);
+    let half = order(&data, 3, &[(4, 1), (5, 1_000_000)]);
+    let mut wrong_price = order(&data, 3, &[(4, 1), (1, 1)]).lines().to_vec();
+    wrong_price[1].unit_price.0 += 1;
+    let wrong_price = Order::new(OrderId::new_random(), CustomerId(3), wrong_price).unwrap();
+    let unknown = Order::new(
+        OrderId::new_random(),
+        CustomerId(3),
+        vec![
+            half.lines()[0],
+            OrderLine {
+                sku: Sku(999),
+                qty: 1,
+                unit_price: half.lines()[0].unit_price,
+            },
+        ],
+    )
+    .unwrap();
+    for (o, reason) in [
+        (&half, RejectReason::OutOfStock),
+        (&wrong_price, RejectReason::PriceMismatch),
+        (&unknown, RejectReason::UnknownSku),
+    ] {
+        let refused = operations::reserve(
+            &mut conn,
+            o,
+            ReservationStatus::Reserved,
+            &mut LockClock::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused, Applied::Refused(reason));
+    }
+    assert_eq!((available(4).await, available(5).await), before);
 
     let mut conn = dbs.orders.acquire().await.unwrap();
     for status in [OrderStatus::Pending, OrderStatus::Confirmed] {

@@ -78,6 +78,10 @@ where
     }
     metrics.set_setting("saga.lanes", config.lanes);
     metrics.set_setting("db.pool_size", config.db_connections);
+    metrics.set_setting(
+        "db.test_before_acquire",
+        common::storage::POOL_TESTS_BEFORE_ACQUIRE,
+    );
     let policy = RelayPolicy {
         publish_twice: kafka.publish_twice,
         ..RelayPolicy::default()

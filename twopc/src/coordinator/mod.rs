@@ -72,6 +72,10 @@ pub async fn run(
         config.default_deadline.as_millis(),
     );
     metrics.set_setting("db.pool_size", config.pool_size);
+    metrics.set_setting(
+        "db.test_before_acquire",
+        common::storage::POOL_TESTS_BEFORE_ACQUIRE,
+    );
     let log = DecisionLog::start(pool, metrics.clone());
     let links = config
         .participants
