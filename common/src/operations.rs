@@ -5,7 +5,7 @@
 //! order, a re-sent step), then locks (sorted keys), then checks the business rule, then writes.
 //! A refusal writes nothing; the caller decides what the open transaction does next.
 
-use crate::domain::{Order, OrderStatus, RejectReason, ReservationStatus};
+use crate::domain::{Order, OrderLine, OrderStatus, RejectReason, ReservationStatus};
 use sqlx::PgConnection;
 use std::time::Instant;
 
@@ -45,9 +45,7 @@ pub async fn create_order(
     status: OrderStatus,
     clock: &mut LockClock,
 ) -> Result<Applied, sqlx::Error> {
-    let skus: Vec<i32> = order.lines().iter().map(|l| l.sku.0).collect();
-    let qtys: Vec<i32> = order.lines().iter().map(|l| l.qty).collect();
-    let prices: Vec<i64> = order.lines().iter().map(|l| l.unit_price.0).collect();
+    let (skus, qtys, prices) = columns(order.lines());
     clock.requesting();
     // One statement, one round trip: the lines go in only with a new order row (an order has at
     // least one line, so no line inserted means the order existed).
@@ -85,8 +83,9 @@ pub async fn charge(
     clock.requesting();
     // One statement, one round trip: whether the order was charged before, the wallet locked,
     // and — only if the balance covers the amount — the debit and the payment row. A plain
-    // INSERT: a concurrent twin of this order fails here on the key and rolls back.
-    let (charged_before, balance, _debited): (bool, Option<i64>, bool) = sqlx::query_as(
+    // INSERT: a concurrent twin of this order fails here on the key and rolls back. (PostgreSQL
+    // runs a data-modifying WITH whether or not the query reads it.)
+    let (charged_before, balance): (bool, Option<i64>) = sqlx::query_as(
         "WITH prior AS (SELECT 1 FROM payments WHERE order_id = $1), \
          wallet AS ( \
              SELECT balance_cents FROM wallets \
@@ -96,9 +95,8 @@ pub async fn charge(
              WHERE customer_id = $2 AND (SELECT balance_cents FROM wallet) >= $3 RETURNING 1), \
          paid AS ( \
              INSERT INTO payments (order_id, customer_id, amount_cents, status) \
-             SELECT $1, $2, $3, 'CAPTURED' FROM debit RETURNING 1) \
-         SELECT EXISTS (SELECT 1 FROM prior), (SELECT balance_cents FROM wallet), \
-                EXISTS (SELECT 1 FROM paid)",
+             SELECT $1, $2, $3, 'CAPTURED' FROM debit) \
+         SELECT EXISTS (SELECT 1 FROM prior), (SELECT balance_cents FROM wallet)",
     )
     .bind(order.id.0)
     .bind(order.customer.0)
@@ -115,6 +113,15 @@ pub async fn charge(
         Some(b) if b < amount => Ok(Applied::Refused(RejectReason::InsufficientFunds)),
         Some(_) => Ok(Applied::Done),
     }
+}
+
+/// Order lines as the array parameters the statements unnest: skus, quantities, unit prices.
+fn columns(lines: &[OrderLine]) -> (Vec<i32>, Vec<i32>, Vec<i64>) {
+    (
+        lines.iter().map(|l| l.sku.0).collect(),
+        lines.iter().map(|l| l.qty).collect(),
+        lines.iter().map(|l| l.unit_price.0).collect(),
+    )
 }
 
 /// What the reserve statement returns: reserved before, every line fits, the locked stock rows
@@ -138,9 +145,7 @@ pub async fn reserve(
     clock: &mut LockClock,
 ) -> Result<Applied, sqlx::Error> {
     let lines = order.lines_in_lock_order();
-    let skus: Vec<i32> = lines.iter().map(|l| l.sku.0).collect();
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty).collect();
-    let prices: Vec<i64> = lines.iter().map(|l| l.unit_price.0).collect();
+    let (skus, qtys, prices) = columns(&lines);
     let unlocked = *clock;
     clock.requesting();
     // One statement, one round trip: whether the order reserved before, its stock rows locked

@@ -132,14 +132,18 @@ impl StorageError {
 }
 
 /// Whether a pool pings a connection each time it lends it out (sqlx's default). Off for every
-/// protocol: the ping is a round trip on the latency path of every local transaction (about one
-/// in seven of a saga's round trips to PostgreSQL, profiled in docs/profile.md), and the check
-/// after each release ([`outside_transaction`]) already talks to the connection once per use.
-/// A connection that died while idle in the pool fails its borrower's first statement; every
-/// caller treats that as it treats any database error (a saga step retries, a 2PC branch votes
-/// NO), and the failed check closes it. Processes record it as the setting
-/// `db.test_before_acquire`.
+/// protocol: that ping is a round trip on the latency path of every local transaction, while
+/// after each release the connection is already checked twice off that path (our
+/// [`outside_transaction`], then sqlx's own release ping). A connection that died while idle in
+/// the pool fails its borrower's first statement, an error the borrower handles like any other
+/// database error; sqlx closes a connection whose release check fails.
 pub const POOL_TESTS_BEFORE_ACQUIRE: bool = false;
+
+/// Records a process's pool knobs as settings, the same names for every protocol.
+pub fn record_pool_settings(metrics: &crate::metrics::MetricsRegistry, pool_size: u32) {
+    metrics.set_setting("db.pool_size", pool_size);
+    metrics.set_setting("db.test_before_acquire", POOL_TESTS_BEFORE_ACQUIRE);
+}
 
 /// Opens a pool on one database. Fails fast (5 s) with an error naming the database and URL.
 pub async fn connect(
@@ -167,7 +171,7 @@ pub async fn connect(
 }
 
 /// The pool's check of every returned connection (it runs after the borrower let go, off the
-/// latency path): a session still inside a transaction is closed, not lent out again. sqlx
+/// latency path, before sqlx's own release ping): a session still inside a transaction is closed, not lent out again. sqlx
 /// 0.8 leaves one so when a `begin()` is cancelled mid-flight (transact-rs/sqlx#4393); the next
 /// borrower's statements would run inside that stale transaction and keep its locks. A single
 /// statement outside a transaction block starts its own, so both timestamps are equal; inside

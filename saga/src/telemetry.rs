@@ -15,7 +15,9 @@ pub const KAFKA_HOP: &str = "kafka.hop";
 pub const CONSUMER_ASSIGNED: &str = common::kafka_clients::CONSUMER_ASSIGNED;
 /// Counter: consumers the watchdog found stalled and replaced with a new client.
 pub const CONSUMER_REPLACED: &str = "kafka.consumer_replaced";
-/// One handler's local transaction, begin → commit: the rows it locks are held this long.
+/// One handler's local transaction, begin → commit: the rows it locks are held this long. (The
+/// orchestrator records it once per transition; transitions batched in one transaction each
+/// record that transaction's time, from taking their turns to the commit.)
 pub const HANDLER_TX: &str = "handler.tx";
 /// Counters: the orchestrator's transition transactions, and the transitions they carried (a
 /// lane's backlog of replies shares one transaction; their ratio is the mean batch).

@@ -66,11 +66,7 @@ where
     );
     metrics.set_setting("saga.max_attempts", config.policy.max_attempts);
     metrics.set_setting("saga.lanes", config.lanes);
-    metrics.set_setting("db.pool_size", config.db_connections);
-    metrics.set_setting(
-        "db.test_before_acquire",
-        common::storage::POOL_TESTS_BEFORE_ACQUIRE,
-    );
+    common::storage::record_pool_settings(&metrics, config.db_connections);
     let kafka = &config.kafka;
     let policy = RelayPolicy {
         publish_twice: kafka.publish_twice,

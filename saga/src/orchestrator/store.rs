@@ -44,19 +44,37 @@ pub struct Locked {
 }
 
 /// The columns a locked saga is read with.
-const LOCKED_COLUMNS: &str = "state, order_json, attempts, reason, \
-     (EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * 1000000)::bigint, \
-     COALESCE(deadline_at < clock_timestamp(), false)";
+macro_rules! locked_columns {
+    () => {
+        "state, order_json, attempts, reason, \
+         (EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * 1000000)::bigint, \
+         COALESCE(deadline_at < clock_timestamp(), false)"
+    };
+}
 
 type LockedRow = (String, serde_json::Value, i32, Option<String>, i64, bool);
+
+/// [`dedupe_and_lock`]'s one row: first delivery, then the locked columns (all NULL when the
+/// message is a duplicate or there is no saga).
+type DedupedRow = (
+    bool,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<i32>,
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+);
 
 /// Locks a saga for a transition.
 pub async fn lock(
     tx: &mut Transaction<'_, Postgres>,
     order: OrderId,
 ) -> Result<Option<Locked>, SagaError> {
-    let row: Option<LockedRow> = sqlx::query_as(&format!(
-        "SELECT {LOCKED_COLUMNS} FROM sagas WHERE order_id = $1 FOR UPDATE"
+    let row: Option<LockedRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        locked_columns!(),
+        " FROM sagas WHERE order_id = $1 FOR UPDATE"
     ))
     .bind(order.0)
     .fetch_optional(&mut **tx)
@@ -80,32 +98,23 @@ pub async fn dedupe_and_lock(
     order: OrderId,
     message: uuid::Uuid,
 ) -> Result<Deduped, SagaError> {
-    let rows: Vec<(
-        bool,
-        Option<String>,
-        Option<serde_json::Value>,
-        Option<i32>,
-        Option<String>,
-        Option<i64>,
-        Option<bool>,
-    )> = sqlx::query_as(&format!(
+    let row: DedupedRow = sqlx::query_as(concat!(
         "WITH first AS ( \
-                 INSERT INTO processed_messages (message_id) VALUES ($2) \
-                 ON CONFLICT DO NOTHING RETURNING true AS first) \
-             SELECT EXISTS (SELECT 1 FROM first), saga.* FROM (SELECT 1) AS one \
-             LEFT JOIN ( \
-                 SELECT {LOCKED_COLUMNS} FROM sagas \
-                 WHERE order_id = $1 AND EXISTS (SELECT 1 FROM first) FOR UPDATE) AS saga ON true"
+             INSERT INTO processed_messages (message_id) VALUES ($2) \
+             ON CONFLICT DO NOTHING RETURNING true AS first) \
+         SELECT EXISTS (SELECT 1 FROM first), saga.* FROM (SELECT 1) AS one \
+         LEFT JOIN ( \
+             SELECT ",
+        locked_columns!(),
+        " FROM sagas \
+             WHERE order_id = $1 AND EXISTS (SELECT 1 FROM first) FOR UPDATE) AS saga ON true"
     ))
     .bind(order.0)
     .bind(message)
-    .fetch_all(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(SagaError::db("recording a reply and locking its saga"))?;
-    let Some((first, state, json, attempts, reason, age_us, overdue)) = rows.into_iter().next()
-    else {
-        return Err(SagaError::Config("dedupe-and-lock returned no row".into()));
-    };
+    let (first, state, json, attempts, reason, age_us, overdue) = row;
     if !first {
         return Ok(Deduped::Duplicate);
     }

@@ -77,11 +77,7 @@ where
         );
     }
     metrics.set_setting("saga.lanes", config.lanes);
-    metrics.set_setting("db.pool_size", config.db_connections);
-    metrics.set_setting(
-        "db.test_before_acquire",
-        common::storage::POOL_TESTS_BEFORE_ACQUIRE,
-    );
+    common::storage::record_pool_settings(&metrics, config.db_connections);
     let policy = RelayPolicy {
         publish_twice: kafka.publish_twice,
         ..RelayPolicy::default()

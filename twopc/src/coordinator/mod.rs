@@ -71,11 +71,7 @@ pub async fn run(
         "twopc.default_deadline_ms",
         config.default_deadline.as_millis(),
     );
-    metrics.set_setting("db.pool_size", config.pool_size);
-    metrics.set_setting(
-        "db.test_before_acquire",
-        common::storage::POOL_TESTS_BEFORE_ACQUIRE,
-    );
+    common::storage::record_pool_settings(&metrics, config.pool_size);
     let log = DecisionLog::start(pool, metrics.clone());
     let links = config
         .participants

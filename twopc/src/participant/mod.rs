@@ -46,11 +46,7 @@ pub async fn run(
     .await?;
     let metrics = MetricsRegistry::new(format!("participant/{}", config.service.as_str()));
     metrics.set_setting("twopc.ask_after_ms", config.ask_after.as_millis());
-    metrics.set_setting("db.pool_size", config.pool_size);
-    metrics.set_setting(
-        "db.test_before_acquire",
-        common::storage::POOL_TESTS_BEFORE_ACQUIRE,
-    );
+    common::storage::record_pool_settings(&metrics, config.pool_size);
     metrics.set_setting("db.decision_pool_size", DECISION_POOL_SIZE);
     // Decisions get connections of their own: queued behind prepares that wait for row locks,
     // the COMMIT PREPARED that would release those rows could not run.
