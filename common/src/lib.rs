@@ -1,6 +1,7 @@
 //! What the two protocols share: the domain, seeded data, storage, the client API, the local
 //! environment, Kafka client settings and the invariant checker.
 
+pub mod admission;
 pub mod api;
 pub mod checker;
 pub mod datagen;

@@ -228,6 +228,30 @@ pub struct SagaSpec {
     /// asked to cancel (the payment service decides, at the pivot).
     #[serde(default = "default_step_timeout")]
     pub step_timeout_ms: u64,
+    /// The front's admission limit: sagas started and not yet final (2PC: `twopc.max_in_flight`).
+    #[serde(default = "default_saga_max_in_flight")]
+    pub max_in_flight: u32,
+    /// A waiting order is shed once less than this is left before its deadline (2PC reserves
+    /// its prepare timeout).
+    #[serde(default = "default_admission_reserve")]
+    pub admission_reserve_ms: u64,
+}
+
+impl SagaSpec {
+    pub fn admission(&self) -> saga::config::AdmissionPolicy {
+        saga::config::AdmissionPolicy {
+            max_in_flight: self.max_in_flight as usize,
+            reserve: std::time::Duration::from_millis(self.admission_reserve_ms),
+        }
+    }
+}
+
+fn default_saga_max_in_flight() -> u32 {
+    saga::config::AdmissionPolicy::default().max_in_flight as u32
+}
+
+fn default_admission_reserve() -> u64 {
+    saga::config::AdmissionPolicy::default().reserve.as_millis() as u64
 }
 
 fn default_step_timeout() -> u64 {
@@ -238,6 +262,8 @@ impl Default for SagaSpec {
     fn default() -> Self {
         SagaSpec {
             step_timeout_ms: default_step_timeout(),
+            max_in_flight: default_saga_max_in_flight(),
+            admission_reserve_ms: default_admission_reserve(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Flags both binaries share, turned into library configuration.
 
-use crate::config::{KafkaSettings, StepPolicy, Topics};
+use crate::config::{AdmissionPolicy, KafkaSettings, StepPolicy, Topics};
 use common::kafka_clients::ClientTuning;
 use std::time::Duration;
 
@@ -21,6 +21,26 @@ impl StepArgs {
         StepPolicy {
             step_timeout: Duration::from_millis(self.step_timeout_ms),
             max_attempts: self.max_attempts,
+        }
+    }
+}
+
+/// The front's admission limit (the orchestrator's, or choreography's order service's).
+#[derive(Clone, Debug, clap::Args)]
+pub struct AdmissionArgs {
+    /// Sagas started at this front and not yet final; more wait, then are shed.
+    #[arg(long, default_value_t = AdmissionPolicy::default().max_in_flight)]
+    pub max_in_flight: usize,
+    /// A waiting order is shed once less than this is left before its deadline (ms).
+    #[arg(long, default_value_t = AdmissionPolicy::default().reserve.as_millis() as u64)]
+    pub admission_reserve_ms: u64,
+}
+
+impl AdmissionArgs {
+    pub fn policy(&self) -> AdmissionPolicy {
+        AdmissionPolicy {
+            max_in_flight: self.max_in_flight,
+            reserve: Duration::from_millis(self.admission_reserve_ms),
         }
     }
 }

@@ -131,6 +131,25 @@ impl StepPolicy {
     }
 }
 
+/// The front's admission limit (`common::admission`), the same rule as 2PC's coordinator: sagas
+/// started here and not yet final, and what an admitted saga needs before the client's deadline
+/// (2PC reserves its prepare timeout). Past the limit an order waits only while the reserve still
+/// fits, then is answered ABORTED "overloaded" with nothing written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdmissionPolicy {
+    pub max_in_flight: usize,
+    pub reserve: Duration,
+}
+
+impl Default for AdmissionPolicy {
+    fn default() -> Self {
+        AdmissionPolicy {
+            max_in_flight: 64,
+            reserve: Duration::from_millis(500),
+        }
+    }
+}
+
 /// How long `PlaceOrder` waits when the client gives no deadline.
 pub const DEFAULT_CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 

@@ -3,6 +3,7 @@
 //! other's messages. The load generator starts sagas through this, as it starts 2PC through
 //! `twopc::deployment`.
 
+use crate::config::AdmissionPolicy;
 use crate::Mode;
 use clap::ValueEnum;
 use common::env::ports::free_port;
@@ -65,10 +66,11 @@ impl SagaDeployment {
         databases: &DatabaseUrls,
         bootstrap: &dyn Fn(&str) -> String,
         step_timeout: Duration,
+        admission: &AdmissionPolicy,
     ) -> Result<SagaDeployment, EnvError> {
         let prefix = format!("saga-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        // Every process gets the step timeout: the orchestrator's per step, and choreography's
-        // order service derives its saga deadline from it.
+        // Every process gets the step timeout (the orchestrator's per step; choreography's order
+        // service derives its saga deadline from it) and the admission limit (the front's).
         let kafka = |listen: SocketAddr, process: &str| {
             vec![
                 "--listen".to_string(),
@@ -79,6 +81,10 @@ impl SagaDeployment {
                 prefix.clone(),
                 "--step-timeout-ms".into(),
                 step_timeout.as_millis().to_string(),
+                "--max-in-flight".into(),
+                admission.max_in_flight.to_string(),
+                "--admission-reserve-ms".into(),
+                admission.reserve.as_millis().to_string(),
             ]
         };
         let mut deployment = SagaDeployment {

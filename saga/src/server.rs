@@ -1,10 +1,14 @@
 //! Process plumbing shared by the orchestrator and the services: the shutdown signal fanned out to
 //! every task, and the outcome message `PlaceOrder` answers with.
 
-use crate::waiters::Decided;
-use common::api::pb;
-use common::domain::{Order, OutcomeKind};
+use crate::config::AdmissionPolicy;
+use crate::waiters::{Decided, OutcomeWaiters};
+use common::admission::{Admission, Slot};
+use common::api::{pb, unix_micros_now};
+use common::domain::{Order, OrderId, OutcomeKind};
+use common::metrics::MetricsRegistry;
 use std::future::Future;
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// Turns the caller's shutdown future into a watch channel every task can observe; the sender is
@@ -51,6 +55,57 @@ pub fn outcome_message(
         accepted_unix_us: accepted_us,
         decided_unix_us: decided_us,
     }
+}
+
+/// A front's admission limit, its knobs recorded as `saga.max_in_flight` and
+/// `saga.admission_reserve_ms`.
+pub fn front_admission(policy: &AdmissionPolicy, metrics: &MetricsRegistry) -> Admission {
+    Admission::new(
+        policy.max_in_flight,
+        policy.reserve,
+        "saga",
+        metrics.clone(),
+    )
+}
+
+/// Admits `order` at a front, or answers it ABORTED "overloaded" (nothing written) when shed.
+pub async fn admit(
+    admission: &Admission,
+    order: &Order,
+    received_us: u64,
+    deadline: Instant,
+) -> Result<Slot, pb::Outcome> {
+    admission.admit(deadline).await.ok_or_else(|| {
+        outcome_message(
+            order,
+            received_us,
+            0,
+            Some(Decided {
+                kind: OutcomeKind::Aborted,
+                reason: admission.overloaded(),
+                decided_unix_us: unix_micros_now(),
+            }),
+        )
+    })
+}
+
+/// Runs a saga's `start` with the order's admission `slot` held in `waiters` from before the
+/// saga can finish until its outcome; frees it at once unless `began` says the saga began here
+/// (not a repeat, no error). Run it uncancellable, so a client that hangs up cannot leak a slot.
+pub async fn start_holding<T, E>(
+    waiters: &OutcomeWaiters,
+    order: OrderId,
+    slot: Slot,
+    start: impl Future<Output = Result<T, E>>,
+    began: impl Fn(&T) -> bool,
+) -> Result<T, E> {
+    // A repeat of a saga in flight finds its first attempt's slot there; this one drops.
+    let held = waiters.hold(order, slot);
+    let result = start.await;
+    if held && !result.as_ref().is_ok_and(&began) {
+        waiters.release(order);
+    }
+    result
 }
 
 /// The client's deadline: its own, else the default.

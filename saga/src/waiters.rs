@@ -1,7 +1,10 @@
 //! Clients waiting in `PlaceOrder` for a saga's final outcome. Whoever records the outcome (the
 //! orchestrator, or the order service in choreography) wakes them; a waiter whose deadline passes
-//! simply drops its receiver and answers UNDECIDED.
+//! simply drops its receiver and answers UNDECIDED. The front's admission slot of each saga it
+//! started is held here too, until that same outcome: a saga counts as in flight until it is
+//! final, however long after its client gave up.
 
+use common::admission::Slot;
 use common::domain::{OrderId, OutcomeKind};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,13 @@ pub struct Decided {
 
 #[derive(Clone, Default)]
 pub struct OutcomeWaiters {
-    inner: Arc<Mutex<HashMap<OrderId, Vec<oneshot::Sender<Decided>>>>>,
+    inner: Arc<Mutex<Waiting>>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    clients: HashMap<OrderId, Vec<oneshot::Sender<Decided>>>,
+    slots: HashMap<OrderId, Slot>,
 }
 
 impl OutcomeWaiters {
@@ -27,19 +36,49 @@ impl OutcomeWaiters {
         self.inner
             .lock()
             .expect("waiters lock")
+            .clients
             .entry(order)
             .or_default()
             .push(tx);
         rx
     }
 
-    pub fn decide(&self, order: OrderId, decided: Decided) {
-        let senders = self
-            .inner
+    /// Holds `order`'s admission slot until its outcome, taken before the saga can finish. False
+    /// (and `slot` dropped) when the order already holds one: a repeated request of a saga in
+    /// flight.
+    pub fn hold(&self, order: OrderId, slot: Slot) -> bool {
+        let mut inner = self.inner.lock().expect("waiters lock");
+        if inner.slots.contains_key(&order) {
+            return false;
+        }
+        inner.slots.insert(order, slot);
+        true
+    }
+
+    /// Frees a slot `hold` took for a saga that did not start (a repeat of a finished one, or a
+    /// failed start).
+    pub fn release(&self, order: OrderId) {
+        self.inner
             .lock()
             .expect("waiters lock")
-            .remove(&order)
-            .unwrap_or_default();
+            .slots
+            .remove(&order);
+    }
+
+    /// Sagas of this process admitted and not yet final.
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().expect("waiters lock").slots.len()
+    }
+
+    pub fn decide(&self, order: OrderId, decided: Decided) {
+        let (senders, slot) = {
+            let mut inner = self.inner.lock().expect("waiters lock");
+            (
+                inner.clients.remove(&order).unwrap_or_default(),
+                inner.slots.remove(&order),
+            )
+        };
+        drop(slot);
         for sender in senders {
             let _ = sender.send(decided.clone());
         }
@@ -47,12 +86,48 @@ impl OutcomeWaiters {
 
     /// Drops waiters whose clients gave up (their receivers are gone).
     pub fn forget_abandoned(&self, order: OrderId) {
-        let mut inner = self.inner.lock().expect("waiters lock");
-        if let Some(list) = inner.get_mut(&order) {
+        let clients = &mut self.inner.lock().expect("waiters lock").clients;
+        if let Some(list) = clients.get_mut(&order) {
             list.retain(|s| !s.is_closed());
             if list.is_empty() {
-                inner.remove(&order);
+                clients.remove(&order);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::Semaphore;
+
+    #[tokio::test]
+    async fn a_slot_is_held_until_the_outcome_and_a_repeat_takes_none() {
+        let slots = Arc::new(Semaphore::new(2));
+        let waiters = OutcomeWaiters::default();
+        let order = OrderId::new_random();
+        let slot = || slots.clone().try_acquire_owned().expect("a free slot");
+        assert!(waiters.hold(order, slot()));
+        // A repeated request of the same saga: its slot goes back at once.
+        assert!(!waiters.hold(order, slot()));
+        assert_eq!((waiters.in_flight(), slots.available_permits()), (1, 1));
+        // The client gave up: the saga still counts.
+        drop(waiters.register(order));
+        waiters.forget_abandoned(order);
+        assert_eq!(slots.available_permits(), 1);
+        waiters.decide(
+            order,
+            Decided {
+                kind: OutcomeKind::Committed,
+                reason: String::new(),
+                decided_unix_us: 1,
+            },
+        );
+        assert_eq!((waiters.in_flight(), slots.available_permits()), (0, 2));
+        // A saga that did not start here frees its slot.
+        let other = OrderId::new_random();
+        assert!(waiters.hold(other, slot()));
+        waiters.release(other);
+        assert_eq!(slots.available_permits(), 2);
     }
 }

@@ -144,6 +144,7 @@ impl Running {
                     &databases,
                     &bootstrap,
                     step_timeout,
+                    &scenario.saga.admission(),
                 )
                 .await?;
                 let network = proxied.then(|| {

@@ -63,6 +63,13 @@ fn errors_name_the_field_and_why() {
     assert!(e.contains("workload.lines"), "{e}");
     let e = error_of(&GOOD.replace("duration_s = 10", "duration_s = 0"));
     assert!(e.contains("load.duration_s"), "{e}");
+    let e = error_of(&format!("{GOOD}\n[saga]\nadmission_reserve_ms = 1000\n"));
+    assert!(
+        e.contains("saga.admission_reserve_ms: must be below deadline_ms (1000)"),
+        "{e}"
+    );
+    let e = error_of(&format!("{GOOD}\n[saga]\nmax_in_flight = 0\n"));
+    assert!(e.contains("saga.max_in_flight"), "{e}");
 }
 
 #[test]

@@ -149,6 +149,24 @@ impl Scenario {
                 "must be positive".into(),
             ));
         }
+        if !(1..=100_000).contains(&self.saga.max_in_flight) {
+            return Err((
+                "saga.max_in_flight".to_string(),
+                format!(
+                    "must be between 1 and 100000, got {}",
+                    self.saga.max_in_flight
+                ),
+            ));
+        }
+        if self.saga.admission_reserve_ms >= self.deadline_ms {
+            return Err((
+                "saga.admission_reserve_ms".to_string(),
+                format!(
+                    "must be below deadline_ms ({}): no order could ever be admitted, got {}",
+                    self.deadline_ms, self.saga.admission_reserve_ms
+                ),
+            ));
+        }
         if self.twopc.prepare_timeout_ms == 0 {
             return Err((
                 "twopc.prepare_timeout_ms".to_string(),

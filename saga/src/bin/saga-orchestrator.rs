@@ -18,6 +18,8 @@ struct Args {
     kafka: saga::cli::KafkaArgs,
     #[command(flatten)]
     steps: saga::cli::StepArgs,
+    #[command(flatten)]
+    admission: saga::cli::AdmissionArgs,
     /// Parallel consumer lanes.
     #[arg(long, default_value_t = 4)]
     lanes: usize,
@@ -34,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: args.database_url,
         kafka: args.kafka.settings(),
         policy: args.steps.policy(),
+        admission: args.admission.policy(),
         lanes: args.lanes,
         db_connections: args.db_connections,
     };

@@ -3,9 +3,10 @@
 
 use super::engine::Engine;
 use crate::machine::Saga;
-use crate::server::{client_deadline, outcome_message, uncancellable};
+use crate::server::{admit, client_deadline, outcome_message, start_holding, uncancellable};
 use crate::telemetry;
 use crate::waiters::Decided;
+use common::admission::Admission;
 use common::api::{pb, unix_micros_now, OrderApi};
 use common::domain::Order;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 pub struct OrchestratorFront {
     pub engine: Engine,
+    pub admission: Admission,
 }
 
 #[tonic::async_trait]
@@ -27,14 +29,22 @@ impl OrderApi for OrchestratorFront {
         let req = request.into_inner();
         let order = Order::try_from(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let deadline = client_deadline(req.deadline_ms);
+        let slot = match admit(&self.admission, &order, received_us, started + deadline).await {
+            Ok(slot) => slot,
+            Err(shed) => return Ok(Response::new(shed)),
+        };
         let engine = &self.engine;
         let outcome = engine.waiters.register(order.id);
         let (saga, first) = Saga::start(order.clone());
         let created = {
-            let (engine, saga) = (engine.clone(), saga.clone());
-            uncancellable(async move { engine.start(&saga, first).await })
-                .await?
-                .map_err(|e| Status::unavailable(e.to_string()))?
+            let engine = engine.clone();
+            uncancellable(async move {
+                let waiters = engine.waiters.clone();
+                let start = engine.start(&saga, first);
+                start_holding(&waiters, saga.order.id, slot, start, |created| *created).await
+            })
+            .await?
+            .map_err(|e| Status::unavailable(e.to_string()))?
         };
         let accepted_us = unix_micros_now();
         engine.metrics.record(telemetry::ACCEPT, started.elapsed());

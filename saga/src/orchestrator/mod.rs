@@ -8,11 +8,11 @@ pub mod replies;
 pub mod saga_log;
 pub mod store;
 
-use crate::config::{KafkaSettings, StepPolicy};
+use crate::config::{AdmissionPolicy, KafkaSettings, StepPolicy};
 use crate::consumer::{self, ConsumerSpec};
 use crate::error::SagaError;
 use crate::outbox::{OutboxRelay, RelayPolicy};
-use crate::server::{essential, requested, shutdown_channel};
+use crate::server::{essential, front_admission, requested, shutdown_channel};
 use common::api::OrderApiServer;
 use common::metrics::{MetricsRegistry, MetricsServer};
 use common::storage::Store;
@@ -27,6 +27,7 @@ pub struct OrchestratorConfig {
     pub database_url: String,
     pub kafka: KafkaSettings,
     pub policy: StepPolicy,
+    pub admission: AdmissionPolicy,
     pub lanes: usize,
     pub db_connections: u32,
 }
@@ -113,7 +114,10 @@ where
 
     tracing::info!(addr = ?listener.local_addr().ok(), "orchestrator serving OrderApi and Metrics");
     let served = common::net::server_builder()
-        .add_service(OrderApiServer::new(front::OrchestratorFront { engine }))
+        .add_service(OrderApiServer::new(front::OrchestratorFront {
+            admission: front_admission(&config.admission, &metrics),
+            engine,
+        }))
         .add_service(MetricsServer::new(metrics))
         .serve_with_incoming_shutdown(
             common::net::nodelay_incoming(listener),

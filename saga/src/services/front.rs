@@ -7,9 +7,10 @@ use crate::error::SagaError;
 use crate::machine::Ending;
 use crate::message::{Body, Envelope, Event};
 use crate::outbox::Staged;
-use crate::server::{client_deadline, outcome_message, uncancellable};
+use crate::server::{admit, client_deadline, outcome_message, start_holding, uncancellable};
 use crate::telemetry;
 use crate::waiters::{Decided, OutcomeWaiters};
+use common::admission::Admission;
 use common::api::{pb, unix_micros_now, OrderApi};
 use common::domain::{Order, OrderStatus, OutcomeKind};
 use std::time::Instant;
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status};
 pub struct ChoreographyFront {
     pub ctx: ServiceContext,
     pub waiters: OutcomeWaiters,
+    pub admission: Admission,
 }
 
 #[tonic::async_trait]
@@ -32,12 +34,20 @@ impl OrderApi for ChoreographyFront {
         let req = request.into_inner();
         let order = Order::try_from(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let deadline = client_deadline(req.deadline_ms);
+        let slot = match admit(&self.admission, &order, received_us, started + deadline).await {
+            Ok(slot) => slot,
+            Err(shed) => return Ok(Response::new(shed)),
+        };
         let outcome = self.waiters.register(order.id);
         let existing = {
-            let (ctx, order) = (self.ctx.clone(), order.clone());
-            uncancellable(async move { accept(&ctx, &order).await })
-                .await?
-                .map_err(|e| Status::unavailable(e.to_string()))?
+            let (ctx, waiters, order) = (self.ctx.clone(), self.waiters.clone(), order.clone());
+            uncancellable(async move {
+                let accepted = accept(&ctx, &order);
+                // `None`: the order was created here, not found already final.
+                start_holding(&waiters, order.id, slot, accepted, Option::is_none).await
+            })
+            .await?
+            .map_err(|e| Status::unavailable(e.to_string()))?
         };
         let accepted_us = unix_micros_now();
         self.ctx

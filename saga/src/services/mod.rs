@@ -9,11 +9,11 @@ pub mod inventory;
 pub mod order;
 pub mod payment;
 
-use crate::config::{KafkaSettings, Mode, ServiceKind, StepPolicy};
+use crate::config::{AdmissionPolicy, KafkaSettings, Mode, ServiceKind, StepPolicy};
 use crate::consumer::{self, ConsumerSpec};
 use crate::error::SagaError;
 use crate::outbox::{OutboxRelay, RelayHandle, RelayPolicy};
-use crate::server::{essential, requested, shutdown_channel};
+use crate::server::{essential, front_admission, requested, shutdown_channel};
 use crate::waiters::OutcomeWaiters;
 use common::api::OrderApiServer;
 use common::metrics::{MetricsRegistry, MetricsServer};
@@ -32,6 +32,8 @@ pub struct ServiceConfig {
     pub kafka: KafkaSettings,
     /// Choreography's order service: the saga deadline after which it requests a cancel.
     pub policy: StepPolicy,
+    /// Choreography's order service: its front's admission limit.
+    pub admission: AdmissionPolicy,
     /// Parallel consumer lanes (partitions handled at once).
     pub lanes: usize,
     pub db_connections: u32,
@@ -150,6 +152,7 @@ where
         OrderApiServer::new(front::ChoreographyFront {
             ctx: ctx.clone(),
             waiters,
+            admission: front_admission(&config.admission, &metrics),
         })
     });
     tracing::info!(service = config.kind.as_str(), mode, addr = ?listener.local_addr().ok(), "saga service running");

@@ -45,6 +45,8 @@ pub struct Start {
     /// A consumer group suffix (a new one replays every topic from offset 0).
     pub group_suffix: Option<String>,
     pub publish_twice: bool,
+    /// More flags for the process (e.g. the front's admission limit).
+    pub args: Vec<String>,
 }
 
 pub struct Deployment {
@@ -191,6 +193,7 @@ impl Deployment {
         if start.publish_twice {
             args.push("--publish-twice".into());
         }
+        args.extend(start.args.iter().cloned());
         let mut env = vec![("RUST_LOG".to_string(), "info,sqlx=warn".to_string())];
         if let Some(points) = &start.failpoints {
             env.push(("TXLAB_FAILPOINTS".into(), points.clone()));

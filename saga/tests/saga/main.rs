@@ -1,6 +1,7 @@
 //! Sagas end to end against a real Kafka broker and a real PostgreSQL, every service a child
 //! process: the happy path and business failures in both modes, a mixed load checked by the
-//! invariant checker, exactly-once effects under duplicates and replays, and crashes.
+//! invariant checker, exactly-once effects under duplicates and replays, crashes, and the fronts'
+//! admission limit.
 
 mod crashes;
 mod exactly_once;
@@ -8,6 +9,7 @@ mod flows;
 mod hang_ups;
 mod harness;
 mod inspect;
+mod overload;
 mod stalls;
 mod timeouts;
 mod workload;

@@ -6,6 +6,7 @@ use super::ports::{DecisionRecords, Participant};
 use super::transactions::{Held, Transactions};
 use crate::branch::{to_branch, ServiceKind};
 use crate::protocol::{client_outcome, Decision, Event, Phase, Tally, VoteResult};
+use common::admission::{Admission, Slot};
 use common::api::twopc_pb::Branch;
 use common::api::unix_micros_now;
 use common::domain::{Order, OutcomeKind, RejectReason};
@@ -14,7 +15,6 @@ use common::metrics::MetricsRegistry;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Fail point: the COMMIT record is durable, no Commit has been sent.
 pub const AFTER_DECISION_LOGGED: &str = "coordinator-after-decision-logged";
@@ -63,8 +63,7 @@ pub struct Committer {
     prepare_order: PrepareOrder,
     /// Transactions admitted and not yet finished (last acknowledgement in): each may hold a
     /// prepared branch, and so locks and a `max_prepared_transactions` slot, at every participant.
-    admission: Arc<Semaphore>,
-    max_in_flight: usize,
+    admission: Admission,
 }
 
 impl Committer {
@@ -81,30 +80,12 @@ impl Committer {
         Committer {
             participants: Arc::new(participants),
             log,
-            metrics,
             transactions: Transactions::default(),
             prepare_timeout,
             prepare_order,
-            admission: Arc::new(Semaphore::new(max_in_flight)),
-            max_in_flight,
-        }
-    }
-
-    /// A slot for one transaction, waiting in line (FIFO) only as long as a whole prepare
-    /// timeout still fits before the client's deadline. Past capacity, orders beyond the limit
-    /// are turned away at once instead of joining a queue in which every transaction would
-    /// time out in Prepare and abort: goodput stays at capacity rather than collapsing.
-    async fn admit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(self.prepare_timeout);
-        let waited = Instant::now();
-        let permit = tokio::time::timeout(wait, self.admission.clone().acquire_owned()).await;
-        self.metrics.record("admission_wait", waited.elapsed());
-        match permit {
-            Ok(Ok(permit)) => Some(permit),
-            // The semaphore is never closed; a timeout is the only way here.
-            _ => None,
+            // An admitted transaction needs a whole prepare timeout before the client's deadline.
+            admission: Admission::new(max_in_flight, prepare_timeout, "twopc", metrics.clone()),
+            metrics,
         }
     }
 
@@ -121,15 +102,11 @@ impl Committer {
             );
         }
         let started = Instant::now();
-        let Some(admitted) = self.admit(deadline).await else {
-            self.metrics.add("shed", 1);
+        let Some(admitted) = self.admission.admit(deadline).await else {
             self.metrics.add(OutcomeKind::Aborted.as_str(), 1);
             return placed(
                 OutcomeKind::Aborted,
-                &format!(
-                    "overloaded: {} transactions in flight, none finished in time",
-                    self.max_in_flight
-                ),
+                &self.admission.overloaded(),
                 unix_micros_now(),
             );
         };
@@ -267,7 +244,7 @@ impl Committer {
         &self,
         gid: &str,
         deadline: Instant,
-        slot: &mut Option<OwnedSemaphorePermit>,
+        slot: &mut Option<Slot>,
     ) -> Phase {
         match self.read_log(gid, Some(deadline)).await {
             Some(found) => self.transactions.advance(gid, Event::LogResolved(found)),
@@ -294,7 +271,7 @@ impl Committer {
         }
     }
 
-    async fn finish_undetermined(self, gid: String, slot: Option<OwnedSemaphorePermit>) {
+    async fn finish_undetermined(self, gid: String, slot: Option<Slot>) {
         let Some(found) = self.read_log(&gid, None).await else {
             return;
         };
@@ -306,7 +283,7 @@ impl Committer {
 
     /// Sends `decision` to every participant until all acknowledge, then ends the transaction.
     /// `slot`, the transaction's admission, is held until then.
-    async fn deliver(self, gid: String, decision: Decision, slot: Option<OwnedSemaphorePermit>) {
+    async fn deliver(self, gid: String, decision: Decision, slot: Option<Slot>) {
         let mut acks: FuturesUnordered<_> = self
             .participants
             .iter()

@@ -39,7 +39,7 @@ pub struct CoordinatorConfig {
     /// The client's deadline when a request names none.
     pub default_deadline: Duration,
     pub pool_size: u32,
-    /// Transactions admitted at once (see `Committer::admit`). Each may hold one prepared branch
+    /// Transactions admitted at once (`common::admission`). Each may hold one prepared branch
     /// per participant, so participants × this must stay below PostgreSQL's
     /// `max_prepared_transactions` when they share a server.
     pub max_in_flight: usize,
@@ -66,7 +66,6 @@ pub async fn run(
         "twopc.prepare_order",
         format!("{:?}", config.prepare_order).to_lowercase(),
     );
-    metrics.set_setting("twopc.max_in_flight", config.max_in_flight);
     metrics.set_setting(
         "twopc.default_deadline_ms",
         config.default_deadline.as_millis(),
