@@ -5,3 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 cargo test --workspace --locked "$@"
+# Every bench once, in criterion's test mode (no --bench: nothing is timed, each routine runs
+# once against the real environment), so a broken bench cannot land.
+if [ "$#" -eq 0 ]; then
+    cargo test --workspace --locked --bench '*'
+fi

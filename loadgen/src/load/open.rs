@@ -139,6 +139,7 @@ pub async fn run(
                     },
                     load.deadline + GIVE_UP_AFTER_DEADLINE,
                 ));
+                result.in_flight_peak = result.in_flight_peak.max(in_flight.len());
             }
             let gap = mean_gap / surge_factor(&load.surges, offset);
             offset += match load.arrivals {

@@ -108,6 +108,8 @@ pub struct Recorded {
     /// Orders started, and (open loop) dropped at the in-flight cap.
     pub started: u64,
     pub dropped_at_cap: u64,
+    /// Open loop: the most orders that were in flight at once.
+    pub in_flight_peak: usize,
     /// Open loop: how late each order actually started (µs), the generator's own precision.
     pub schedule_lag: Histogram<u64>,
     /// From the start to the server's acceptance (µs), for orders it accepted.
@@ -148,6 +150,7 @@ impl Recorded {
             unanswered: Vec::new(),
             started: 0,
             dropped_at_cap: 0,
+            in_flight_peak: 0,
             schedule_lag: new_histogram(),
             acceptance: new_histogram(),
             start_span: Duration::ZERO,
@@ -228,6 +231,7 @@ impl Recorded {
         }
         self.started += other.started;
         self.dropped_at_cap += other.dropped_at_cap;
+        self.in_flight_peak = self.in_flight_peak.max(other.in_flight_peak);
         self.committed_after_window += other.committed_after_window;
         self.schedule_lag
             .add(&other.schedule_lag)
@@ -240,8 +244,18 @@ impl Recorded {
     }
 
     /// Started orders per second of schedule actually kept.
+    /// Orders *started* per second over the span of starts: how fast the generator issued
+    /// them, not how fast they were answered (see [`Recorded::answered_in_time`]).
     pub fn achieved_rate(&self) -> f64 {
         self.started as f64 / self.start_span.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+impl Recorded {
+    /// Answers that came within the deadline with an outcome that counts as available, over
+    /// the whole timeline.
+    pub fn answered_in_time(&self) -> u64 {
+        self.timeline.iter().map(|b| b.available).sum()
     }
 }
 

@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod faults;
 pub mod lab;
 pub mod noop_server;
+pub mod primitives;
 pub mod probe;
 pub mod protocols;
 pub mod resources;
