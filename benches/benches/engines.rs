@@ -1,20 +1,24 @@
-//! The engines' hot paths, without gRPC or Kafka: what each protocol does per order besides its
-//! round trips. The 2PC decision log's group commit (on the lab's real PostgreSQL, the one
-//! durable write 2PC adds), the orchestrated saga's state machine and message codec, HdrHistogram
-//! record and merge (every measured order), and scenario parsing.
+//! The engines' hot paths, without the protocols' gRPC services: the 2PC decision log's group
+//! commit (on the lab's real PostgreSQL, the one durable write 2PC adds), a saga outbox relay
+//! batch (commit → hand-off → idempotent producer → the lab's real broker → a consumer), the
+//! orchestrated saga's state machine and message codec, HdrHistogram record and merge (every
+//! measured order), and scenario parsing.
 //!
 //! cargo bench --bench engines
 
 use common::domain::{Cents, CustomerId, Order, OrderId, OrderLine, RejectReason, Sku};
 use common::env::testing::{fresh_databases, shared_env};
+use common::kafka_clients::{create_topics, manual_commit_consumer_config, ClientTuning};
 use common::metrics::MetricsRegistry;
 use common::storage::Store;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::future::join_all;
 use hdrhistogram::Histogram;
 use loadgen::scenario::Scenario;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use saga::machine::{Saga, Transition};
 use saga::message::{Body, Envelope, StepResult};
+use saga::outbox::{OutboxRelay, RelayPolicy, Staged};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -69,6 +73,90 @@ fn decision_log_group_commit(c: &mut Criterion) {
                         join_all(decisions).await;
                     }
                     started.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// `rows` outbox rows written in one transaction, committed and handed to the relay, until a
+/// consumer of their topic has every one: the latency path of a saga step's messages.
+fn outbox_relay_batch(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("a tokio runtime");
+    let (pool, handle, consumer, topic, _stop) = runtime.block_on(async {
+        let env = shared_env().await;
+        let (urls, _) = fresh_databases("bench_outbox_relay").await;
+        let pool = common::storage::connect_migrated(Store::Orchestrator, &urls.orchestrator, 4)
+            .await
+            .expect("the orchestrator's database");
+        let bootstrap = env.bootstrap_servers();
+        let topic = format!("bench-relay-{}", uuid::Uuid::new_v4().simple());
+        create_topics(&bootstrap, &[&topic], 1)
+            .await
+            .expect("the bench's topic");
+        let tuning = ClientTuning::default();
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            &bootstrap,
+            &tuning,
+            RelayPolicy::default(),
+            MetricsRegistry::new("bench"),
+        )
+        .expect("a relay");
+        let handle = relay.handle();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(relay.run(stopped));
+        let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let consumer: StreamConsumer = manual_commit_consumer_config(&bootstrap, &group, &tuning)
+            .create()
+            .expect("a consumer");
+        consumer.subscribe(&[&topic]).expect("subscribed");
+        (pool, handle, consumer, topic, stop)
+    });
+    let batch = |rows: u64| {
+        let (pool, handle, consumer, topic) = (&pool, &handle, &consumer, &topic);
+        async move {
+            let mut tx = pool.begin().await.expect("a transaction");
+            let mut staged = Staged::default();
+            let (_, first) = Saga::start(order(2));
+            for _ in 0..rows {
+                let envelope = Envelope::new(OrderId::new_random(), Body::Command(first.clone()));
+                staged
+                    .enqueue(&mut tx, topic, &envelope)
+                    .await
+                    .expect("an outbox row");
+            }
+            let started = Instant::now();
+            tx.commit().await.expect("committed");
+            handle.committed(staged);
+            for _ in 0..rows {
+                tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                    .await
+                    .expect("the relay publishes within 30 s")
+                    .expect("a message");
+            }
+            started.elapsed()
+        }
+    };
+    // The consumer joins its group and the broker warms up before anything is timed.
+    runtime.block_on(async {
+        for _ in 0..100 {
+            batch(1).await;
+        }
+    });
+    let mut group = c.benchmark_group("outbox_relay_batch");
+    group.sample_size(20);
+    for rows in [1u64, 32] {
+        group.throughput(Throughput::Elements(rows));
+        group.bench_function(BenchmarkId::from_parameter(rows), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += batch(rows).await;
+                    }
+                    total
                 })
             })
         });
@@ -187,6 +275,7 @@ criterion_group!(
     saga_message_codec,
     histograms,
     scenario_parsing,
-    decision_log_group_commit
+    decision_log_group_commit,
+    outbox_relay_batch
 );
 criterion_main!(benches);

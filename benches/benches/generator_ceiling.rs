@@ -4,14 +4,15 @@
 //! late (schedule lag), how many *answers* came back within the deadline per second, the answer
 //! latency, the most orders in flight at once, errors and drops. A rate is sustained only when
 //! the answers keep up: at least 99 % of the offered orders answered within the deadline, no
-//! error, nothing dropped. (Starting orders on time is not enough: at 50,000/s offered this
+//! error, nothing dropped, and the answers' p99 under 10 ms (a no-op server answers in a fraction
+//! of a millisecond; more means answers queue in the generator or the connections). (Starting orders on time is not enough: at 50,000/s offered this
 //! generator once started 49,986/s while 20–26k answers/s came back and 50–100k were in flight.)
 //! The lab's target: >= 50,000 orders/s sustained with schedule lag p99 < 100 µs.
 //!
 //! cargo bench --bench generator_ceiling
 //! Knobs: CEILING_RATES=10000,50000 (orders/s), CEILING_CONNECTIONS=4, CEILING_SECONDS=5.
-//! Run as a test (`cargo test --benches`, no `--bench` argument) it offers 1,000/s for 1 s and
-//! fails unless that is sustained.
+//! Run as a test (`cargo test --bench '*'`, no `--bench` argument) it offers 1,000/s for 1 s
+//! and fails unless every order is answered within the deadline.
 
 use common::datagen::{DataSet, DataSetSpec};
 use loadgen::load::connections::Connections;
@@ -57,6 +58,10 @@ fn thread_cpu_time() -> Duration {
 /// The share of offered orders that must be answered within the deadline for a rate to count
 /// as sustained.
 const SUSTAINED_SHARE: f64 = 0.99;
+
+/// The answers' p99 (µs) above which they no longer keep up: several times a 2PC order's whole
+/// floor on this machine, added by the generator alone.
+const SUSTAINED_ANSWER_P99_US: u64 = 10_000;
 
 fn main() {
     // cargo bench passes `--bench`; `cargo test --benches` does not: a quick check then.
@@ -124,7 +129,7 @@ fn main() {
         "CPU µs/order",
         "sustained"
     );
-    let mut all_sustained = true;
+    let mut all_answered = true;
     for (i, rate) in rates.into_iter().enumerate() {
         let cpu_before = thread_cpu_time();
         let result = generator.block_on(async {
@@ -151,10 +156,11 @@ fn main() {
         let offered = rate * seconds as f64;
         let answered = result.answered_in_time();
         let errors = result.errors.values().sum::<u64>();
-        let sustained = answered as f64 >= SUSTAINED_SHARE * offered
+        let answered_all = answered as f64 >= SUSTAINED_SHARE * offered
             && errors == 0
             && result.dropped_at_cap == 0;
-        all_sustained &= sustained;
+        let sustained = answered_all && answers.value_at_quantile(0.99) <= SUSTAINED_ANSWER_P99_US;
+        all_answered &= answered_all;
         println!(
             "{:>10.0} {:>10.0} {:>11} {:>11} {:>12} {:>14.0} {:>14} {:>14} {:>10} {:>8} {:>8} {:>13.1} {:>10}",
             rate,
@@ -175,8 +181,9 @@ fn main() {
             println!("{:>10} errors by gRPC code: {:?}", "", result.errors);
         }
     }
+    // A test asserts the property, not the speed: every order answered in time.
     assert!(
-        !test_mode || all_sustained,
-        "the generator did not sustain 1,000 orders/s against a no-op server"
+        !test_mode || all_answered,
+        "the generator did not get answers to 1,000 orders/s from a no-op server in time"
     );
 }

@@ -6,7 +6,7 @@
 //! just released. Every order must come back COMMITTED, and the databases must pass the
 //! invariant checker afterwards, or the bench fails.
 //!
-//! cargo bench --bench protocols            (cargo builds the protocols' binaries with it)
+//! cargo bench --bench protocols      (the bench builds the protocols' binaries first)
 
 use common::api::pb::{self, OutcomeKind};
 use common::api::OrderApiClient;
@@ -17,6 +17,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use loadgen::run::protocols::Running;
 use loadgen::scenario::{Protocol, Scenario};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
@@ -37,7 +38,11 @@ fn data_set() -> DataSet {
     .expect("a valid data set")
 }
 
-/// `target/<profile>/`, where cargo puts the workspace's binaries beside `deps/`.
+/// `target/<profile>/`, where cargo puts the workspace's binaries beside `deps/`, with the
+/// protocols' binaries built there first: `cargo bench` builds bench targets and the libraries
+/// they link, not the other packages' binaries these benches start. Cargo has released its build
+/// lock by the time a bench runs, so this nested build proceeds, and it is a no-op when the
+/// binaries are fresh (the whole workspace's `--bins`, so features resolve as in any build).
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the bench knows its path");
     let dir = exe
@@ -45,6 +50,19 @@ fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("benches run from target/<profile>/deps")
         .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(["build", "--workspace", "--bins", "--locked"]);
+    if dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the protocols' binaries failed: {status}"
+    );
     for program in [
         "coordinator",
         "participant",
@@ -53,8 +71,7 @@ fn bin_dir() -> PathBuf {
     ] {
         assert!(
             dir.join(program).is_file(),
-            "{} is missing: run `cargo bench` from the workspace root (it builds every binary), \
-             or `cargo build --release --bins` first",
+            "{} is missing after `cargo build --bins`",
             dir.join(program).display()
         );
     }
@@ -176,7 +193,7 @@ fn end_to_end(c: &mut Criterion) {
         group.sample_size(20);
         if group_name == "saga" {
             // A fresh broker compiles its hot paths during the first seconds of saga traffic.
-            group.warm_up_time(Duration::from_secs(10));
+            group.warm_up_time(Duration::from_secs(15));
         }
         group.measurement_time(Duration::from_secs(8));
         for (label, hot) in [("spread", false), ("hot_sku", true)] {
