@@ -30,5 +30,9 @@ fn generate_data_set(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, validate_order, generate_data_set);
+criterion_group! {
+    name = benches;
+    config = txlab_benches::budget();
+    targets = validate_order, generate_data_set
+}
 criterion_main!(benches);

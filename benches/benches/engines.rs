@@ -270,8 +270,9 @@ fn scenario_parsing(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches,
-    saga_machine,
+    name = benches;
+    config = txlab_benches::budget();
+    targets = saga_machine,
     saga_message_codec,
     histograms,
     scenario_parsing,

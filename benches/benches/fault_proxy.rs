@@ -68,5 +68,9 @@ fn proxy_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, proxy_overhead);
+criterion_group! {
+    name = benches;
+    config = txlab_benches::budget();
+    targets = proxy_overhead
+}
 criterion_main!(benches);

@@ -61,5 +61,9 @@ fn primitives(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, primitives);
+criterion_group! {
+    name = benches;
+    config = txlab_benches::budget();
+    targets = primitives
+}
 criterion_main!(benches);

@@ -14,6 +14,7 @@ use common::datagen::{DataSet, DataSetSpec};
 use common::domain::{CustomerId, Order, OrderId, OrderLine, Sku};
 use common::env::testing::{fresh_databases, shared_env};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use loadgen::run::lab;
 use loadgen::run::protocols::Running;
 use loadgen::scenario::{Protocol, Scenario};
 use std::path::{Path, PathBuf};
@@ -44,12 +45,7 @@ fn data_set() -> DataSet {
 /// lock by the time a bench runs, so this nested build proceeds, and it is a no-op when the
 /// binaries are fresh (the whole workspace's `--bins`, so features resolve as in any build).
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the bench knows its path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("benches run from target/<profile>/deps")
-        .to_path_buf();
+    let dir = lab::bin_dir().expect("the bench knows its path");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut build = Command::new(cargo);
     build
@@ -63,18 +59,11 @@ fn bin_dir() -> PathBuf {
         status.success(),
         "building the protocols' binaries failed: {status}"
     );
-    for program in [
-        "coordinator",
-        "participant",
-        "saga-service",
-        "saga-orchestrator",
-    ] {
-        assert!(
-            dir.join(program).is_file(),
-            "{} is missing after `cargo build --bins`",
-            dir.join(program).display()
-        );
-    }
+    let missing = lab::missing_binaries(&dir);
+    assert!(
+        missing.is_empty(),
+        "{missing:?} missing after `cargo build --bins`"
+    );
     dir
 }
 
@@ -190,12 +179,14 @@ fn end_to_end(c: &mut Criterion) {
             next: 0,
         };
         let mut group = c.benchmark_group(group_name);
-        group.sample_size(20);
-        if group_name == "saga" {
-            // A fresh broker compiles its hot paths during the first seconds of saga traffic.
-            group.warm_up_time(Duration::from_secs(15));
-        }
-        group.measurement_time(Duration::from_secs(8));
+        group.sample_size(10);
+        // A fresh broker compiles its hot paths during the first seconds of saga traffic.
+        group.warm_up_time(Duration::from_secs(if group_name == "saga" {
+            10
+        } else {
+            2
+        }));
+        group.measurement_time(Duration::from_secs(6));
         for (label, hot) in [("spread", false), ("hot_sku", true)] {
             group.bench_function(BenchmarkId::new(variant, label), |b| {
                 b.iter_custom(|iters| {

@@ -21,9 +21,26 @@ pub fn scenarios_dir() -> PathBuf {
     }
 }
 
-/// Where the protocol binaries are: beside `loadgen`, or, for a test binary in
+/// The protocols' binaries the lab starts from [`bin_dir`].
+pub const PROTOCOL_BINARIES: [&str; 4] = [
+    "coordinator",
+    "participant",
+    "saga-service",
+    "saga-orchestrator",
+];
+
+/// Those of [`PROTOCOL_BINARIES`] not in `dir`.
+pub fn missing_binaries(dir: &Path) -> Vec<PathBuf> {
+    PROTOCOL_BINARIES
+        .iter()
+        .map(|program| dir.join(program))
+        .filter(|path| !path.is_file())
+        .collect()
+}
+
+/// Where the protocol binaries are: beside `loadgen`, or, for a test or bench binary in
 /// `target/<profile>/deps/`, one level up, where cargo puts the workspace's binaries.
-pub(crate) fn bin_dir() -> Result<PathBuf, LoadgenError> {
+pub fn bin_dir() -> Result<PathBuf, LoadgenError> {
     let exe = std::env::current_exe().map_err(|source| LoadgenError::Io {
         what: "locating loadgen",
         source,

@@ -1,27 +1,15 @@
 //! What the loadgen integration tests share.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `target/<profile>/`, where `cargo test --workspace` puts every package's binaries.
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps")
-        .to_path_buf();
-    for program in [
-        "coordinator",
-        "participant",
-        "saga-service",
-        "saga-orchestrator",
-    ] {
-        assert!(
-            dir.join(program).is_file(),
-            "{} is missing: run `cargo build --workspace --bins` (or `cargo test --workspace`) first",
-            dir.join(program).display()
-        );
-    }
+    let dir = loadgen::run::lab::bin_dir().expect("the test knows its path");
+    let missing = loadgen::run::lab::missing_binaries(&dir);
+    assert!(
+        missing.is_empty(),
+        "{missing:?} missing: run `cargo build --workspace --bins` (or `cargo test --workspace`) first"
+    );
     dir
 }
 
