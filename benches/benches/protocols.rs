@@ -51,8 +51,10 @@ fn bin_dir() -> PathBuf {
     build
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .args(["build", "--workspace", "--bins", "--locked"]);
+    // `cargo bench` builds in the bench profile (into target/release); building the binaries in
+    // the same profile reuses every library it compiled.
     if dir.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
+        build.args(["--profile", "bench"]);
     }
     let status = build.status().expect("cargo runs");
     assert!(
