@@ -6,6 +6,7 @@
 
 use common::admission::Slot;
 use common::domain::{OrderId, OutcomeKind};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -47,12 +48,13 @@ impl OutcomeWaiters {
     /// (and `slot` dropped) when the order already holds one: a repeated request of a saga in
     /// flight.
     pub fn hold(&self, order: OrderId, slot: Slot) -> bool {
-        let mut inner = self.inner.lock().expect("waiters lock");
-        if inner.slots.contains_key(&order) {
-            return false;
+        match self.inner.lock().expect("waiters lock").slots.entry(order) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(free) => {
+                free.insert(slot);
+                true
+            }
         }
-        inner.slots.insert(order, slot);
-        true
     }
 
     /// Frees a slot `hold` took for a saga that did not start (a repeat of a finished one, or a
@@ -66,7 +68,8 @@ impl OutcomeWaiters {
     }
 
     /// Sagas of this process admitted and not yet final.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         self.inner.lock().expect("waiters lock").slots.len()
     }
 

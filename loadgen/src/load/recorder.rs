@@ -249,9 +249,7 @@ impl Recorded {
     pub fn achieved_rate(&self) -> f64 {
         self.started as f64 / self.start_span.as_secs_f64().max(f64::MIN_POSITIVE)
     }
-}
 
-impl Recorded {
     /// Answers that came within the deadline with an outcome that counts as available, over
     /// the whole timeline.
     pub fn answered_in_time(&self) -> u64 {
