@@ -100,7 +100,9 @@ pub fn manual_commit_consumer_config(
     config
 }
 
-/// Creates the topics (single replica); topics that exist already are fine.
+/// Creates the topics with the broker's default replication (`default.replication.factor`:
+/// one copy on a single broker, three on the replicated cluster); topics that exist already
+/// are fine.
 pub async fn create_topics(
     bootstrap: &str,
     topics: &[&str],
@@ -111,7 +113,7 @@ pub async fn create_topics(
         .create()?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &options).await? {

@@ -52,6 +52,19 @@ pub struct EnvArgs {
     /// Where the local environment keeps its data and logs (reused: a warm start).
     #[arg(long, default_value = ".lab/env")]
     pub run_dir: PathBuf,
+    /// The local environment's shape: `single` (one broker, one PostgreSQL cluster) or
+    /// `replicated` (3 brokers with replication factor 3, a PostgreSQL cluster per owner).
+    /// Overrides the scenario's `topology`.
+    #[arg(long, value_parser = parse_topology)]
+    pub topology: Option<common::env::Topology>,
+}
+
+fn parse_topology(text: &str) -> Result<common::env::Topology, String> {
+    match text {
+        "single" => Ok(common::env::Topology::Single),
+        "replicated" => Ok(common::env::Topology::Replicated),
+        _ => Err(format!("expected single or replicated, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Args)]

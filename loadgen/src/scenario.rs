@@ -217,6 +217,9 @@ pub struct Scenario {
     /// `[random_faults]`: draw `faults` from the seed instead (see `faults::random`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random_faults: Option<RandomFaults>,
+    /// The local environment's shape, `single` or `replicated` (`--topology` overrides it).
+    #[serde(default)]
+    pub topology: common::env::Topology,
 }
 
 /// Saga settings.

@@ -192,6 +192,7 @@ async fn compare_drives_the_compose_deployment_known_only_by_its_addresses() {
         load: Default::default(),
         env: EnvArgs {
             run_dir: dir.join("unused-local-env"),
+            topology: None,
         },
         target: TargetArgs {
             deployment: Some(deployment.clone()),

@@ -122,7 +122,7 @@ fn assert_hurts_then_resumes(run: &ProtocolRun, faults: &[&FaultRecord], ends_at
 async fn faults_cut_links_kill_and_stall_processes_and_the_broker_then_everything_recovers() {
     let run_dir = test_run_dir("loadgen-faults");
     let _ = std::fs::remove_dir_all(&run_dir);
-    let mut lab = Lab::start(&run_dir, true)
+    let mut lab = Lab::start(&run_dir, common::env::Topology::Single, true)
         .await
         .expect("the environment starts");
 

@@ -50,6 +50,7 @@ gap_s = 4
         results_dir: run_dir.join("results"),
         env: EnvArgs {
             run_dir: run_dir.join("env"),
+            topology: None,
         },
     };
     let (dir, summary) = loadgen::run::soak::run(&args, "soak test".into())

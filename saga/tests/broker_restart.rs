@@ -10,7 +10,6 @@ mod inspect;
 #[path = "saga/workload.rs"]
 mod workload;
 
-use common::env::kafka::KafkaBroker;
 use common::env::{LabEnv, LabEnvConfig};
 use common::storage::Databases;
 use harness::Deployment;
@@ -63,7 +62,10 @@ async fn broker_restart_mid_run_stalls_then_every_saga_completes() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         tokio::task::block_in_place(|| env.kafka.stop());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        env.kafka = KafkaBroker::start(&config.kafka, &run_dir)
+        env.kafka
+            .broker_mut(1)
+            .expect("one broker")
+            .restart()
             .await
             .expect("broker restarts");
     };

@@ -1,7 +1,9 @@
-//! A single-node Apache Kafka broker in KRaft mode, run from the Apache jars (resolved from Maven
-//! Central by `kafka/pom.xml` into the lab's cache) with the machine's Java. Besides the lab's own
-//! client listener it can open one named listener per client process, each advertised at an
-//! address of the lab's choosing (a fault proxy), so one process can be cut from the broker alone.
+//! Apache Kafka in KRaft mode, run from the Apache jars (resolved from Maven Central by
+//! `kafka/pom.xml` into the lab's cache) with the machine's Java: one broker, or (the replicated
+//! topology) three nodes that are each broker and controller, with replication factor 3 and
+//! `min.insync.replicas=2`. Besides the lab's own client listener each node can open one named
+//! listener per client process, each advertised at an address of the lab's choosing (a fault
+//! proxy), so one process can be cut from one broker alone.
 
 use super::process::{log_tail, run_to_completion, stop_leftover, ManagedChild, StopPolicy};
 use super::{ports, EnvError};
@@ -23,6 +25,9 @@ const LOG4J2_CONFIG: &str = include_str!("../../../kafka/log4j2.properties");
 /// A client listener besides the lab's own: a name and where clients are told to connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientListener {
+    /// The node (1-based) that opens it. A name must be opened on every node: clients that
+    /// bootstrap through it see only the brokers that have it.
+    pub node: u32,
     /// Listener name: upper-case letters, digits and `_` (e.g. `PAYMENT`).
     pub name: String,
     /// Where the broker binds it; `None` for a free port.
@@ -33,8 +38,10 @@ pub struct ClientListener {
 
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
-    /// Port of the lab's own client listener; `None` for a free one.
+    /// Port of node 1's own client listener; `None` for a free one (other nodes take free ones).
     pub port: Option<u16>,
+    /// How many nodes: 1 (single) or 3 (replicated; each node is broker and controller).
+    pub brokers: u32,
     /// The `java` to run (17 or newer).
     pub java: PathBuf,
     /// Directory holding the broker's jars (`bash scripts/setup.sh` fills it).
@@ -43,7 +50,7 @@ pub struct KafkaConfig {
     pub client_listeners: Vec<ClientListener>,
     /// Default partitions of a new topic.
     pub partitions: u32,
-    /// JVM heap (`-Xmx`), e.g. "1g".
+    /// JVM heap (`-Xmx`) of each node, e.g. "1g".
     pub heap: String,
     pub ready_timeout: Duration,
 }
@@ -52,12 +59,39 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             port: None,
+            brokers: 1,
             java: default_java(),
             libs_dir: default_libs_dir(),
             client_listeners: Vec::new(),
             partitions: 8,
             heap: "1g".into(),
             ready_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Three nodes with 512 MiB of heap each: on two cores and a modest rate the brokers need
+    /// little memory, and three 1 GiB heaps would only delay their garbage collections.
+    pub fn replicated() -> KafkaConfig {
+        KafkaConfig {
+            brokers: 3,
+            heap: "512m".into(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    /// Copies of every record: one per node, at most 3.
+    pub fn replication_factor(&self) -> u32 {
+        self.brokers.min(3)
+    }
+
+    /// Replicas that must have a record before `acks=all` is answered.
+    pub fn min_insync_replicas(&self) -> u32 {
+        if self.brokers >= 3 {
+            2
+        } else {
+            1
         }
     }
 }
@@ -86,93 +120,77 @@ pub fn default_libs_dir() -> PathBuf {
         .join("libs")
 }
 
-/// A running broker; stopped on drop.
-#[derive(Debug)]
-pub struct KafkaBroker {
-    port: u16,
+/// The ports one node binds, fixed when the cluster is first started so that a node that
+/// crashed comes back where its clients and peers look for it.
+#[derive(Clone, Debug)]
+struct NodePorts {
+    /// The lab's own client listener (also the inter-broker one).
+    lab: u16,
+    controller: u16,
+    /// Each named client listener of this node and its bound port.
     listeners: Vec<(String, u16)>,
-    server: ManagedChild,
 }
 
-impl KafkaBroker {
-    /// Formats the storage on first use (warm starts reuse it), writes the config, starts the
-    /// broker and waits until a client sees it in the cluster metadata.
-    pub async fn start(config: &KafkaConfig, run_dir: &Path) -> Result<KafkaBroker, EnvError> {
-        Self::start_with(config, run_dir, false).await
-    }
+/// The nodes of a cluster: one, or three that each are broker and controller. Stopped on drop.
+#[derive(Debug)]
+pub struct KafkaCluster {
+    brokers: Vec<KafkaBroker>,
+}
 
-    /// Like `start`, on empty storage: the topics, offsets and groups of earlier runs in this
-    /// run directory are deleted first.
-    pub async fn start_fresh(
-        config: &KafkaConfig,
-        run_dir: &Path,
-    ) -> Result<KafkaBroker, EnvError> {
-        Self::start_with(config, run_dir, true).await
-    }
-
-    async fn start_with(
+impl KafkaCluster {
+    /// Formats each node's storage on first use (warm starts reuse it), writes the configs,
+    /// starts every node and waits until each sees itself in the cluster metadata. With
+    /// `fresh`, the topics, offsets and groups of earlier runs in `run_dir` are deleted first.
+    /// If a node fails, the nodes already started are stopped before the error returns.
+    pub async fn start(
         config: &KafkaConfig,
         run_dir: &Path,
         fresh: bool,
-    ) -> Result<KafkaBroker, EnvError> {
+    ) -> Result<KafkaCluster, EnvError> {
         Self::preflight(config)?;
-        let dir = run_dir.join("kafka");
-        let logs = run_dir.join("logs");
-        let port = ports::choose_port(config.port, "Kafka")?;
-        let controller_port = ports::choose_port(None, "Kafka controller")?;
-        let mut listeners = Vec::new();
+        if !(1..=9).contains(&config.brokers) {
+            return Err(EnvError::BadClusterSize {
+                brokers: config.brokers,
+            });
+        }
         for listener in &config.client_listeners {
             validate_listener_name(&listener.name)?;
-            listeners.push((
-                listener.name.clone(),
-                ports::choose_port(listener.port, "Kafka client listener")?,
-            ));
         }
-        let properties = server_properties(config, &dir, port, controller_port, &listeners);
-        write(&dir.join("server.properties"), &properties)?;
-        write(&dir.join("log4j2.properties"), LOG4J2_CONFIG)?;
-
-        // A broker an earlier lab left running here goes first: it owns the storage.
-        let pid_file = dir.join("broker.pid");
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-        {
-            stop_leftover(pid, &dir.display().to_string(), libc::SIGTERM);
+        let mut nodes = Vec::new();
+        for node in 1..=config.brokers {
+            let requested = if node == 1 { config.port } else { None };
+            let mut listeners = Vec::new();
+            for listener in config.client_listeners.iter().filter(|l| l.node == node) {
+                listeners.push((
+                    listener.name.clone(),
+                    ports::choose_port(listener.port, "Kafka client listener")?,
+                ));
+            }
+            nodes.push(NodePorts {
+                lab: ports::choose_port(requested, "Kafka")?,
+                controller: ports::choose_port(None, "Kafka controller")?,
+                listeners,
+            });
         }
-        let data = dir.join("data");
-        if fresh && data.exists() {
-            std::fs::remove_dir_all(&data).map_err(|source| EnvError::Io {
-                what: "emptying the broker's storage",
-                path: data.clone(),
-                source,
-            })?;
+        let voters = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{}@127.0.0.1:{}", i + 1, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cluster_id = new_cluster_id();
+        let mut brokers = Vec::new();
+        for (i, ports) in nodes.into_iter().enumerate() {
+            let node = i as u32 + 1;
+            let broker = KafkaBroker::spawn(config, run_dir, node, ports, &voters, &cluster_id, fresh)?;
+            brokers.push(broker);
         }
-        if !data.join("meta.properties").exists() {
-            format_storage(config, &dir, &logs)?;
+        let mut cluster = KafkaCluster { brokers };
+        // Started together: a quorum of controllers must be up before any node is ready.
+        for broker in &mut cluster.brokers {
+            broker.wait_ready(config.ready_timeout).await?;
         }
-        let mut command = java_command(config, &dir, &logs);
-        command
-            .arg("kafka.Kafka")
-            .arg(dir.join("server.properties"));
-        let stop = StopPolicy {
-            signal: libc::SIGTERM,
-            grace: Duration::from_secs(20),
-        };
-        let server = ManagedChild::spawn("kafka", command, &logs.join("kafka.log"), stop).map_err(
-            |source| EnvError::Spawn {
-                what: "kafka (java)",
-                source,
-            },
-        )?;
-        write(&pid_file, &server.pid().to_string())?;
-        let mut broker = KafkaBroker {
-            port,
-            listeners,
-            server,
-        };
-        broker.wait_ready(config.ready_timeout).await?;
-        Ok(broker)
+        Ok(cluster)
     }
 
     /// What must be true before anything starts: Java 17+ runs and the jars are in place.
@@ -190,14 +208,155 @@ impl KafkaBroker {
         Ok(())
     }
 
-    /// `host:port` of the lab's own client listener.
+    /// Every node's own client listener, comma-separated.
     pub fn bootstrap_servers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.brokers
+            .iter()
+            .map(KafkaBroker::bootstrap_server)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// The bound port of a named client listener.
+    pub fn brokers(&self) -> &[KafkaBroker] {
+        &self.brokers
+    }
+
+    /// Node `node` (1-based), if there is one.
+    pub fn broker_mut(&mut self, node: u32) -> Option<&mut KafkaBroker> {
+        self.brokers.iter_mut().find(|b| b.node == node)
+    }
+
+    /// Every node's process id.
+    pub fn pids(&self) -> Vec<u32> {
+        self.brokers.iter().map(KafkaBroker::pid).collect()
+    }
+
+    /// The node that leads the most partitions of the topics whose names start with `prefix`
+    /// (ties: the lowest id), asked of the cluster now; `None` if none is known.
+    pub async fn leader_of(&self, prefix: &str) -> Option<u32> {
+        let bootstrap = self.bootstrap_servers();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || partition_leaders(&bootstrap, &prefix))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Controlled shutdown of every node, waiting for each.
+    pub fn stop(&mut self) {
+        for broker in self.brokers.iter_mut().rev() {
+            broker.stop();
+        }
+    }
+}
+
+/// How many partitions of `prefix`'s topics each node leads; the node with the most.
+fn partition_leaders(bootstrap: &str, prefix: &str) -> Option<u32> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .ok()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).ok()?;
+    let mut led = std::collections::BTreeMap::<u32, usize>::new();
+    for topic in metadata.topics().iter().filter(|t| t.name().starts_with(prefix)) {
+        for partition in topic.partitions() {
+            if partition.leader() >= 0 {
+                *led.entry(partition.leader() as u32).or_default() += 1;
+            }
+        }
+    }
+    let most = led.values().copied().max()?;
+    led.into_iter().find(|(_, n)| *n == most).map(|(node, _)| node)
+}
+
+/// One running node; stopped on drop.
+#[derive(Debug)]
+pub struct KafkaBroker {
+    node: u32,
+    ports: NodePorts,
+    config: KafkaConfig,
+    dir: PathBuf,
+    logs: PathBuf,
+    server: ManagedChild,
+}
+
+impl KafkaBroker {
+    /// Writes node `node`'s config, formats its storage when needed and starts it (not waiting).
+    fn spawn(
+        config: &KafkaConfig,
+        run_dir: &Path,
+        node: u32,
+        ports: NodePorts,
+        voters: &str,
+        cluster_id: &str,
+        fresh: bool,
+    ) -> Result<KafkaBroker, EnvError> {
+        let dir = if config.brokers == 1 {
+            run_dir.join("kafka")
+        } else {
+            run_dir.join(format!("kafka-{node}"))
+        };
+        let logs = run_dir.join("logs");
+        let properties = server_properties(config, &dir, node, &ports, voters);
+        write(&dir.join("server.properties"), &properties)?;
+        write(&dir.join("log4j2.properties"), LOG4J2_CONFIG)?;
+
+        // A broker an earlier lab left running here goes first: it owns the storage.
+        if let Some(pid) = std::fs::read_to_string(dir.join("broker.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            stop_leftover(pid, &dir.display().to_string(), libc::SIGTERM);
+        }
+        let data = dir.join("data");
+        // Every node of a new cluster needs the same cluster id: a reused node of another
+        // cluster would be refused, so a multi-node cluster always starts on fresh storage.
+        if (fresh || config.brokers > 1) && data.exists() {
+            std::fs::remove_dir_all(&data).map_err(|source| EnvError::Io {
+                what: "emptying the broker's storage",
+                path: data.clone(),
+                source,
+            })?;
+        }
+        if !data.join("meta.properties").exists() {
+            format_storage(config, &dir, &logs, node, cluster_id)?;
+        }
+        let server = launch(config, &dir, &logs, node)?;
+        Ok(KafkaBroker {
+            node,
+            ports,
+            config: config.clone(),
+            dir,
+            logs,
+            server,
+        })
+    }
+
+    /// Starts this node again on its storage and ports (after a crash, say) and waits until it
+    /// is back in the cluster. A still-running process is killed first.
+    pub async fn restart(&mut self) -> Result<(), EnvError> {
+        if self.server.is_running() {
+            self.server.kill();
+        }
+        self.server = launch(&self.config, &self.dir, &self.logs, self.node)?;
+        self.wait_ready(self.config.ready_timeout).await
+    }
+
+    /// This node's id (1-based).
+    pub fn node(&self) -> u32 {
+        self.node
+    }
+
+    /// `host:port` of this node's own client listener.
+    pub fn bootstrap_server(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.lab)
+    }
+
+    /// The bound port of a named client listener of this node.
     pub fn listener_port(&self, name: &str) -> Option<u16> {
-        self.listeners
+        self.ports
+            .listeners
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, p)| *p)
@@ -229,7 +388,8 @@ impl KafkaBroker {
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), EnvError> {
         let started = Instant::now();
-        let bootstrap = self.bootstrap_servers();
+        let bootstrap = self.bootstrap_server();
+        let node = self.node;
         loop {
             if let Some(status) = self.server.exit_status() {
                 return Err(EnvError::Exited {
@@ -240,11 +400,11 @@ impl KafkaBroker {
                 });
             }
             let probe = bootstrap.clone();
-            let ready = tokio::task::spawn_blocking(move || broker_in_metadata(&probe))
+            let ready = tokio::task::spawn_blocking(move || node_in_metadata(&probe, node))
                 .await
                 .unwrap_or(false);
             if ready {
-                tracing::info!(port = self.port, elapsed = ?started.elapsed(), "Kafka ready");
+                tracing::info!(node, port = self.ports.lab, elapsed = ?started.elapsed(), "Kafka ready");
                 return Ok(());
             }
             if started.elapsed() > timeout {
@@ -260,8 +420,30 @@ impl KafkaBroker {
     }
 }
 
-/// Whether a metadata request through `bootstrap` lists a broker (blocking, ≤ 1 s).
-fn broker_in_metadata(bootstrap: &str) -> bool {
+/// Starts node `node` from the config in `dir`, its output in the run's log directory.
+fn launch(config: &KafkaConfig, dir: &Path, logs: &Path, node: u32) -> Result<ManagedChild, EnvError> {
+    let mut command = java_command(config, dir, logs);
+    command.arg("kafka.Kafka").arg(dir.join("server.properties"));
+    let stop = StopPolicy {
+        signal: libc::SIGTERM,
+        grace: Duration::from_secs(20),
+    };
+    let name = if config.brokers == 1 {
+        "kafka".to_string()
+    } else {
+        format!("kafka-{node}")
+    };
+    let server = ManagedChild::spawn(&name, command, &logs.join(format!("{name}.log")), stop)
+        .map_err(|source| EnvError::Spawn {
+            what: "kafka (java)",
+            source,
+        })?;
+    write(&dir.join("broker.pid"), &server.pid().to_string())?;
+    Ok(server)
+}
+
+/// Whether a metadata request through `bootstrap` lists node `node` (blocking, ≤ 1 s).
+fn node_in_metadata(bootstrap: &str, node: u32) -> bool {
     let consumer: Result<BaseConsumer, _> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("socket.connection.setup.timeout.ms", "1000")
@@ -270,7 +452,7 @@ fn broker_in_metadata(bootstrap: &str) -> bool {
     match consumer {
         Ok(consumer) => consumer
             .fetch_metadata(None, Duration::from_secs(1))
-            .map(|m| !m.brokers().is_empty())
+            .map(|m| m.brokers().iter().any(|b| b.id() == node as i32))
             .unwrap_or(false),
         Err(_) => false,
     }
@@ -279,20 +461,22 @@ fn broker_in_metadata(bootstrap: &str) -> bool {
 fn server_properties(
     config: &KafkaConfig,
     dir: &Path,
-    port: u16,
-    controller_port: u16,
-    extra: &[(String, u16)],
+    node: u32,
+    ports: &NodePorts,
+    voters: &str,
 ) -> String {
+    let port = ports.lab;
     let mut listeners = vec![
         format!("LAB://127.0.0.1:{port}"),
-        format!("CONTROLLER://127.0.0.1:{controller_port}"),
+        format!("CONTROLLER://127.0.0.1:{}", ports.controller),
     ];
     let mut advertised = vec![format!("LAB://127.0.0.1:{port}")];
     let mut protocols = vec![
         "LAB:PLAINTEXT".to_string(),
         "CONTROLLER:PLAINTEXT".to_string(),
     ];
-    for ((name, bound), spec) in extra.iter().zip(&config.client_listeners) {
+    let specs = config.client_listeners.iter().filter(|l| l.node == node);
+    for ((name, bound), spec) in ports.listeners.iter().zip(specs) {
         listeners.push(format!("{name}://127.0.0.1:{bound}"));
         let shown = spec
             .advertised
@@ -301,16 +485,15 @@ fn server_properties(
         advertised.push(format!("{name}://{shown}"));
         protocols.push(format!("{name}:PLAINTEXT"));
     }
+    let replicas = config.replication_factor().to_string();
+    let min_isr = config.min_insync_replicas().to_string();
     let mut text = String::from(
-        "# Written by the lab for one single-node KRaft broker; see common/src/env/kafka.rs.\n",
+        "# Written by the lab for one KRaft node (broker and controller); see common/src/env/kafka.rs.\n",
     );
     let settings = [
         ("process.roles", "broker,controller".to_string()),
-        ("node.id", "1".into()),
-        (
-            "controller.quorum.voters",
-            format!("1@127.0.0.1:{controller_port}"),
-        ),
+        ("node.id", node.to_string()),
+        ("controller.quorum.voters", voters.to_string()),
         ("controller.listener.names", "CONTROLLER".into()),
         ("inter.broker.listener.name", "LAB".into()),
         ("listeners", listeners.join(",")),
@@ -319,21 +502,26 @@ fn server_properties(
         ("log.dirs", dir.join("data").display().to_string()),
         ("num.partitions", config.partitions.to_string()),
         ("auto.create.topics.enable", "false".into()),
-        ("offsets.topic.replication.factor", "1".into()),
+        // Topics the lab creates take the broker's default replication (one copy per node, at
+        // most 3), and an `acks=all` write needs `min.insync.replicas` of them.
+        ("default.replication.factor", replicas.clone()),
+        ("min.insync.replicas", min_isr.clone()),
+        ("offsets.topic.replication.factor", replicas.clone()),
         // Few internal partitions: a broker with 50+50 of them takes ~1.5 s longer to start.
         ("offsets.topic.num.partitions", "4".into()),
-        ("transaction.state.log.replication.factor", "1".into()),
-        ("transaction.state.log.min.isr", "1".into()),
+        ("transaction.state.log.replication.factor", replicas.clone()),
+        ("transaction.state.log.min.isr", min_isr.clone()),
         ("transaction.state.log.num.partitions", "4".into()),
         (
             "share.coordinator.state.topic.replication.factor",
-            "1".into(),
+            replicas,
         ),
-        ("share.coordinator.state.topic.min.isr", "1".into()),
+        ("share.coordinator.state.topic.min.isr", min_isr),
         ("group.initial.rebalance.delay.ms", "0".into()),
         // After a SIGKILL the controller keeps the dead broker's registration until its
         // session times out (default 9 s) and refuses the restarted one until then; a
         // broker-crash fault would measure that timer, not recovery. 2 s, heartbeats 500 ms.
+        // The same timer fences a paused or crashed node so its partitions get new leaders.
         ("broker.session.timeout.ms", "2000".into()),
         ("broker.heartbeat.interval.ms", "500".into()),
         ("log.flush.interval.messages", "9223372036854775807".into()),
@@ -380,15 +568,21 @@ fn java_command(config: &KafkaConfig, dir: &Path, log_dir: &Path) -> Command {
     command
 }
 
-fn format_storage(config: &KafkaConfig, dir: &Path, logs: &Path) -> Result<(), EnvError> {
-    let log = &logs.join("kafka-format.log");
+fn format_storage(
+    config: &KafkaConfig,
+    dir: &Path,
+    logs: &Path,
+    node: u32,
+    cluster_id: &str,
+) -> Result<(), EnvError> {
+    let log = &logs.join(format!("kafka-format-{node}.log"));
     // Its own log directory, so its config dump does not land in the broker's server.log.
     let mut command = java_command(config, dir, &logs.join("kafka-format"));
     command
         .arg("kafka.tools.StorageTool")
         .arg("format")
         .arg("--cluster-id")
-        .arg(new_cluster_id())
+        .arg(cluster_id)
         .arg("--config")
         .arg(dir.join("server.properties"))
         .arg("--ignore-formatted");

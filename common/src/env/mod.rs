@@ -1,8 +1,10 @@
-//! The local environment (DESIGN §4): a private PostgreSQL cluster and a single-node Apache Kafka,
-//! started by the lab in a run directory, with each component's log kept there. Start, readiness
+//! The local environment (DESIGN §4): private PostgreSQL and Apache Kafka in one of two
+//! topologies — `single` (one cluster, one broker) or `replicated` (a cluster per owner, three
+//! brokers) — started by the lab in a run directory, with each component's log kept there. Start, readiness
 //! and stop are one API for tests, the load generator and the benches; dropping a [`LabEnv`]
 //! stops everything, and a lab that dies takes its children with it.
 
+pub mod clusters;
 pub mod kafka;
 pub mod ports;
 pub mod postgres;
@@ -11,7 +13,8 @@ pub mod services;
 pub mod testing;
 
 use crate::storage::DatabaseUrls;
-use kafka::{KafkaBroker, KafkaConfig};
+use clusters::PostgresClusters;
+use kafka::{KafkaCluster, KafkaConfig};
 use postgres::{PostgresCluster, PostgresConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +40,8 @@ pub enum EnvError {
     },
     #[error("Kafka listener name {name:?} is not valid: use upper-case letters, digits and _, and not LAB or CONTROLLER")]
     BadListenerName { name: String },
+    #[error("a Kafka cluster of {brokers} nodes is not supported: use 1 (single) or 3 (replicated)")]
+    BadClusterSize { brokers: u32 },
     #[error("{what} {path:?} failed: {source}")]
     Io {
         what: &'static str,
@@ -69,10 +74,32 @@ pub enum EnvError {
     },
 }
 
+/// The shape of the local environment (DESIGN §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    /// One broker, one PostgreSQL cluster holding every owner's databases.
+    #[default]
+    Single,
+    /// Three brokers (replication factor 3, `min.insync.replicas=2`, producers `acks=all`) and
+    /// one PostgreSQL cluster per owner.
+    Replicated,
+}
+
+impl Topology {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Single => "single",
+            Topology::Replicated => "replicated",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LabEnvConfig {
     /// Where data, configs and logs live. Reusing it makes a warm start.
     pub run_dir: PathBuf,
+    pub topology: Topology,
     pub postgres: PostgresConfig,
     pub kafka: KafkaConfig,
     /// Start Kafka on empty storage (a warm start otherwise keeps every earlier topic): runs
@@ -84,10 +111,21 @@ impl LabEnvConfig {
     pub fn new(run_dir: impl Into<PathBuf>) -> LabEnvConfig {
         LabEnvConfig {
             run_dir: run_dir.into(),
+            topology: Topology::Single,
             postgres: PostgresConfig::default(),
             kafka: KafkaConfig::default(),
             fresh_kafka: false,
         }
+    }
+
+    /// The same, in `topology`: the replicated one gets three brokers.
+    pub fn with_topology(run_dir: impl Into<PathBuf>, topology: Topology) -> LabEnvConfig {
+        let mut config = LabEnvConfig::new(run_dir);
+        config.topology = topology;
+        if topology == Topology::Replicated {
+            config.kafka = KafkaConfig::replicated();
+        }
+        config
     }
 }
 
@@ -95,38 +133,38 @@ impl LabEnvConfig {
 #[derive(Debug)]
 pub struct LabEnv {
     // Field order is drop order: the broker goes before the database.
-    pub kafka: KafkaBroker,
-    pub postgres: PostgresCluster,
+    pub kafka: KafkaCluster,
+    pub postgres: PostgresClusters,
+    pub topology: Topology,
     run_dir: PathBuf,
     /// How long `start` took (for reports: cold versus warm start).
     pub start_time: Duration,
 }
 
 impl LabEnv {
-    /// Starts PostgreSQL and Kafka and waits until both answer. If anything fails, whatever was
+    /// Starts PostgreSQL and Kafka and waits until every part answers. If anything fails, whatever was
     /// already started is stopped before the error returns: no half-started environment remains.
     pub async fn start(config: &LabEnvConfig) -> Result<LabEnv, EnvError> {
         let started = Instant::now();
         PostgresCluster::preflight(&config.postgres)?;
-        KafkaBroker::preflight(&config.kafka)?;
+        KafkaCluster::preflight(&config.kafka)?;
         let logs = config.run_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|source| EnvError::Io {
             what: "creating",
             path: logs.clone(),
             source,
         })?;
-        let postgres = PostgresCluster::start(&config.postgres, &config.run_dir).await?;
+        let per_owner = config.topology == Topology::Replicated;
+        let postgres =
+            PostgresClusters::start(&config.postgres, &config.run_dir, per_owner).await?;
         // On error `postgres` is dropped here, which stops it.
-        let kafka = if config.fresh_kafka {
-            KafkaBroker::start_fresh(&config.kafka, &config.run_dir).await?
-        } else {
-            KafkaBroker::start(&config.kafka, &config.run_dir).await?
-        };
+        let kafka = KafkaCluster::start(&config.kafka, &config.run_dir, config.fresh_kafka).await?;
         let start_time = started.elapsed();
-        tracing::info!(run_dir = %config.run_dir.display(), ?start_time, "environment ready");
+        tracing::info!(run_dir = %config.run_dir.display(), topology = config.topology.as_str(), ?start_time, "environment ready");
         Ok(LabEnv {
             kafka,
             postgres,
+            topology: config.topology,
             run_dir: config.run_dir.clone(),
             start_time,
         })

@@ -43,9 +43,45 @@ impl Default for PostgresConfig {
 /// A running cluster; stopped (fast shutdown) on drop.
 #[derive(Debug)]
 pub struct PostgresCluster {
+    /// "postgres", or "postgres-<store>" for one owner's cluster: names its log and data.
+    name: String,
+    /// The stores whose databases it holds.
+    stores: Vec<Store>,
     port: u16,
     data_dir: PathBuf,
+    command: ServerCommand,
     server: ManagedChild,
+}
+
+/// How the postmaster is started, kept so a crashed one comes back the same way.
+#[derive(Clone, Debug)]
+struct ServerCommand {
+    bin: PathBuf,
+    settings: Vec<(&'static str, String)>,
+    owner: Option<(u32, u32)>,
+    log: PathBuf,
+    ready_timeout: Duration,
+}
+
+impl ServerCommand {
+    fn spawn(&self, name: &str, data_dir: &Path) -> Result<ManagedChild, EnvError> {
+        let mut command = Command::new(self.bin.join("postgres"));
+        command.arg("-D").arg(data_dir);
+        for (key, value) in &self.settings {
+            command.arg("-c").arg(format!("{key}={value}"));
+        }
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        let stop = StopPolicy {
+            signal: libc::SIGINT,
+            grace: Duration::from_secs(30),
+        };
+        ManagedChild::spawn(name, command, &self.log, stop).map_err(|source| EnvError::Spawn {
+            what: "postgres",
+            source,
+        })
+    }
 }
 
 impl PostgresCluster {
@@ -55,41 +91,81 @@ impl PostgresCluster {
         config: &PostgresConfig,
         run_dir: &Path,
     ) -> Result<PostgresCluster, EnvError> {
+        Self::start_for(config, run_dir, None).await
+    }
+
+    /// Like `start`; with `Some(store)`, the cluster of that owner alone (its own data
+    /// directory, log and port), holding only that store's databases.
+    pub async fn start_for(
+        config: &PostgresConfig,
+        run_dir: &Path,
+        store: Option<Store>,
+    ) -> Result<PostgresCluster, EnvError> {
         let bin = Self::preflight(config)?;
-        let port = ports::choose_port(config.port, "PostgreSQL")?;
+        let (name, stores) = match store {
+            None => ("postgres".to_string(), Store::ALL.to_vec()),
+            Some(store) => (format!("postgres-{}", store.name()), vec![store]),
+        };
+        let requested = if store.is_none() { config.port } else { None };
+        let port = ports::choose_port(requested, "PostgreSQL")?;
         let logs = run_dir.join("logs");
         let owner = unprivileged_owner()?;
-        let data_dir = data_dir(run_dir)?;
+        let data_dir = data_dir(run_dir, store)?;
         if !data_dir.join("PG_VERSION").exists() {
-            init_cluster(&bin, &data_dir, owner, &logs.join("initdb.log"))?;
+            init_cluster(&bin, &data_dir, owner, &logs.join(format!("initdb-{name}.log")))?;
         }
         stop_stale_server(&data_dir);
 
-        let mut command = Command::new(bin.join("postgres"));
-        command.arg("-D").arg(&data_dir);
-        for (key, value) in server_settings(config, port) {
-            command.arg("-c").arg(format!("{key}={value}"));
-        }
-        if let Some((uid, gid)) = owner {
-            command.uid(uid).gid(gid);
-        }
-        let stop = StopPolicy {
-            signal: libc::SIGINT,
-            grace: Duration::from_secs(30),
+        let command = ServerCommand {
+            bin,
+            settings: server_settings(config, port),
+            owner,
+            log: logs.join(format!("{name}.log")),
+            ready_timeout: config.ready_timeout,
         };
-        let server = ManagedChild::spawn("postgres", command, &logs.join("postgres.log"), stop)
-            .map_err(|source| EnvError::Spawn {
-                what: "postgres",
-                source,
-            })?;
+        let server = command.spawn(&name, &data_dir)?;
         let mut cluster = PostgresCluster {
+            name,
+            stores,
             port,
             data_dir,
+            command,
             server,
         };
         cluster.wait_ready(config.ready_timeout).await?;
         cluster.create_databases("").await?;
         Ok(cluster)
+    }
+
+    /// Starts the postmaster again on the same data and port (after [`PostgresCluster::kill`])
+    /// and waits until it accepts connections: crash recovery replays its WAL, prepared
+    /// transactions included. A still-running postmaster is killed first.
+    pub async fn restart(&mut self) -> Result<(), EnvError> {
+        if self.server.is_running() {
+            self.server.kill();
+        }
+        // A killed postmaster's backends notice their parent is gone and exit; the new one
+        // refuses to start while they hold the shared memory, so it is tried until ready.
+        let started = Instant::now();
+        loop {
+            self.server = self.command.spawn(&self.name, &self.data_dir)?;
+            match self.wait_ready(self.command.ready_timeout).await {
+                Err(EnvError::Exited { .. }) if started.elapsed() < self.command.ready_timeout => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// "postgres", or "postgres-<store>" for one owner's cluster.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stores whose databases this cluster holds.
+    pub fn stores(&self) -> &[Store] {
+        &self.stores
     }
 
     /// What must be true before anything starts: the server binaries exist. Returns their dir.
@@ -130,7 +206,7 @@ impl PostgresCluster {
     /// that tests and runs can each have their own set in one cluster.
     pub async fn create_databases(&self, prefix: &str) -> Result<DatabaseUrls, EnvError> {
         let mut admin = self.admin_connection().await?;
-        for store in Store::ALL {
+        for store in self.stores.clone() {
             let name = format!("{prefix}{}", store.name());
             let exists: bool =
                 sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
@@ -157,7 +233,7 @@ impl PostgresCluster {
     /// Drops and re-creates the databases named `<prefix><service>`: a clean slate.
     pub async fn recreate_databases(&self, prefix: &str) -> Result<DatabaseUrls, EnvError> {
         let mut admin = self.admin_connection().await?;
-        for store in Store::ALL {
+        for store in self.stores.clone() {
             let name = format!("{prefix}{}", store.name());
             // Prepared transactions pin a database; roll back any left in it.
             let gids: Vec<String> =
@@ -367,9 +443,13 @@ fn unprivileged_owner() -> Result<Option<(u32, u32)>, EnvError> {
 /// The cluster's data directory for a run directory: inside it, except as root, where the
 /// unprivileged owner may not be able to reach the run directory (e.g. under /root); then a fixed
 /// place under /var/tmp named after the run directory, so warm starts still find it.
-pub fn data_dir(run_dir: &Path) -> Result<PathBuf, EnvError> {
+pub fn data_dir(run_dir: &Path, store: Option<Store>) -> Result<PathBuf, EnvError> {
+    let leaf = match store {
+        None => "data".to_string(),
+        Some(store) => format!("data-{}", store.name()),
+    };
     if unprivileged_owner()?.is_none() {
-        return Ok(run_dir.join("pg").join("data"));
+        return Ok(run_dir.join("pg").join(leaf));
     }
     std::fs::create_dir_all(run_dir).map_err(|source| EnvError::Io {
         what: "creating",
@@ -385,7 +465,7 @@ pub fn data_dir(run_dir: &Path) -> Result<PathBuf, EnvError> {
     for byte in canonical.as_os_str().as_encoded_bytes() {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x100000001b3);
     }
-    Ok(PathBuf::from(format!("/var/tmp/txlab-pg/{hash:016x}/data")))
+    Ok(PathBuf::from(format!("/var/tmp/txlab-pg/{hash:016x}/{leaf}")))
 }
 
 fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, EnvError> {

@@ -76,7 +76,7 @@ async fn starts_cold_then_warm_and_stop_leaves_nothing() {
     create_topics(&cold.bootstrap_servers(), &["kept"], 1)
         .await
         .unwrap();
-    let (pg_pid, kafka_pid) = (cold.postgres.pid(), cold.kafka.pid());
+    let (pg_pid, kafka_pid) = (cold.postgres.pid(), cold.kafka.pids()[0]);
     let data_dir = cold.postgres.data_dir().display().to_string();
     println!("cold start: {:?}", cold.start_time);
     cold.stop();
@@ -124,7 +124,7 @@ async fn starting_over_a_running_environment_takes_it_over() {
     let first = LabEnv::start(&LabEnvConfig::new(&dir))
         .await
         .expect("first start");
-    let (pg_pid, kafka_pid) = (first.postgres.pid(), first.kafka.pid());
+    let (pg_pid, kafka_pid) = (first.postgres.pid(), first.kafka.pids()[0]);
     // The first is still running: the second start stops it and runs on the same data.
     let second = LabEnv::start(&LabEnvConfig::new(&dir))
         .await
@@ -211,7 +211,7 @@ async fn port_taken_is_one_clear_line_and_leaves_nothing_running() {
         processes_mentioning(&dir.display().to_string()),
         Vec::<i32>::new()
     );
-    let data_dir = common::env::postgres::data_dir(&dir).unwrap();
+    let data_dir = common::env::postgres::data_dir(&dir, None).unwrap();
     assert_eq!(
         processes_mentioning(&data_dir.display().to_string()),
         Vec::<i32>::new(),
@@ -270,4 +270,141 @@ fn topics(bootstrap: &str) -> Vec<String> {
         .iter()
         .map(|t| t.name().to_string())
         .collect()
+}
+
+/// Sends `count` keyed records through an idempotent (`acks=all`) producer; every one must be
+/// acknowledged within `within`.
+async fn produce_all(bootstrap: &str, topic: &str, from: u32, count: u32, within: Duration) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let tuning = common::kafka_clients::ClientTuning::default();
+    let producer: FutureProducer = common::kafka_clients::idempotent_producer_config(bootstrap, &tuning)
+        .create()
+        .expect("producer");
+    for i in from..from + count {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        let record = FutureRecord::to(topic).key(&key).payload(&value);
+        producer
+            .send(record, within)
+            .await
+            .unwrap_or_else(|(e, _)| panic!("record {i} not acknowledged: {e}"));
+    }
+}
+
+/// The replicated topology: five PostgreSQL clusters (one per owner, so a crash hits one
+/// store) and three brokers whose topics keep three replicas; killing the node that leads a
+/// topic loses no acknowledged record and writes go on after the election; a crashed owner's
+/// cluster comes back with its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_topology_survives_a_leader_kill_and_a_database_crash() {
+    use common::env::Topology;
+    use common::storage::Store;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let _guard = OWN_ENV.lock().await;
+    let dir = fresh_dir("replicated");
+    let mut env = LabEnv::start(&LabEnvConfig::with_topology(&dir, Topology::Replicated))
+        .await
+        .expect("replicated environment starts");
+    assert_eq!(env.kafka.brokers().len(), 3);
+    assert_eq!(env.postgres.clusters().len(), 5);
+    let urls = env.database_urls();
+    let ports: std::collections::BTreeSet<u16> = Store::ALL
+        .iter()
+        .map(|s| env.postgres.cluster_of(*s).port())
+        .collect();
+    assert_eq!(ports.len(), 5, "one postmaster per owner");
+    assert!(urls.payments.contains(&env.postgres.cluster_of(Store::Payments).port().to_string()));
+    assert_usable(&env).await;
+
+    // A topic takes the brokers' default of three replicas.
+    let bootstrap = env.bootstrap_servers();
+    create_topics(&bootstrap, &["replicated-probe"], 3)
+        .await
+        .expect("topic created");
+    let replicas = {
+        let b = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &b)
+                .create()
+                .unwrap();
+            let m = c
+                .fetch_metadata(Some("replicated-probe"), Duration::from_secs(10))
+                .unwrap();
+            m.topics()[0]
+                .partitions()
+                .iter()
+                .map(|p| p.replicas().len())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(replicas, vec![3, 3, 3], "every partition on three nodes");
+
+    produce_all(&bootstrap, "replicated-probe", 0, 50, Duration::from_secs(30)).await;
+    let leader = env.kafka.leader_of("replicated-probe").await.expect("a leader");
+    env.kafka.broker_mut(leader).unwrap().kill();
+    // acks=all with min.insync.replicas=2: the two nodes left take every write.
+    produce_all(&bootstrap, "replicated-probe", 50, 50, Duration::from_secs(60)).await;
+    let new_leader = env.kafka.leader_of("replicated-probe").await.expect("a leader");
+    assert_ne!(new_leader, leader, "leadership moved off the killed node");
+
+    let consumer: BaseConsumer = common::kafka_clients::manual_commit_consumer_config(
+        &bootstrap,
+        "replicated-probe-reader",
+        &common::kafka_clients::ClientTuning::default(),
+    )
+    .create()
+    .unwrap();
+    consumer.subscribe(&["replicated-probe"]).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < 100 && std::time::Instant::now() < deadline {
+        let polled = tokio::task::block_in_place(|| consumer.poll(Duration::from_millis(500)));
+        if let Some(Ok(m)) = polled {
+            seen.insert(String::from_utf8_lossy(m.key().unwrap()).into_owned());
+        }
+    }
+    assert_eq!(seen.len(), 100, "every acknowledged record is read back");
+
+    env.kafka
+        .broker_mut(leader)
+        .unwrap()
+        .restart()
+        .await
+        .expect("the killed node rejoins");
+
+    // A crash of the payments cluster leaves the others serving; it recovers its rows.
+    let dbs = Databases::connect(&urls, 2).await.unwrap();
+    dbs.migrate().await.unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS crash_probe (id int)")
+        .execute(&dbs.payments)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO crash_probe VALUES (1)")
+        .execute(&dbs.payments)
+        .await
+        .unwrap();
+    drop(dbs);
+    env.postgres.cluster_of_mut(Store::Payments).kill();
+    let orders = sqlx::PgPool::connect(&urls.orders).await.unwrap();
+    sqlx::query("SELECT 1").execute(&orders).await.expect("orders unaffected");
+    env.postgres
+        .cluster_of_mut(Store::Payments)
+        .restart()
+        .await
+        .expect("payments cluster restarts");
+    let payments = sqlx::PgPool::connect(&urls.payments).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM crash_probe")
+        .fetch_one(&payments)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the committed row survived the crash");
+    payments.close().await;
+    orders.close().await;
+    let dir_text = dir.display().to_string();
+    env.stop();
+    assert_eq!(processes_mentioning(&dir_text), Vec::<i32>::new());
 }

@@ -6,7 +6,7 @@ use crate::run::faults::network::BrokerLinks;
 use crate::run::probe::{self, Floors, ProbeTargets};
 use crate::scenario::Protocol;
 use crate::LoadgenError;
-use common::env::{LabEnv, LabEnvConfig};
+use common::env::{LabEnv, LabEnvConfig, Topology};
 use std::path::Path;
 
 /// The environment measurements run in: the lab's own, or a deployment it only drives.
@@ -25,11 +25,15 @@ pub struct LocalLab {
 }
 
 impl Lab {
-    /// Starts PostgreSQL and Kafka in `run_dir`. With `faults`, the broker listens on fixed
-    /// ports (so a crashed broker comes back where its clients look) with one proxied listener
-    /// per saga process.
-    pub async fn start(run_dir: &Path, faults: bool) -> Result<Lab, LoadgenError> {
-        let mut config = LabEnvConfig::new(run_dir);
+    /// Starts PostgreSQL and Kafka in `run_dir`, in `topology`. With `faults`, every broker
+    /// node has one proxied listener per saga process (a crashed node comes back on the same
+    /// ports, where its clients look).
+    pub async fn start(
+        run_dir: &Path,
+        topology: Topology,
+        faults: bool,
+    ) -> Result<Lab, LoadgenError> {
+        let mut config = LabEnvConfig::with_topology(run_dir, topology);
         // Every measurement starts from the same broker: no partitions of earlier runs, which
         // a broker restart (a fault) would otherwise have to recover too.
         config.fresh_kafka = true;
@@ -39,8 +43,7 @@ impl Lab {
                 what: "preparing the broker's proxied listeners",
                 source,
             };
-            let (links, listeners) = BrokerLinks::prepare().await.map_err(io)?;
-            config.kafka.port = Some(common::env::ports::free_port().map_err(io)?);
+            let (links, listeners) = BrokerLinks::prepare(config.kafka.brokers).await.map_err(io)?;
             config.kafka.client_listeners = listeners;
             broker_links = Some(links);
         }

@@ -128,7 +128,7 @@ pub async fn measure(
     }
     if let (Lab::Local(local), true) = (&*lab, protocol != Protocol::Twopc) {
         let cap = Duration::from_secs(scenario.load.broker_warmup_s);
-        let pid = local.env.kafka.pid();
+        let pid = local.env.kafka.pids()[0];
         let started = Instant::now();
         let mut slice = 0;
         while started.elapsed() < cap {
@@ -186,7 +186,6 @@ pub async fn measure(
             let targets = Targets {
                 running: running.as_mut(),
                 env: &mut local.env,
-                kafka: &local.config.kafka,
                 dbs: &dbs,
             };
             // The load gets its own task: a crash or a restart blocks this one (waiting for a

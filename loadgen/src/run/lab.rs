@@ -61,7 +61,7 @@ async fn open_lab(
     protocols: &[Protocol],
 ) -> Result<Lab, LoadgenError> {
     match &target.deployment {
-        None => Lab::start(&env.run_dir, !scenario.faults.is_empty()).await,
+        None => Lab::start(&env.run_dir, scenario.topology, !scenario.faults.is_empty()).await,
         Some(path) => {
             let deployment = Deployment::load(path)?;
             deployment.check_scenario(scenario, protocols, path)?;
@@ -73,6 +73,9 @@ async fn open_lab(
 /// The scenario as the command line asks for it: loaded, reseeded, its load overridden.
 fn scenario_for(args: &CompareArgs) -> Result<Scenario, LoadgenError> {
     let mut scenario = Scenario::load(&args.scenario, &scenarios_dir())?;
+    if let Some(topology) = args.env.topology {
+        scenario.topology = topology;
+    }
     if let Some(seed) = args.seed {
         scenario.reseed(seed, Path::new(&args.scenario))?;
     }
@@ -258,7 +261,10 @@ fn summarize(
 /// `probe`: the floors alone, in the local environment or a deployment.
 pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
     let lab = match &args.target.deployment {
-        None => Lab::start(&args.env.run_dir, false).await?,
+        None => {
+            let topology = args.env.topology.unwrap_or_default();
+            Lab::start(&args.env.run_dir, topology, false).await?
+        }
         Some(path) => Lab::Deployed(Deployment::load(path)?),
     };
     let floors = environment::floors(&lab).await?;

@@ -226,7 +226,8 @@ pub async fn run(args: &SoakArgs, command: String) -> Result<(PathBuf, SoakSumma
     };
     let started_at = chrono::Utc::now();
     let mut environment = Environment::read();
-    let mut lab = Lab::start(&args.env.run_dir, true).await?;
+    let topology = args.env.topology.unwrap_or(scenario.topology);
+    let mut lab = Lab::start(&args.env.run_dir, topology, true).await?;
     crate::run::lab::observe_systems(&mut environment, &lab).await;
     let floors = crate::run::probe::Floors::default();
     let bins = bin_dir()?;

@@ -4,7 +4,6 @@ use super::schedule::{FaultKind, FaultSpec, Role};
 use super::settle::{db_now, settle_time};
 use crate::load::recorder::SecondBucket;
 use crate::run::protocols::Running;
-use common::env::kafka::{KafkaBroker, KafkaConfig};
 use common::env::LabEnv;
 use common::fault_proxy::LinkFault;
 use common::metrics::pb::{Snapshot, SnapshotRequest};
@@ -38,6 +37,10 @@ pub struct FaultRecord {
     /// Seconds from the real heal until three 1 s buckets in a row are again at least 99 %
     /// available; `None` if that did not happen before the run ended.
     pub recovery_s: Option<u64>,
+    /// The broker node a fault on the broker acted on: under the replicated topology the one
+    /// that led the most partitions of the run's topics when the fault began.
+    #[serde(default)]
+    pub broker_node: Option<u32>,
     /// Seconds from the heal until every order begun before it was final in the databases (no
     /// PENDING order, no prepared branch left from before): `None` if not within 120 s.
     #[serde(default)]
@@ -48,8 +51,6 @@ pub struct FaultRecord {
 pub struct Targets<'a> {
     pub running: &'a mut Running,
     pub env: &'a mut LabEnv,
-    /// To restart a crashed broker on the same ports.
-    pub kafka: &'a KafkaConfig,
     /// The run's databases, to see when the work begun before a heal has all finished.
     pub dbs: &'a Databases,
 }
@@ -120,12 +121,7 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
     }
     // At the same second, heal before starting the next fault.
     edges.sort_by_key(|(t, i, e)| (*t, matches!(e, Edge::Start), *i));
-    let Targets {
-        running,
-        env,
-        kafka,
-        dbs,
-    } = targets;
+    let Targets { running, env, dbs } = targets;
     // Each heal's settle watch runs as its own task, so it keeps time while later faults apply.
     let mut settling = JoinSet::new();
     let mut before_kills = Vec::new();
@@ -141,7 +137,8 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
                         before_kills.extend(snapshot_before_kill(url).await);
                     }
                 }
-                let (applies, note) = start(fault, running, env);
+                record.broker_node = broker_node(fault, running, env).await;
+                let (applies, note) = start(fault, record.broker_node, running, env);
                 record.applies = applies;
                 record.note = note;
                 if applies {
@@ -162,7 +159,7 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot read the database clock"),
                 }
-                match heal(fault, running, env, kafka).await {
+                match heal(fault, record.broker_node, running, env).await {
                     Ok(()) => {
                         if fault.kind == FaultKind::Crash {
                             record.note += &format!(
@@ -207,9 +204,29 @@ fn link_fault(fault: &FaultSpec) -> Option<LinkFault> {
     }
 }
 
-/// Applies `fault`; returns whether it applies here and what was done.
-fn start(fault: &FaultSpec, running: &mut Running, env: &mut LabEnv) -> (bool, String) {
+/// The broker node a saga run's fault on the broker acts on: the only one, or (replicated) the
+/// one leading most partitions of the run's topics now, so the fault forces leader elections.
+async fn broker_node(fault: &FaultSpec, running: &Running, env: &LabEnv) -> Option<u32> {
+    if fault.target != Role::Broker || !running.is_saga() || fault.kind == FaultKind::Surge {
+        return None;
+    }
+    if env.kafka.brokers().len() == 1 {
+        return Some(1);
+    }
+    let prefix = running.saga_prefix().unwrap_or_default();
+    Some(env.kafka.leader_of(&prefix).await.unwrap_or(1))
+}
+
+/// Applies `fault` (on broker node `node`, for a fault on the broker); returns whether it
+/// applies here and what was done.
+fn start(
+    fault: &FaultSpec,
+    node: Option<u32>,
+    running: &mut Running,
+    env: &mut LabEnv,
+) -> (bool, String) {
     let target = fault.target;
+    let replicated = env.kafka.brokers().len() > 1;
     match fault.kind {
         // The load generator applies it itself, at the same seconds (open::Surge).
         FaultKind::Surge => (
@@ -217,17 +234,35 @@ fn start(fault: &FaultSpec, running: &mut Running, env: &mut LabEnv) -> (bool, S
             format!("offered rate ×{}", fault.factor.unwrap_or(1.0)),
         ),
         FaultKind::Crash | FaultKind::Pause if target == Role::Broker => {
-            if !running.is_saga() {
+            let Some(broker) = node.and_then(|n| env.kafka.broker_mut(n)) else {
                 return (false, "2PC does not use the broker".into());
-            }
-            let pid = env.kafka.pid();
+            };
+            let (pid, which) = (broker.pid(), broker_name(broker.node(), replicated));
             if fault.kind == FaultKind::Crash {
-                env.kafka.kill();
-                (true, format!("SIGKILL broker (pid {pid})"))
+                broker.kill();
+                (true, format!("SIGKILL {which} (pid {pid})"))
             } else {
-                env.kafka.pause();
-                (true, format!("SIGSTOP broker (pid {pid})"))
+                broker.pause();
+                (true, format!("SIGSTOP {which} (pid {pid})"))
             }
+        }
+        FaultKind::Partition | FaultKind::Delay | FaultKind::Reset
+            if target == Role::Broker && replicated =>
+        {
+            let (Some(node), Some(network), Some(link)) =
+                (node, running.network.as_ref(), link_fault(fault))
+            else {
+                return (false, "2PC does not use the broker".into());
+            };
+            let links = network.set_on_broker_node(node, link);
+            (
+                true,
+                format!(
+                    "{}: links {} (the links between brokers stay up)",
+                    broker_name(node, true),
+                    links.join(", ")
+                ),
+            )
         }
         FaultKind::Crash | FaultKind::Pause => {
             let (done, signal) = if fault.kind == FaultKind::Crash {
@@ -260,19 +295,30 @@ fn start(fault: &FaultSpec, running: &mut Running, env: &mut LabEnv) -> (bool, S
     }
 }
 
-/// Ends `fault`: restarts a crashed process (and waits until it serves), continues a paused
-/// one, restores the links.
+/// "broker", or "broker 2 (leader)" on the replicated cluster.
+fn broker_name(node: u32, replicated: bool) -> String {
+    if replicated {
+        format!("broker {node} (leader)")
+    } else {
+        "broker".into()
+    }
+}
+
+/// Ends `fault` (on broker node `node`, for a fault on the broker): restarts a crashed process
+/// (and waits until it serves), continues a paused one, restores the links.
 async fn heal(
     fault: &FaultSpec,
+    node: Option<u32>,
     running: &mut Running,
     env: &mut LabEnv,
-    kafka: &KafkaConfig,
 ) -> Result<(), String> {
     match fault.kind {
-        FaultKind::Crash => restart(fault.target, running, env, kafka).await,
+        FaultKind::Crash => restart(fault.target, node, running, env).await,
         FaultKind::Pause => {
             if fault.target == Role::Broker {
-                env.kafka.resume();
+                if let Some(broker) = node.and_then(|n| env.kafka.broker_mut(n)) {
+                    broker.resume();
+                }
             } else {
                 running.resume(fault.target);
             }
@@ -300,20 +346,19 @@ async fn heal(
 /// the broker, of the next protocols).
 async fn restart(
     role: Role,
+    node: Option<u32>,
     running: &mut Running,
     env: &mut LabEnv,
-    kafka: &KafkaConfig,
 ) -> Result<(), String> {
     let mut last_error = String::new();
     for attempt in 1..=RESTART_ATTEMPTS {
         let restarted = if role == Role::Broker {
-            let run_dir = env.run_dir().to_path_buf();
-            match KafkaBroker::start(kafka, &run_dir).await {
-                Ok(broker) => {
-                    env.kafka = broker;
-                    Ok(())
-                }
-                Err(e) => Err(format!("restarting the broker: {e}")),
+            match node.and_then(|n| env.kafka.broker_mut(n)) {
+                Some(broker) => broker
+                    .restart()
+                    .await
+                    .map_err(|e| format!("restarting broker {}: {e}", broker.node())),
+                None => Ok(()),
             }
         } else {
             running

@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub struct Link {
     pub name: String,
     pub ends: (Role, Role),
+    /// The broker node at one end, for a link to the broker.
+    pub node: Option<u32>,
     pub proxy: Arc<FaultProxy>,
 }
 
@@ -22,6 +24,7 @@ impl Link {
         Ok(Link {
             name: name.to_string(),
             ends,
+            node: None,
             proxy: Arc::new(FaultProxy::start(name, upstream).await?),
         })
     }
@@ -35,46 +38,60 @@ const BROKER_CLIENTS: [(&str, &str, Role); 4] = [
     ("orchestrator", "ORCHESTRATOR", Role::Coordinator),
 ];
 
-/// One broker listener per saga process, each advertised at its own proxy, so a process can be
-/// cut from the broker alone. They live as long as the broker does (it advertises them), across
-/// the protocols of a `compare`.
+/// On every broker node, one listener per saga process, each advertised at its own proxy, so a
+/// process can be cut from the broker (or from one node of it) alone. They live as long as the
+/// brokers do (they advertise them), across the protocols of a `compare`.
 pub struct BrokerLinks {
     links: Vec<(&'static str, Link)>,
 }
 
 impl BrokerLinks {
-    /// Starts the proxies on fixed ports for the listeners; the broker must then be started
-    /// with the returned listeners (and on the same ports again after a crash).
-    pub async fn prepare() -> std::io::Result<(BrokerLinks, Vec<ClientListener>)> {
+    /// Starts the proxies on fixed ports for the listeners of `nodes` broker nodes; the
+    /// brokers must then be started with the returned listeners (and on the same ports again
+    /// after a crash).
+    pub async fn prepare(nodes: u32) -> std::io::Result<(BrokerLinks, Vec<ClientListener>)> {
         let mut links = Vec::new();
         let mut listeners = Vec::new();
-        for (process, listener, role) in BROKER_CLIENTS {
-            let port = free_port()?;
-            let link = Link::start(
-                &format!("{process}↔broker"),
-                (role, Role::Broker),
-                SocketAddr::from(([127, 0, 0, 1], port)),
-            )
-            .await?;
-            listeners.push(ClientListener {
-                name: listener.into(),
-                port: Some(port),
-                advertised: Some(link.proxy.addr()),
-            });
-            links.push((process, link));
+        for node in 1..=nodes {
+            for (process, listener, role) in BROKER_CLIENTS {
+                let port = free_port()?;
+                let name = if nodes == 1 {
+                    format!("{process}↔broker")
+                } else {
+                    format!("{process}↔broker-{node}")
+                };
+                let mut link = Link::start(
+                    &name,
+                    (role, Role::Broker),
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                )
+                .await?;
+                link.node = Some(node);
+                listeners.push(ClientListener {
+                    node,
+                    name: listener.into(),
+                    port: Some(port),
+                    advertised: Some(link.proxy.addr()),
+                });
+                links.push((process, link));
+            }
         }
         Ok((BrokerLinks { links }, listeners))
     }
 
-    /// The bootstrap address `process` must use (its proxy).
+    /// The bootstrap servers `process` must use (its proxy to each node).
     pub fn bootstrap_for(&self, process: &str) -> Option<String> {
-        self.link(process).map(|l| l.proxy.addr().to_string())
+        let proxies: Vec<String> = self
+            .links_of(process)
+            .map(|l| l.proxy.addr().to_string())
+            .collect();
+        (!proxies.is_empty()).then(|| proxies.join(","))
     }
 
-    fn link(&self, process: &str) -> Option<&Link> {
+    fn links_of<'a>(&'a self, process: &'a str) -> impl Iterator<Item = &'a Link> + 'a {
         self.links
             .iter()
-            .find(|(p, _)| *p == process)
+            .filter(move |(p, _)| *p == process)
             .map(|(_, l)| l)
     }
 }
@@ -124,7 +141,7 @@ impl Network {
     pub fn saga(broker: &BrokerLinks, processes: &[&str]) -> Network {
         let links = processes
             .iter()
-            .filter_map(|p| broker.link(p).cloned())
+            .flat_map(|p| broker.links_of(p).cloned())
             .collect();
         Network {
             links,
@@ -148,6 +165,18 @@ impl Network {
         self.links
             .iter()
             .filter(|l| l.ends.0 == role || l.ends.1 == role)
+            .collect()
+    }
+
+    /// Sets `fault` on every saga process's link to broker node `node`; returns their names.
+    pub fn set_on_broker_node(&self, node: u32, fault: LinkFault) -> Vec<String> {
+        self.links
+            .iter()
+            .filter(|l| l.node == Some(node))
+            .map(|l| {
+                l.proxy.set(fault);
+                l.name.clone()
+            })
             .collect()
     }
 
