@@ -333,9 +333,23 @@ pub fn markdown(summary: &Summary) -> String {
     );
     match &e.deployment {
         None => {
+            let topology = summary
+                .scenario
+                .as_ref()
+                .map(|s| s.topology)
+                .unwrap_or_default();
+            let shape = match topology {
+                common::env::Topology::Single => {
+                    "KRaft, one broker; one PostgreSQL cluster holds every owner's databases"
+                }
+                common::env::Topology::Replicated => {
+                    "KRaft, three nodes each broker and controller, 512 MiB heap each, topics with replication factor 3 and min.insync.replicas 2, producers acks=all; one PostgreSQL cluster per owner (the settings above are the first one's, all started alike)"
+                }
+            };
             let _ = writeln!(
                 md,
-                "- Apache Kafka {} (the lab's pinned release; KRaft, one broker)",
+                "- topology `{}`: Apache Kafka {} (the lab's pinned release; {shape})",
+                topology.as_str(),
                 e.kafka
             );
             let _ = writeln!(

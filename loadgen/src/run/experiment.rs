@@ -169,11 +169,11 @@ pub async fn measure(
         scenario.load.duration_s
     );
     let measured = Duration::from_secs(scenario.load.duration_s);
-    let postmaster = match &*lab {
-        Lab::Local(local) => Some(local.env.postgres.pid()),
-        Lab::Deployed(_) => None,
+    let postmasters = match &*lab {
+        Lab::Local(local) => local.env.postgres.pids(),
+        Lab::Deployed(_) => Vec::new(),
     };
-    let sampler = resources::Sampler::start(postmaster, Some(stats_url));
+    let sampler = resources::Sampler::start(postmasters, Some(stats_url));
     let (driven, injected) = match (&mut *lab, &mut services) {
         _ if scenario.faults.is_empty() => (
             drive(&connections, scenario, &data, measured, 0).await,

@@ -37,9 +37,10 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling now. `postmaster` is the lab's PostgreSQL (its backends are its
-    /// children); `database_url` any of its databases, for the WAL and checkpoint counters.
-    pub fn start(postmaster: Option<u32>, database_url: Option<String>) -> Sampler {
+    /// Starts sampling now. `postmasters` are the lab's PostgreSQL clusters (their backends
+    /// are their children); `database_url` one of its databases, for the WAL and checkpoint
+    /// counters (on the replicated topology, of that database's cluster alone).
+    pub fn start(postmasters: Vec<u32>, database_url: Option<String>) -> Sampler {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut db = match database_url {
@@ -49,7 +50,7 @@ impl Sampler {
                 }
                 None => None,
             };
-            let mut procs = ProcessTable::new(postmaster);
+            let mut procs = ProcessTable::new(postmasters);
             let mut last_pg = match db.as_mut() {
                 Some(conn) => pg_counters(conn).await,
                 None => None,
@@ -145,7 +146,8 @@ pub(crate) struct Stat {
 /// Every process on the machine, classified, with the CPU each had at the last sample.
 struct ProcessTable {
     me: u32,
-    postmaster: Option<u32>,
+    /// Every PostgreSQL cluster's postmaster (one per owner on the replicated topology).
+    postmasters: Vec<u32>,
     tick_ms: f64,
     page_bytes: u64,
     /// (pid, start time) → (class, ticks at the last sample).
@@ -153,12 +155,12 @@ struct ProcessTable {
 }
 
 impl ProcessTable {
-    fn new(postmaster: Option<u32>) -> ProcessTable {
+    fn new(postmasters: Vec<u32>) -> ProcessTable {
         // SAFETY: sysconf only reads a configuration value.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         ProcessTable {
             me: std::process::id(),
-            postmaster,
+            postmasters,
             tick_ms: tick_ms(),
             page_bytes: page.max(1) as u64,
             seen: HashMap::new(),
@@ -205,7 +207,7 @@ impl ProcessTable {
             return Some("loadgen".into());
         }
         let descends_from = |root: u32| descends_from(pid, root, stats);
-        if self.postmaster.is_some_and(descends_from) {
+        if self.postmasters.iter().any(|p| descends_from(*p)) {
             return Some("postgres".into());
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
