@@ -55,24 +55,41 @@ async fn broker_faults_hit_the_leader_and_every_saga_still_finishes() {
         .expect("the replicated environment starts");
     let logs = run_dir.join("logs");
     for protocol in [Protocol::SagaOrchestrated, Protocol::Twopc] {
-        let run = measure(&mut lab, &scenario, protocol, &Floors::default(), &bin_dir(), &logs)
-            .await
-            .unwrap_or_else(|e| panic!("the {protocol:?} run completes: {e}"))
-            .run;
+        let run = measure(
+            &mut lab,
+            &scenario,
+            protocol,
+            &Floors::default(),
+            &bin_dir(),
+            &logs,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the {protocol:?} run completes: {e}"))
+        .run;
         println!("{protocol:?} faults: {:#?}", run.faults);
-        assert!(run.check.is_clean(), "{protocol:?}: {:?}", run.check.describe());
+        assert!(
+            run.check.is_clean(),
+            "{protocol:?}: {:?}",
+            run.check.describe()
+        );
         let [crash, pause] = &run.faults[..] else {
             panic!("two fault records")
         };
         if protocol == Protocol::Twopc {
-            assert!(!crash.applies && !pause.applies, "2PC does not use the broker");
+            assert!(
+                !crash.applies && !pause.applies,
+                "2PC does not use the broker"
+            );
             assert!(run.timeline.iter().any(|b| b.committed > 0));
             continue;
         }
         for fault in [crash, pause] {
             assert!(fault.applies && fault.error.is_none(), "{fault:?}");
             assert!(fault.note.contains("(leader)"), "{fault:?}");
-            assert!(fault.broker_node.is_some_and(|n| (1..=3).contains(&n)), "{fault:?}");
+            assert!(
+                fault.broker_node.is_some_and(|n| (1..=3).contains(&n)),
+                "{fault:?}"
+            );
             assert!(
                 fault.settled_after_heal_s.is_some(),
                 "everything begun before the heal finishes: {fault:?}"

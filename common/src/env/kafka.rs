@@ -182,7 +182,8 @@ impl KafkaCluster {
         let mut brokers = Vec::new();
         for (i, ports) in nodes.into_iter().enumerate() {
             let node = i as u32 + 1;
-            let broker = KafkaBroker::spawn(config, run_dir, node, ports, &voters, &cluster_id, fresh)?;
+            let broker =
+                KafkaBroker::spawn(config, run_dir, node, ports, &voters, &cluster_id, fresh)?;
             brokers.push(broker);
         }
         let mut cluster = KafkaCluster { brokers };
@@ -259,7 +260,11 @@ fn partition_leaders(bootstrap: &str, prefix: &str) -> Option<u32> {
         .ok()?;
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(5)).ok()?;
     let mut led = std::collections::BTreeMap::<u32, usize>::new();
-    for topic in metadata.topics().iter().filter(|t| t.name().starts_with(prefix)) {
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(prefix))
+    {
         for partition in topic.partitions() {
             if partition.leader() >= 0 {
                 *led.entry(partition.leader() as u32).or_default() += 1;
@@ -267,7 +272,9 @@ fn partition_leaders(bootstrap: &str, prefix: &str) -> Option<u32> {
         }
     }
     let most = led.values().copied().max()?;
-    led.into_iter().find(|(_, n)| *n == most).map(|(node, _)| node)
+    led.into_iter()
+        .find(|(_, n)| *n == most)
+        .map(|(node, _)| node)
 }
 
 /// One running node; stopped on drop.
@@ -421,9 +428,16 @@ impl KafkaBroker {
 }
 
 /// Starts node `node` from the config in `dir`, its output in the run's log directory.
-fn launch(config: &KafkaConfig, dir: &Path, logs: &Path, node: u32) -> Result<ManagedChild, EnvError> {
+fn launch(
+    config: &KafkaConfig,
+    dir: &Path,
+    logs: &Path,
+    node: u32,
+) -> Result<ManagedChild, EnvError> {
     let mut command = java_command(config, dir, logs);
-    command.arg("kafka.Kafka").arg(dir.join("server.properties"));
+    command
+        .arg("kafka.Kafka")
+        .arg(dir.join("server.properties"));
     let stop = StopPolicy {
         signal: libc::SIGTERM,
         grace: Duration::from_secs(20),
@@ -512,10 +526,7 @@ fn server_properties(
         ("transaction.state.log.replication.factor", replicas.clone()),
         ("transaction.state.log.min.isr", min_isr.clone()),
         ("transaction.state.log.num.partitions", "4".into()),
-        (
-            "share.coordinator.state.topic.replication.factor",
-            replicas,
-        ),
+        ("share.coordinator.state.topic.replication.factor", replicas),
         ("share.coordinator.state.topic.min.isr", min_isr),
         ("group.initial.rebalance.delay.ms", "0".into()),
         // After a SIGKILL the controller keeps the dead broker's registration until its

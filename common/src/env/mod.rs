@@ -40,7 +40,9 @@ pub enum EnvError {
     },
     #[error("Kafka listener name {name:?} is not valid: use upper-case letters, digits and _, and not LAB or CONTROLLER")]
     BadListenerName { name: String },
-    #[error("a Kafka cluster of {brokers} nodes is not supported: use 1 (single) or 3 (replicated)")]
+    #[error(
+        "a Kafka cluster of {brokers} nodes is not supported: use 1 (single) or 3 (replicated)"
+    )]
     BadClusterSize { brokers: u32 },
     #[error("{what} {path:?} failed: {source}")]
     Io {

@@ -112,7 +112,12 @@ impl PostgresCluster {
         let owner = unprivileged_owner()?;
         let data_dir = data_dir(run_dir, store)?;
         if !data_dir.join("PG_VERSION").exists() {
-            init_cluster(&bin, &data_dir, owner, &logs.join(format!("initdb-{name}.log")))?;
+            init_cluster(
+                &bin,
+                &data_dir,
+                owner,
+                &logs.join(format!("initdb-{name}.log")),
+            )?;
         }
         stop_stale_server(&data_dir);
 
@@ -465,7 +470,9 @@ pub fn data_dir(run_dir: &Path, store: Option<Store>) -> Result<PathBuf, EnvErro
     for byte in canonical.as_os_str().as_encoded_bytes() {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x100000001b3);
     }
-    Ok(PathBuf::from(format!("/var/tmp/txlab-pg/{hash:016x}/{leaf}")))
+    Ok(PathBuf::from(format!(
+        "/var/tmp/txlab-pg/{hash:016x}/{leaf}"
+    )))
 }
 
 fn find_bin_dir(configured: Option<&Path>) -> Result<PathBuf, EnvError> {

@@ -277,9 +277,10 @@ fn topics(bootstrap: &str) -> Vec<String> {
 async fn produce_all(bootstrap: &str, topic: &str, from: u32, count: u32, within: Duration) {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let tuning = common::kafka_clients::ClientTuning::default();
-    let producer: FutureProducer = common::kafka_clients::idempotent_producer_config(bootstrap, &tuning)
-        .create()
-        .expect("producer");
+    let producer: FutureProducer =
+        common::kafka_clients::idempotent_producer_config(bootstrap, &tuning)
+            .create()
+            .expect("producer");
     for i in from..from + count {
         let key = format!("k{i}");
         let value = format!("v{i}");
@@ -314,7 +315,9 @@ async fn replicated_topology_survives_a_leader_kill_and_a_database_crash() {
         .map(|s| env.postgres.cluster_of(*s).port())
         .collect();
     assert_eq!(ports.len(), 5, "one postmaster per owner");
-    assert!(urls.payments.contains(&env.postgres.cluster_of(Store::Payments).port().to_string()));
+    assert!(urls
+        .payments
+        .contains(&env.postgres.cluster_of(Store::Payments).port().to_string()));
     assert_usable(&env).await;
 
     // A topic takes the brokers' default of three replicas.
@@ -343,12 +346,34 @@ async fn replicated_topology_survives_a_leader_kill_and_a_database_crash() {
     };
     assert_eq!(replicas, vec![3, 3, 3], "every partition on three nodes");
 
-    produce_all(&bootstrap, "replicated-probe", 0, 50, Duration::from_secs(30)).await;
-    let leader = env.kafka.leader_of("replicated-probe").await.expect("a leader");
+    produce_all(
+        &bootstrap,
+        "replicated-probe",
+        0,
+        50,
+        Duration::from_secs(30),
+    )
+    .await;
+    let leader = env
+        .kafka
+        .leader_of("replicated-probe")
+        .await
+        .expect("a leader");
     env.kafka.broker_mut(leader).unwrap().kill();
     // acks=all with min.insync.replicas=2: the two nodes left take every write.
-    produce_all(&bootstrap, "replicated-probe", 50, 50, Duration::from_secs(60)).await;
-    let new_leader = env.kafka.leader_of("replicated-probe").await.expect("a leader");
+    produce_all(
+        &bootstrap,
+        "replicated-probe",
+        50,
+        50,
+        Duration::from_secs(60),
+    )
+    .await;
+    let new_leader = env
+        .kafka
+        .leader_of("replicated-probe")
+        .await
+        .expect("a leader");
     assert_ne!(new_leader, leader, "leadership moved off the killed node");
 
     let consumer: BaseConsumer = common::kafka_clients::manual_commit_consumer_config(
@@ -390,7 +415,10 @@ async fn replicated_topology_survives_a_leader_kill_and_a_database_crash() {
     drop(dbs);
     env.postgres.cluster_of_mut(Store::Payments).kill();
     let orders = sqlx::PgPool::connect(&urls.orders).await.unwrap();
-    sqlx::query("SELECT 1").execute(&orders).await.expect("orders unaffected");
+    sqlx::query("SELECT 1")
+        .execute(&orders)
+        .await
+        .expect("orders unaffected");
     env.postgres
         .cluster_of_mut(Store::Payments)
         .restart()

@@ -43,7 +43,9 @@ impl Lab {
                 what: "preparing the broker's proxied listeners",
                 source,
             };
-            let (links, listeners) = BrokerLinks::prepare(config.kafka.brokers).await.map_err(io)?;
+            let (links, listeners) = BrokerLinks::prepare(config.kafka.brokers)
+                .await
+                .map_err(io)?;
             config.kafka.client_listeners = listeners;
             broker_links = Some(links);
         }

@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn this_process_is_sampled_and_costs_are_per_commit() {
-        let mut table = ProcessTable::new(None);
+        let mut table = ProcessTable::new(Vec::new());
         table.sample();
         let spin = std::time::Instant::now();
         let mut x = 0u64;

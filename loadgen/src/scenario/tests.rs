@@ -73,6 +73,17 @@ fn errors_name_the_field_and_why() {
 }
 
 #[test]
+fn the_topology_is_single_by_default_and_a_bad_one_names_the_field() {
+    let s = Scenario::parse(GOOD, Path::new("t.toml")).unwrap();
+    assert_eq!(s.topology, common::env::Topology::Single);
+    let text = format!("topology = \"replicated\"\n{GOOD}");
+    let s = Scenario::parse(&text, Path::new("t.toml")).unwrap();
+    assert_eq!(s.topology, common::env::Topology::Replicated);
+    let e = error_of(&format!("topology = \"mesh\"\n{GOOD}"));
+    assert!(e.contains("topology") && e.contains("mesh"), "{e}");
+}
+
+#[test]
 fn every_shipped_scenario_is_valid_and_random_draws_from_its_seed() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let mut names = Vec::new();
