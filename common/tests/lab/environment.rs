@@ -404,7 +404,12 @@ async fn replicated_topology_survives_a_leader_kill_and_a_database_crash() {
     // A crash of the payments cluster leaves the others serving; it recovers its rows.
     let dbs = Databases::connect(&urls, 2).await.unwrap();
     dbs.migrate().await.unwrap();
-    sqlx::query("CREATE TABLE IF NOT EXISTS crash_probe (id int)")
+    // As root the cluster's data lives outside the run directory and outlives it: start clean.
+    sqlx::query("DROP TABLE IF EXISTS crash_probe")
+        .execute(&dbs.payments)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE crash_probe (id int)")
         .execute(&dbs.payments)
         .await
         .unwrap();
