@@ -3,7 +3,9 @@
 #   - Java >= 17 and Maven (installed with apt if missing and we are root),
 #   - PostgreSQL server binaries (initdb/postgres/pg_ctl; the lab runs its own private cluster),
 #   - Apache Kafka broker jars, resolved from Maven Central via kafka/pom.xml into
-#     ${TXLAB_CACHE:-$HOME/.cache/txlab}/kafka-<version>/libs (skipped when already there).
+#     ${TXLAB_CACHE:-$HOME/.cache/txlab}/kafka-<version>/libs (skipped when already there),
+#   - the Toxiproxy server (fault injection for real deployments), built with `go install` into
+#     ${TXLAB_CACHE:-$HOME/.cache/txlab}/bin/toxiproxy-server (skipped when already there).
 # Works from any cwd: bash scripts/setup.sh
 set -euo pipefail
 
@@ -28,6 +30,21 @@ pg_bindir() { # newest /usr/lib/postgresql/<v>/bin holding initdb, postgres and 
   return 0
 }
 
+TOXIPROXY_VERSION=v2.12.0
+TOXIPROXY="$CACHE/bin/toxiproxy-server"
+go_any() { # prints the `go` on PATH, else /usr/local/go/bin/go, or nothing
+  command -v go 2>/dev/null || { [ -x /usr/local/go/bin/go ] && echo /usr/local/go/bin/go; } || true
+}
+go_bin() { # prints a `go` new enough for toxiproxy (>= 1.22), or nothing
+  local g v
+  for g in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go; do
+    [ -n "$g" ] && [ -x "$g" ] || continue
+    v="$("$g" env GOVERSION 2>/dev/null | sed -n 's/^go\([0-9]*\.[0-9]*\).*/\1/p')"
+    [ -n "$v" ] && printf '%s\n1.22\n' "$v" | sort -V -C -r && { echo "$g"; return 0; }
+  done
+  return 0
+}
+
 # ---- (a)+(b) tools: collect what is missing, install it in one apt run ----------------
 pkgs=()
 jm="$(java_major)"
@@ -38,6 +55,8 @@ command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
 command -v cc >/dev/null 2>&1 || pkgs+=(gcc)
 command -v make >/dev/null 2>&1 || pkgs+=(make)
 [ -e /usr/include/zlib.h ] || pkgs+=(zlib1g-dev)
+# Go builds the Toxiproxy server (only while it is not built yet).
+[ -x "$TOXIPROXY" ] || [ -n "$(go_any)" ] || pkgs+=(golang-go)
 command -v cargo >/dev/null 2>&1 || die "cargo not on PATH -- install the Rust toolchain (rustup) first"
 
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -91,10 +110,27 @@ if [ "$(cat "$MARKER" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$MARKER"
 fi
 
-# ---- (d) summary -----------------------------------------------------------------------
+# ---- (d) Toxiproxy server, built from source with Go into $CACHE/bin --------------------
+if [ ! -x "$TOXIPROXY" ]; then
+  GO="$(go_bin)"
+  [ -n "$GO" ] || die "toxiproxy $TOXIPROXY_VERSION needs Go >= 1.22 (found: $(g="$(go_any)"; [ -n "$g" ] && "$g" version || echo none)); Debian's golang-go may be older: install Go from https://go.dev/dl/ into /usr/local/go"
+  log "building toxiproxy-server $TOXIPROXY_VERSION with $GO (first run only)"
+  mkdir -p "$CACHE/bin"
+  GOBIN_TMP="$(mktemp -d "$CACHE/bin/.toxiproxy.XXXXXX")"
+  if ! GOBIN="$GOBIN_TMP" "$GO" install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION" >"$CACHE/bin/toxiproxy-build.log" 2>&1; then
+    rm -rf "$GOBIN_TMP"
+    tail -n 30 "$CACHE/bin/toxiproxy-build.log" >&2
+    die "go install of toxiproxy failed (is the Go module proxy reachable?); full log: $CACHE/bin/toxiproxy-build.log"
+  fi
+  mv "$GOBIN_TMP/server" "$TOXIPROXY"   # the go binary is named after its package, `server`
+  rm -rf "$GOBIN_TMP"
+fi
+
+# ---- (e) summary -----------------------------------------------------------------------
 echo "java: $(command -v java) ($jm)"
 echo "mvn: $(command -v mvn)"
 echo "postgres bin: $PG_BIN"
 echo "kafka version: $KAFKA_VERSION"
 echo "kafka libs: $LIBS"
 echo "kafka log4j2 config: $REPO/kafka/log4j2.properties"
+echo "toxiproxy server: $TOXIPROXY ($TOXIPROXY_VERSION)"

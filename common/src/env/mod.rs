@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod process;
 pub mod services;
 pub mod testing;
+pub mod toxiproxy;
 
 use crate::storage::DatabaseUrls;
 use clusters::PostgresClusters;

@@ -6,3 +6,4 @@ pub mod network;
 pub mod random;
 pub mod schedule;
 pub mod settle;
+pub mod toxiproxy;
