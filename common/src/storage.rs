@@ -89,6 +89,16 @@ impl DatabaseUrls {
             Store::Orchestrator => &self.orchestrator,
         }
     }
+
+    pub fn get_mut(&mut self, store: Store) -> &mut String {
+        match store {
+            Store::Orders => &mut self.orders,
+            Store::Payments => &mut self.payments,
+            Store::Inventory => &mut self.inventory,
+            Store::Coordinator => &mut self.coordinator,
+            Store::Orchestrator => &mut self.orchestrator,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +161,15 @@ pub async fn connect(
     url: &str,
     max_connections: u32,
 ) -> Result<PgPool, StorageError> {
+    open_pool(store, url, max_connections, POOL_TESTS_BEFORE_ACQUIRE).await
+}
+
+async fn open_pool(
+    store: Store,
+    url: &str,
+    max_connections: u32,
+    test_before_acquire: bool,
+) -> Result<PgPool, StorageError> {
     let options = PgConnectOptions::from_str(url).map_err(|source| StorageError::BadUrl {
         store,
         url: redact(url),
@@ -159,7 +178,7 @@ pub async fn connect(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .test_before_acquire(POOL_TESTS_BEFORE_ACQUIRE)
+        .test_before_acquire(test_before_acquire)
         .after_release(move |conn, _| Box::pin(outside_transaction(conn, store)))
         .connect_with(options)
         .await
@@ -241,6 +260,23 @@ impl Databases {
             inventory: connect(Store::Inventory, &urls.inventory, max_connections).await?,
             coordinator: connect(Store::Coordinator, &urls.coordinator, max_connections).await?,
             orchestrator: connect(Store::Orchestrator, &urls.orchestrator, max_connections).await?,
+        })
+    }
+
+    /// The pools of an observer — the lab seeding, settling and checking a run — which ping each
+    /// connection before lending it: a database crash the run injected leaves dead connections
+    /// in them, and none of their reads is on a measured path.
+    pub async fn connect_observer(
+        urls: &DatabaseUrls,
+        max_connections: u32,
+    ) -> Result<Databases, StorageError> {
+        let pool = |store: Store| open_pool(store, urls.get(store), max_connections, true);
+        Ok(Databases {
+            orders: pool(Store::Orders).await?,
+            payments: pool(Store::Payments).await?,
+            inventory: pool(Store::Inventory).await?,
+            coordinator: pool(Store::Coordinator).await?,
+            orchestrator: pool(Store::Orchestrator).await?,
         })
     }
 

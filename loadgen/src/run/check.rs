@@ -27,7 +27,7 @@ pub async fn run(args: &CheckArgs) -> Result<CheckOutcome, LoadgenError> {
     tracing::info!(run_dir = %args.env.run_dir.display(), "starting PostgreSQL and Kafka");
     let env = LabEnv::start(&LabEnvConfig::new(&args.env.run_dir)).await?;
     let urls = env.postgres.recreate_databases("").await?;
-    let dbs = Databases::connect(&urls, 4).await?;
+    let dbs = Databases::connect_observer(&urls, 4).await?;
     dbs.migrate().await?;
     let seeded = Instant::now();
     dbs.reset_and_seed(&data_set).await?;

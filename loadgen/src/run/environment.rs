@@ -11,8 +11,8 @@ use std::path::Path;
 
 /// The environment measurements run in: the lab's own, or a deployment it only drives.
 pub enum Lab {
-    Local(LocalLab),
-    Deployed(Deployment),
+    Local(Box<LocalLab>),
+    Deployed(Box<Deployment>),
 }
 
 /// PostgreSQL and Kafka the lab started; it starts the protocols' processes too.
@@ -50,11 +50,11 @@ impl Lab {
             broker_links = Some(links);
         }
         let env = LabEnv::start(&config).await?;
-        Ok(Lab::Local(LocalLab {
+        Ok(Lab::Local(Box::new(LocalLab {
             env,
             config,
             broker_links,
-        }))
+        })))
     }
 
     /// Where the floors are measured: the lab's cluster and broker, or the deployment's.

@@ -76,7 +76,7 @@ pub async fn measure(
         Lab::Local(local) => local.env.postgres.recreate_databases("").await?,
         Lab::Deployed(d) => deployed_section(d, protocol)?.databases.clone(),
     };
-    let dbs = Databases::connect(&urls, 4).await?;
+    let dbs = Databases::connect_observer(&urls, 4).await?;
     dbs.migrate().await?;
     dbs.reset_and_seed(&data).await?;
     dbs.settle_after_seed().await?;

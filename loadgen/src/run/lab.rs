@@ -65,7 +65,7 @@ async fn open_lab(
         Some(path) => {
             let deployment = Deployment::load(path)?;
             deployment.check_scenario(scenario, protocols, path)?;
-            Ok(Lab::Deployed(deployment))
+            Ok(Lab::Deployed(Box::new(deployment)))
         }
     }
 }
@@ -265,7 +265,7 @@ pub async fn probe(args: &ProbeArgs) -> Result<Floors, LoadgenError> {
             let topology = args.env.topology.unwrap_or_default();
             Lab::start(&args.env.run_dir, topology, false).await?
         }
-        Some(path) => Lab::Deployed(Deployment::load(path)?),
+        Some(path) => Lab::Deployed(Box::new(Deployment::load(path)?)),
     };
     let floors = environment::floors(&lab).await?;
     lab.stop();

@@ -2,12 +2,12 @@
 //! URL, the metrics endpoints, and what faults need (the links' proxies, crashing and restarting
 //! a role's process). The load generator knows nothing else about a protocol.
 
-use crate::run::faults::network::{BrokerLinks, Network};
+use crate::run::faults::network::{BrokerLinks, DatabaseLinks, Network};
 use crate::run::faults::schedule::Role;
 use crate::scenario::{Protocol, Scenario};
 use common::env::services::ServiceProcess;
 use common::env::{EnvError, LabEnv};
-use common::storage::DatabaseUrls;
+use common::storage::{DatabaseUrls, Store};
 use saga::deployment::SagaDeployment;
 use saga::Mode as SagaMode;
 use std::path::Path;
@@ -28,6 +28,24 @@ pub struct Running {
     /// `None` when the scenario has no faults: links are direct, nothing added to the path.
     pub network: Option<Network>,
     client_url: String,
+    /// The databases its processes own, by database role (`payment_db` → payments).
+    databases: Vec<(Role, Store)>,
+}
+
+/// The databases `protocol`'s processes own, by database role: the coordinator's is the 2PC
+/// decision log or the orchestrator's saga log; choreography has none.
+fn owned_databases(protocol: Protocol) -> Vec<(Role, Store)> {
+    let mut owned = vec![
+        (Role::OrderDb, Store::Orders),
+        (Role::PaymentDb, Store::Payments),
+        (Role::InventoryDb, Store::Inventory),
+    ];
+    match protocol {
+        Protocol::Twopc => owned.push((Role::CoordinatorDb, Store::Coordinator)),
+        Protocol::SagaOrchestrated => owned.push((Role::CoordinatorDb, Store::Orchestrator)),
+        Protocol::SagaChoreographed => {}
+    }
+    owned
 }
 
 /// How long a (re)started process may take to serve.
@@ -113,6 +131,15 @@ impl Running {
         proxied: bool,
         broker_links: Option<&BrokerLinks>,
     ) -> Result<Running, EnvError> {
+        let owned = owned_databases(protocol);
+        let (database_links, databases) = if proxied {
+            let (links, urls) = DatabaseLinks::start(&databases, &owned)
+                .await
+                .map_err(proxy_error)?;
+            (Some(links), urls)
+        } else {
+            (None, databases)
+        };
         let (deployed, mut network) = match protocol {
             Protocol::Twopc => {
                 let mut config = DeploymentConfig::new(bin_dir, log_dir, databases);
@@ -162,6 +189,9 @@ impl Running {
             Deployed::Twopc(d) => d.url(),
             Deployed::Saga(d) => d.url(),
         };
+        if let (Some(network), Some(links)) = (network.as_mut(), database_links) {
+            network.add_databases(links);
+        }
         let client_url = match network.as_mut() {
             Some(network) => {
                 let front = direct_url
@@ -176,6 +206,7 @@ impl Running {
             deployed,
             network,
             client_url,
+            databases: owned,
         })
     }
 
@@ -205,14 +236,14 @@ impl Running {
                 Role::Order => d.participant(ServiceKind::Order).as_mut(),
                 Role::Payment => d.participant(ServiceKind::Payment).as_mut(),
                 Role::Inventory => d.participant(ServiceKind::Inventory).as_mut(),
-                Role::Client | Role::Broker => None,
+                _ => None,
             },
             Deployed::Saga(d) => match role {
                 Role::Coordinator => d.process("orchestrator"),
                 Role::Order => d.process("order"),
                 Role::Payment => d.process("payment"),
                 Role::Inventory => d.process("inventory"),
-                Role::Client | Role::Broker => None,
+                _ => None,
             },
         }
     }
@@ -268,6 +299,15 @@ impl Running {
             Some(process) => process.restart(READY).await,
             None => Ok(()),
         }
+    }
+
+    /// The database that database role `role` names here (none: choreography has no
+    /// coordinator's database).
+    pub fn store_of(&self, role: Role) -> Option<Store> {
+        self.databases
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, store)| *store)
     }
 
     /// The prefix of a saga deployment's topics and groups.

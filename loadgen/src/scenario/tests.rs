@@ -140,6 +140,13 @@ fn a_fault_schedule_parses_and_its_errors_name_the_entry_and_field() {
     let s = Scenario::parse(&good, Path::new("t.toml")).unwrap();
     assert_eq!(s.faults.len(), 2);
     assert_eq!(s.faults[1].label(), "delay inventory +20 ms 2–5 s");
+    // A database fault and its service's fault may overlap: they act on different links.
+    let both = with_faults(
+        "[[faults]]\nkind = \"partition\"\ntarget = \"payment\"\nat_s = 2\nduration_s = 3\n\
+         [[faults]]\nkind = \"crash\"\ntarget = \"payment_db\"\nat_s = 2\nduration_s = 3\n",
+    );
+    let s = Scenario::parse(&both, Path::new("t.toml")).unwrap();
+    assert_eq!(s.faults[1].label(), "crash payment_db 2–5 s");
 
     let cases = [
         (
@@ -196,6 +203,10 @@ fn a_fault_schedule_parses_and_its_errors_name_the_entry_and_field() {
             "[[faults]]\nkind = \"isolate\"\ntarget = \"order\"\nat_s = 1\nduration_s = 4\n\
              [[faults]]\nkind = \"delay\"\ntarget = \"client\"\nat_s = 2\nduration_s = 1\nlatency_ms = 5\n",
             "faults[1].at_s: overlaps faults[0] (isolate order 1–5 s), which acts on links client shares",
+        ),
+        (
+            "[[faults]]\nkind = \"pause\"\ntarget = \"payment_db\"\nat_s = 1\nduration_s = 2\n",
+            "faults[0].kind: a database (payment_db) can be crashed, or its link partitioned, delayed or reset; not pause",
         ),
     ];
     for (faults, expected) in cases {

@@ -150,7 +150,20 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
             }
             Edge::Heal if record.applies => {
                 let healing = Instant::now();
-                match db_now(dbs).await {
+                // A crashed database tells its clock only once it is back.
+                let database_down =
+                    fault.kind == FaultKind::Crash && fault.target.owner().is_some();
+                let before = if database_down {
+                    None
+                } else {
+                    Some(db_now(dbs).await)
+                };
+                let healed = heal(fault, record.broker_node, running, env).await;
+                let since = match before {
+                    Some(since) => since,
+                    None => db_now(dbs).await,
+                };
+                match since {
                     Ok(since) => {
                         let dbs = dbs.clone();
                         settling.spawn(async move {
@@ -159,7 +172,7 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot read the database clock"),
                 }
-                match heal(fault, record.broker_node, running, env).await {
+                match healed {
                     Ok(()) => {
                         if fault.kind == FaultKind::Crash {
                             record.note += &format!(
@@ -233,6 +246,27 @@ fn start(
             true,
             format!("offered rate ×{}", fault.factor.unwrap_or(1.0)),
         ),
+        FaultKind::Crash if target.owner().is_some() => {
+            let Some(store) = running.store_of(target) else {
+                return (false, "choreography has no coordinator's database".into());
+            };
+            if !env.postgres.per_owner() {
+                return (
+                    false,
+                    "on the single topology one cluster holds every database (crash one with --topology replicated)".into(),
+                );
+            }
+            let cluster = env.postgres.cluster_of_mut(store);
+            let pid = cluster.pid();
+            cluster.kill();
+            (
+                true,
+                format!(
+                    "SIGKILL the {} cluster (postmaster pid {pid})",
+                    cluster.name()
+                ),
+            )
+        }
         FaultKind::Crash | FaultKind::Pause if target == Role::Broker => {
             let Some(broker) = node.and_then(|n| env.kafka.broker_mut(n)) else {
                 return (false, "2PC does not use the broker".into());
@@ -341,7 +375,7 @@ async fn heal(
     }
 }
 
-/// Starts a crashed process or the broker again on the same ports. A restart that fails is
+/// Starts a crashed process, broker node or database cluster again on the same ports. A restart that fails is
 /// tried again: a process left dead would break every later measurement of this run (and, for
 /// the broker, of the next protocols).
 async fn restart(
@@ -352,7 +386,14 @@ async fn restart(
 ) -> Result<(), String> {
     let mut last_error = String::new();
     for attempt in 1..=RESTART_ATTEMPTS {
-        let restarted = if role == Role::Broker {
+        let database = role.owner().and(running.store_of(role));
+        let restarted = if let Some(store) = database {
+            let cluster = env.postgres.cluster_of_mut(store);
+            cluster
+                .restart()
+                .await
+                .map_err(|e| format!("restarting the {} cluster: {e}", cluster.name()))
+        } else if role == Role::Broker {
             match node.and_then(|n| env.kafka.broker_mut(n)) {
                 Some(broker) => broker
                     .restart()

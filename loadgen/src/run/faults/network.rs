@@ -6,6 +6,7 @@ use super::schedule::Role;
 use common::env::kafka::ClientListener;
 use common::env::ports::free_port;
 use common::fault_proxy::{FaultProxy, LinkFault};
+use common::storage::{DatabaseUrls, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -96,11 +97,62 @@ impl BrokerLinks {
     }
 }
 
+/// A proxy between each service and its own database, so that a fault can cut one service from
+/// its PostgreSQL while the lab's own connections (seeding, settling, the checker) stay direct.
+#[derive(Default)]
+pub struct DatabaseLinks {
+    links: Vec<Link>,
+}
+
+impl DatabaseLinks {
+    /// Starts a proxy in front of each database of `stores` (with the database role that names
+    /// it, e.g. `payment_db` for payments); returns them and `urls` with those databases reached
+    /// through them. Proxies bind before the protocol's ports are drawn, so none collide.
+    pub async fn start(
+        urls: &DatabaseUrls,
+        stores: &[(Role, Store)],
+    ) -> std::io::Result<(DatabaseLinks, DatabaseUrls)> {
+        let mut proxied = urls.clone();
+        let mut links = Vec::new();
+        for &(role, store) in stores {
+            let owner = role.owner().expect("a database role");
+            let url = urls.get(store);
+            let (upstream, rewrite) = split_address(url).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{} has no host:port to proxy", common::storage::redact(url)),
+                )
+            })?;
+            let name = format!("{}→{}", owner.as_str(), role.as_str());
+            let link = Link::start(&name, (owner, role), upstream).await?;
+            *proxied.get_mut(store) = rewrite(link.proxy.addr());
+            links.push(link);
+        }
+        Ok((DatabaseLinks { links }, proxied))
+    }
+}
+
+/// The IP address and port of a lab URL `postgres://user@127.0.0.1:port/db`, and how to write
+/// the URL with another address in their place.
+fn split_address(url: &str) -> Option<(SocketAddr, impl Fn(SocketAddr) -> String + '_)> {
+    let start = url.find("://")? + 3;
+    let start = url[start..].find('@').map_or(start, |at| start + at + 1);
+    let end = url[start..]
+        .find('/')
+        .map_or(url.len(), |slash| start + slash);
+    let addr: SocketAddr = url[start..end].parse().ok()?;
+    Some((addr, move |to: SocketAddr| {
+        format!("{}{to}{}", &url[..start], &url[end..])
+    }))
+}
+
 /// The links of one protocol run.
 #[derive(Default)]
 pub struct Network {
     links: Vec<Link>,
     client_link: Option<Link>,
+    /// Kept apart from `links`: a fault on a service's role leaves its database link alone.
+    database_links: Vec<Link>,
 }
 
 impl Network {
@@ -132,7 +184,7 @@ impl Network {
         }
         Ok(Network {
             links,
-            client_link: None,
+            ..Network::default()
         })
     }
 
@@ -145,8 +197,13 @@ impl Network {
             .collect();
         Network {
             links,
-            client_link: None,
+            ..Network::default()
         }
+    }
+
+    /// Adds the links between the services and their databases.
+    pub fn add_databases(&mut self, databases: DatabaseLinks) {
+        self.database_links.extend(databases.links);
     }
 
     /// Puts a proxy on the client's link to the front service; returns the URL to use.
@@ -161,6 +218,13 @@ impl Network {
     pub fn links_of(&self, role: Role) -> Vec<&Link> {
         if role == Role::Client {
             return self.client_link.iter().collect();
+        }
+        if role.owner().is_some() {
+            return self
+                .database_links
+                .iter()
+                .filter(|l| l.ends.1 == role)
+                .collect();
         }
         self.links
             .iter()
@@ -211,8 +275,29 @@ impl Network {
 
     /// Every link back to healthy (broker links outlive a run).
     pub fn heal_all(&self) {
-        for link in self.links.iter().chain(&self.client_link) {
+        let all = self.links.iter().chain(&self.database_links);
+        for link in all.chain(&self.client_link) {
             link.proxy.set(LinkFault::Healthy);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_gets_the_proxys_address() {
+        let url = "postgres://lab@127.0.0.1:5432/orders?sslmode=disable";
+        let (addr, rewrite) = split_address(url).unwrap();
+        assert_eq!(addr, "127.0.0.1:5432".parse().unwrap());
+        let proxy = "127.0.0.1:40001".parse().unwrap();
+        assert_eq!(
+            rewrite(proxy),
+            "postgres://lab@127.0.0.1:40001/orders?sslmode=disable"
+        );
+        let (_, rewrite) = split_address("postgres://127.0.0.1:5/db").unwrap();
+        assert_eq!(rewrite(proxy), "postgres://127.0.0.1:40001/db");
+        assert!(split_address("postgres://db.example/orders").is_none());
     }
 }

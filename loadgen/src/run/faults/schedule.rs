@@ -18,6 +18,13 @@ pub enum Role {
     Inventory,
     /// The Kafka broker: sagas only; under 2PC faults on it do not apply.
     Broker,
+    /// A service's own PostgreSQL: its link from the service (partition, delay, reset) or,
+    /// under the replicated topology where each owner has its own cluster, its postmaster
+    /// (crash). `coordinator_db` is the 2PC decision log or the orchestrator's saga log.
+    OrderDb,
+    PaymentDb,
+    InventoryDb,
+    CoordinatorDb,
 }
 
 impl Role {
@@ -29,6 +36,32 @@ impl Role {
             Role::Payment => "payment",
             Role::Inventory => "inventory",
             Role::Broker => "broker",
+            Role::OrderDb => "order_db",
+            Role::PaymentDb => "payment_db",
+            Role::InventoryDb => "inventory_db",
+            Role::CoordinatorDb => "coordinator_db",
+        }
+    }
+
+    /// For a database role, the role of the service that owns the database.
+    pub fn owner(self) -> Option<Role> {
+        match self {
+            Role::OrderDb => Some(Role::Order),
+            Role::PaymentDb => Some(Role::Payment),
+            Role::InventoryDb => Some(Role::Inventory),
+            Role::CoordinatorDb => Some(Role::Coordinator),
+            _ => None,
+        }
+    }
+
+    /// The database role of a service that owns one.
+    pub fn database(self) -> Option<Role> {
+        match self {
+            Role::Order => Some(Role::OrderDb),
+            Role::Payment => Some(Role::PaymentDb),
+            Role::Inventory => Some(Role::InventoryDb),
+            Role::Coordinator => Some(Role::CoordinatorDb),
+            _ => None,
         }
     }
 }
@@ -187,6 +220,18 @@ pub fn validate(faults: &[FaultSpec], duration_s: u64) -> Result<(), (String, St
                 field("target"),
                 format!(
                     "the client is the load generator itself; {} a service, the coordinator or the broker",
+                    fault.kind.as_str()
+                ),
+            ));
+        }
+        if fault.target.owner().is_some()
+            && matches!(fault.kind, FaultKind::Pause | FaultKind::Isolate)
+        {
+            return Err((
+                field("kind"),
+                format!(
+                    "a database ({}) can be crashed, or its link partitioned, delayed or reset; not {}",
+                    fault.target.as_str(),
                     fault.kind.as_str()
                 ),
             ));
