@@ -165,7 +165,7 @@ fn end_to_end(c: &mut Criterion) {
             .block_on(Running::start(
                 protocol,
                 &scenario(prepare_order),
-                env,
+                &env.bootstrap_servers(),
                 urls,
                 &bins,
                 &log_dir,

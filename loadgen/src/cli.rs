@@ -13,6 +13,8 @@ const EXAMPLES: &str = "Examples:
   loadgen check --seed 7                        seed a data set and run the invariant checker on it
   loadgen compare --scenario quick --deployment deploy/compose.toml
                                                 drive `docker compose up` instead of a local lab
+  loadgen env up --topology replicated --print-deployment > deploy.toml
+                                                a local environment to drive with --deployment
 
 Results go to results/runs/<time>-<scenario>/ (summary.json, timeline.csv, *.hlog, *.svg, report.md).";
 
@@ -45,6 +47,26 @@ pub enum Command {
     Setup,
     /// Start the local environment, seed a fresh data set and run the invariant checker on it.
     Check(CheckArgs),
+    /// The local environment on its own.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Start PostgreSQL and Kafka (--topology), create every protocol's databases and keep them
+    /// up until Ctrl-C or SIGTERM; `--print-deployment > deploy.toml` writes the deployment
+    /// file that drives them (`compare --deployment deploy.toml` starts the protocols here).
+    Up(EnvUpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvUpArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Print the deployment file on stdout (then close stdout), every protocol `start = "here"`.
+    #[arg(long)]
+    pub print_deployment: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
-use loadgen::cli::{Cli, Command};
+use loadgen::cli::{Cli, Command, EnvCommand};
 
 /// The generator allocates per order (request, HTTP/2 frames); glibc malloc was its largest
 /// single cost at high rates (see benches/generator_ceiling.rs).
@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
             Ok(())
         }
+        Command::Env(EnvCommand::Up(args)) => Ok(loadgen::run::env_up::up(&args).await?),
         Command::Probe(args) => {
             let floors = loadgen::run::lab::probe(&args).await?;
             println!("{}", serde_json::to_string_pretty(&floors)?);

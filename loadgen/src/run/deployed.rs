@@ -1,8 +1,11 @@
 //! A deployment the lab does not own (DESIGN §4, "deployed"): the same load generator drives
-//! processes someone else started (e.g. `docker compose up`), given only their addresses in a
-//! TOML file. The lab seeds the data set through the database URLs, drives the front, reads each
-//! process's metrics and runs the invariant checker; it cannot place proxies or kill processes,
-//! so fault schedules need the local environment.
+//! infrastructure someone else started (e.g. `docker compose up`, or `loadgen env up
+//! --print-deployment`), given only its addresses in a TOML file. Each protocol's processes are
+//! either already running (the file names their front and metrics endpoints) or started here by
+//! the lab against the file's brokers and databases (`start = "here"`). The lab seeds the data
+//! set through the database URLs, drives the front, reads each process's metrics and runs the
+//! invariant checker; it cannot place proxies or kill processes, so fault schedules need the
+//! local environment.
 
 use crate::scenario::{from_toml, Protocol, Scenario};
 use common::storage::DatabaseUrls;
@@ -27,24 +30,52 @@ pub struct Deployment {
 pub struct ProbeSection {
     /// A scratch database the probe may create its `probe` table in (never a protocol's).
     pub database: String,
-    /// Kafka bootstrap servers, for the Kafka hop; needed when a saga protocol is deployed.
+    /// Kafka bootstrap servers (`host:port,...`): the Kafka hop floor, and the brokers of saga
+    /// processes started here; needed when a saga protocol is deployed.
     pub kafka: Option<String>,
 }
 
-/// One protocol's processes.
+/// One protocol's processes: already running (`front` and `metrics`), or `start = "here"`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProtocolSection {
     /// The `OrderApi` endpoint, `http://host:port`.
-    pub front: String,
+    pub front: Option<String>,
     /// Every process's `Metrics` endpoint, front included.
+    #[serde(default)]
     pub metrics: Vec<String>,
+    /// `"here"`: the lab starts the protocol's processes itself, on loopback, against the
+    /// file's brokers and these databases (instead of `front` and `metrics`).
+    pub start: Option<StartWhere>,
     /// The protocol's own databases; seeded afresh before it is measured.
     pub databases: DatabaseUrls,
 }
 
+/// Where a protocol's processes are started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartWhere {
+    /// On this machine, by the lab, from its own binaries.
+    Here,
+}
+
+impl ProtocolSection {
+    /// Whether the lab starts this protocol's processes (`start = "here"`).
+    pub fn started_here(&self) -> bool {
+        self.start == Some(StartWhere::Here)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeploymentError {
+    #[error("deployment file {path:?}: {field}: cannot reach {address}: {reason}")]
+    Unreachable {
+        path: PathBuf,
+        field: String,
+        /// `host:port`, never the URL (which may hold a password).
+        address: String,
+        reason: String,
+    },
     #[error("cannot read deployment file {path:?}: {source}")]
     Read {
         path: PathBuf,
@@ -107,15 +138,38 @@ impl Deployment {
         for (protocol, section) in sections {
             let Some(section) = section else { continue };
             let name = protocol.name();
-            check_http_url(&format!("{name}.front"), &section.front)?;
-            if section.metrics.is_empty() {
-                return Err((
-                    format!("{name}.metrics"),
-                    "list every process's Metrics endpoint (at least the front's)".into(),
-                ));
-            }
-            for (i, url) in section.metrics.iter().enumerate() {
-                check_http_url(&format!("{name}.metrics[{i}]"), url)?;
+            match (&section.front, section.started_here()) {
+                (Some(_), true) => {
+                    return Err((
+                        format!("{name}.front"),
+                        "give either front and metrics (processes already running) or start = \"here\", not both".into(),
+                    ))
+                }
+                (None, true) if !section.metrics.is_empty() => {
+                    return Err((
+                        format!("{name}.metrics"),
+                        "the lab knows the endpoints of processes it starts (start = \"here\"): leave metrics out".into(),
+                    ))
+                }
+                (None, true) => {}
+                (None, false) => {
+                    return Err((
+                        format!("{name}.front"),
+                        "missing: the OrderApi endpoint (http://host:port) of the running front, or start = \"here\"".into(),
+                    ))
+                }
+                (Some(front), false) => {
+                    check_http_url(&format!("{name}.front"), front)?;
+                    if section.metrics.is_empty() {
+                        return Err((
+                            format!("{name}.metrics"),
+                            "list every process's Metrics endpoint (at least the front's)".into(),
+                        ));
+                    }
+                    for (i, url) in section.metrics.iter().enumerate() {
+                        check_http_url(&format!("{name}.metrics[{i}]"), url)?;
+                    }
+                }
             }
             for store in common::storage::Store::ALL {
                 check_postgres_url(
@@ -162,6 +216,86 @@ impl Deployment {
             });
         }
         Ok(())
+    }
+}
+
+/// How long one entry's TCP connect may take before it counts as unreachable.
+const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Deployment {
+    /// Connects (TCP) to every address the run of `protocols` will use, so that a wrong or
+    /// unreachable one is one line naming its entry, before anything is seeded or started.
+    pub async fn check_reachable(
+        &self,
+        protocols: &[Protocol],
+        path: &Path,
+    ) -> Result<(), DeploymentError> {
+        let mut entries: Vec<(String, String)> = vec![(
+            "probe.database".into(),
+            postgres_address(&self.probe.database),
+        )];
+        let uses_kafka = protocols.iter().any(|p| *p != Protocol::Twopc);
+        if let (true, Some(kafka)) = (uses_kafka, &self.probe.kafka) {
+            for (i, server) in kafka.split(',').enumerate() {
+                entries.push((format!("probe.kafka[{i}]"), server.trim().to_string()));
+            }
+        }
+        for &protocol in protocols {
+            let Some(section) = self.protocol(protocol) else {
+                continue;
+            };
+            let name = protocol.name();
+            if let Some(front) = &section.front {
+                entries.push((format!("{name}.front"), http_address(front)));
+            }
+            for (i, url) in section.metrics.iter().enumerate() {
+                entries.push((format!("{name}.metrics[{i}]"), http_address(url)));
+            }
+            for store in common::storage::Store::ALL {
+                entries.push((
+                    format!("{name}.databases.{}", store.name()),
+                    postgres_address(section.databases.get(store)),
+                ));
+            }
+        }
+        for (field, address) in entries {
+            let reason =
+                match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(&address))
+                    .await
+                {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {REACH_TIMEOUT:?}"),
+                };
+            return Err(DeploymentError::Unreachable {
+                path: path.into(),
+                field,
+                address,
+                reason,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` of a PostgreSQL URL (checked by [`check_postgres_url`]).
+fn postgres_address(url: &str) -> String {
+    use sqlx::postgres::PgConnectOptions;
+    match url.parse::<PgConnectOptions>() {
+        Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
+        Err(_) => common::storage::redact(url),
+    }
+}
+
+/// `host:port` of an `http://host:port` endpoint (checked by [`check_http_url`]).
+fn http_address(url: &str) -> String {
+    match url.parse::<tonic::transport::Uri>() {
+        Ok(uri) => format!(
+            "{}:{}",
+            uri.host().unwrap_or_default(),
+            uri.port_u16().unwrap_or(80)
+        ),
+        Err(_) => url.to_string(),
     }
 }
 

@@ -70,8 +70,7 @@ impl Lab {
                     Protocol::SagaChoreographed,
                 ]
                 .into_iter()
-                .find_map(|p| d.protocol(p))
-                .map(|s| s.front.clone()),
+                .find_map(|p| d.protocol(p).and_then(|s| s.front.clone())),
             },
         })
     }

@@ -88,7 +88,7 @@ pub async fn measure(
                 Running::start(
                     protocol,
                     scenario,
-                    &local.env,
+                    &local.env.bootstrap_servers(),
                     urls,
                     bin_dir,
                     &log_dir.join(protocol.name()),
@@ -100,9 +100,31 @@ pub async fn measure(
         }
         Lab::Deployed(d) => {
             let section = deployed_section(d, protocol)?;
-            Services::Deployed {
-                front: section.front.clone(),
-                metrics: section.metrics.clone(),
+            match &section.front {
+                Some(front) => Services::Deployed {
+                    front: front.clone(),
+                    metrics: section.metrics.clone(),
+                },
+                None => {
+                    eprintln!(
+                        "{}: starting its processes here, against the deployment",
+                        protocol.name()
+                    );
+                    let bootstrap = d.probe.kafka.clone().unwrap_or_default();
+                    Services::Started(Box::new(
+                        Running::start(
+                            protocol,
+                            scenario,
+                            &bootstrap,
+                            urls,
+                            bin_dir,
+                            &log_dir.join(protocol.name()),
+                            false,
+                            None,
+                        )
+                        .await?,
+                    ))
+                }
             }
         }
     };
@@ -251,9 +273,9 @@ pub async fn measure(
         Services::Deployed { .. } => None,
     };
     drop(services);
-    if let (Lab::Local(local), Some(prefix)) = (&*lab, saga_prefix) {
+    if let (Some(bootstrap), Some(prefix)) = (lab.kafka_bootstrap(), saga_prefix) {
         // The next protocol, and a broker crash during it, must not carry this run's partitions.
-        match delete_prefixed(&local.env.bootstrap_servers(), &prefix).await {
+        match delete_prefixed(&bootstrap, &prefix).await {
             Ok((topics, groups)) => {
                 tracing::debug!(
                     prefix,

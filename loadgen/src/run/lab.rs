@@ -65,6 +65,7 @@ async fn open_lab(
         Some(path) => {
             let deployment = Deployment::load(path)?;
             deployment.check_scenario(scenario, protocols, path)?;
+            deployment.check_reachable(protocols, path).await?;
             Ok(Lab::Deployed(Box::new(deployment)))
         }
     }

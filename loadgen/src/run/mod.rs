@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod deployed;
+pub mod env_up;
 pub mod environment;
 pub mod experiment;
 pub mod faults;

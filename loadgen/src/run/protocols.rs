@@ -6,7 +6,7 @@ use crate::run::faults::network::{BrokerLinks, DatabaseLinks, Network};
 use crate::run::faults::schedule::Role;
 use crate::scenario::{Protocol, Scenario};
 use common::env::services::ServiceProcess;
-use common::env::{EnvError, LabEnv};
+use common::env::EnvError;
 use common::storage::{DatabaseUrls, Store};
 use saga::deployment::SagaDeployment;
 use saga::Mode as SagaMode;
@@ -117,14 +117,15 @@ async fn plan_twopc(
 }
 
 impl Running {
-    /// Starts `protocol` on `databases`, its binaries taken from `bin_dir`, logs in `log_dir`.
-    /// With `proxied` (the scenario has faults) every link goes through a fault proxy; saga
-    /// processes reach the broker through `broker_links` (their own listeners).
+    /// Starts `protocol` on `databases`, its binaries taken from `bin_dir`, logs in `log_dir`;
+    /// saga processes use the brokers at `bootstrap`. With `proxied` (the scenario has faults)
+    /// every link goes through a fault proxy; saga processes reach the broker through
+    /// `broker_links` (their own listeners).
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         protocol: Protocol,
         scenario: &Scenario,
-        env: &LabEnv,
+        bootstrap: &str,
         databases: DatabaseUrls,
         bin_dir: &Path,
         log_dir: &Path,
@@ -158,11 +159,10 @@ impl Running {
                     SagaMode::Choreographed
                 };
                 let step_timeout = Duration::from_millis(scenario.saga.step_timeout_ms);
-                let direct = env.bootstrap_servers();
                 let bootstrap = |process: &str| {
                     broker_links
                         .and_then(|links| links.bootstrap_for(process))
-                        .unwrap_or_else(|| direct.clone())
+                        .unwrap_or_else(|| bootstrap.to_string())
                 };
                 let deployment = SagaDeployment::start(
                     mode,
