@@ -7,9 +7,12 @@
 //! invariant checker; it cannot place proxies or kill processes, so fault schedules need the
 //! local environment.
 
+use crate::run::faults::remote::{FaultsSection, LinkSpec, RoleCommands};
+use crate::run::faults::schedule::Role;
 use crate::scenario::{from_toml, Protocol, Scenario};
 use common::storage::DatabaseUrls;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The whole file: where the probe measures the floors, and each protocol's processes.
@@ -22,6 +25,9 @@ pub struct Deployment {
     pub saga_orchestrated: Option<ProtocolSection>,
     #[serde(rename = "saga-choreographed")]
     pub saga_choreographed: Option<ProtocolSection>,
+    /// The deployment's fault backend (Toxiproxy); without it, scenarios with faults are
+    /// refused.
+    pub faults: Option<FaultsSection>,
 }
 
 /// Where the floors are measured.
@@ -49,6 +55,12 @@ pub struct ProtocolSection {
     pub start: Option<StartWhere>,
     /// The protocol's own databases; seeded afresh before it is measured.
     pub databases: DatabaseUrls,
+    /// With `[faults]`: the Toxiproxy proxy on each of the protocol's links.
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    /// With `[faults]`: how to crash and pause each role's process.
+    #[serde(default)]
+    pub commands: BTreeMap<Role, RoleCommands>,
 }
 
 /// Where a protocol's processes are started.
@@ -177,6 +189,23 @@ impl Deployment {
                     section.databases.get(store),
                 )?;
             }
+            for (role, commands) in &section.commands {
+                commands
+                    .check()
+                    .map_err(|why| (format!("{name}.commands.{}", role.as_str()), why))?;
+            }
+            if self.faults.is_none() && (!section.links.is_empty() || !section.commands.is_empty())
+            {
+                return Err((
+                    format!("{name}.links"),
+                    "links and commands are for fault injection: add [faults] toxiproxy = \"http://host:port\"".into(),
+                ));
+            }
+            if let Some(faults) = &self.faults {
+                if let Err(e) = crate::run::faults::toxiproxy::Toxiproxy::new(&faults.toxiproxy) {
+                    return Err(("faults.toxiproxy".into(), e.to_string()));
+                }
+            }
             if protocol != Protocol::Twopc && self.probe.kafka.as_deref().is_none_or(str::is_empty)
             {
                 return Err((
@@ -189,19 +218,18 @@ impl Deployment {
     }
 
     /// Whether this deployment can run `scenario` (before anything starts): every protocol it
-    /// asks for is deployed, and it has no fault schedule, which needs the lab's own proxies and
-    /// processes.
+    /// asks for is deployed, and a fault schedule has a fault backend (`[faults]`).
     pub fn check_scenario(
         &self,
         scenario: &Scenario,
         protocols: &[Protocol],
         path: &Path,
     ) -> Result<(), DeploymentError> {
-        if !scenario.faults.is_empty() {
+        if !scenario.faults.is_empty() && self.faults.is_none() {
             return Err(DeploymentError::Invalid {
                 path: path.into(),
                 field: format!("scenario {:?}: faults", scenario.name),
-                reason: "fault injection needs the local environment (the lab's proxies on every link, its own processes to kill); run without --deployment, or pick a scenario without [[faults]]".into(),
+                reason: "fault injection needs the local environment (the lab's proxies on every link, its own processes to kill) or a fault backend: add [faults] toxiproxy = \"http://host:port\" with each protocol's links; or pick a scenario without [[faults]]".into(),
             });
         }
         if let Some(missing) = protocols.iter().find(|p| self.protocol(**p).is_none()) {
@@ -234,6 +262,11 @@ impl Deployment {
             "probe.database".into(),
             postgres_address(&self.probe.database),
         )];
+        if let Some(faults) = &self.faults {
+            if let Ok(api) = crate::run::faults::toxiproxy::Toxiproxy::new(&faults.toxiproxy) {
+                entries.push(("faults.toxiproxy".into(), api.address().to_string()));
+            }
+        }
         let uses_kafka = protocols.iter().any(|p| *p != Protocol::Twopc);
         if let (true, Some(kafka)) = (uses_kafka, &self.probe.kafka) {
             for (i, server) in kafka.split(',').enumerate() {
@@ -436,5 +469,41 @@ orchestrator = "postgres://lab:lab@127.0.0.1:5432/twopc_orchestrator"
             e.contains("faults") && e.contains("local environment"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_fault_backend_allows_faults_and_its_entries_are_checked() {
+        let with_faults = format!(
+            "{FULL}\n[faults]\ntoxiproxy = \"http://lab:pw@127.0.0.1:8474\"\n"
+        )
+        .replace(
+            "[twopc.databases]",
+            "links = [{ proxy = \"payment_db\", ends = [\"payment\", \"payment_db\"] }]\n\n\
+             [twopc.commands.payment]\ncrash = \"docker kill pay\"\nrestart = \"docker start pay\"\n\n\
+             [twopc.databases]",
+        );
+        let d = Deployment::parse(&with_faults, Path::new("d.toml")).unwrap();
+        let twopc = d.protocol(Protocol::Twopc).unwrap();
+        assert_eq!(twopc.links[0].ends, [Role::Payment, Role::PaymentDb]);
+        assert!(twopc.commands[&Role::Payment].crash.is_some());
+        let faults = Scenario::load("faults", &crate::run::lab::scenarios_dir()).unwrap();
+        assert!(d
+            .check_scenario(&faults, &[Protocol::Twopc], Path::new("d.toml"))
+            .is_ok());
+
+        let e = error(&with_faults.replace("restart = \"docker start pay\"\n", ""));
+        assert!(
+            e.contains("twopc.commands.payment") && e.contains("restart"),
+            "{e}"
+        );
+        let e = error(&with_faults.replace(
+            "[faults]\ntoxiproxy = \"http://lab:pw@127.0.0.1:8474\"\n",
+            "",
+        ));
+        assert!(e.contains("twopc.links") && e.contains("[faults]"), "{e}");
+        let e = error(&with_faults.replace("http://lab:pw@127.0.0.1:8474", "https://lab:pw@h"));
+        assert!(e.contains("faults.toxiproxy") && !e.contains(":pw@"), "{e}");
+        let e = error(&with_faults.replace("\"payment_db\"]", "\"payment_database\"]"));
+        assert!(e.contains("payment_database"), "{e}");
     }
 }

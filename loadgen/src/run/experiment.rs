@@ -9,6 +9,8 @@ use crate::report::summary::{Percentiles, ProtocolRun, ServiceFigures};
 use crate::run::deployed::{Deployment, DeploymentError, ProtocolSection};
 use crate::run::environment::Lab;
 use crate::run::faults::injector::{inject, score, Injected, Targets};
+use crate::run::faults::remote::RemoteFaults;
+use crate::run::faults::schedule::Role;
 use crate::run::probe::Floors;
 use crate::run::protocols::Running;
 use crate::run::resources;
@@ -204,11 +206,20 @@ pub async fn measure(
                 before_kills: Vec::new(),
             },
         ),
-        (Lab::Local(local), Services::Started(running)) => {
-            let targets = Targets {
-                running: running.as_mut(),
-                env: &mut local.env,
-                dbs: &dbs,
+        (lab, services) => {
+            let remote;
+            let targets = match (lab, services) {
+                (Lab::Local(local), Services::Started(running)) => Targets::Local {
+                    running: running.as_mut(),
+                    env: &mut local.env,
+                },
+                (Lab::Deployed(d), _) => {
+                    remote = remote_faults(d, protocol).await?;
+                    Targets::Remote(&remote)
+                }
+                (Lab::Local(_), Services::Deployed { .. }) => {
+                    unreachable!("the local environment starts its own processes")
+                }
             };
             // The load gets its own task: a crash or a restart blocks this one (waiting for a
             // child to exit, starting Java) and must not stall the orders' start times with it.
@@ -220,18 +231,11 @@ pub async fn measure(
                 )
             };
             let begin = Instant::now();
-            let injected = inject(&scenario.faults, begin, targets).await;
+            let injected = inject(&scenario.faults, begin, targets, &dbs).await;
             let driven = driver
                 .await
                 .map_err(|e| LoadgenError::Metrics(format!("the load driver failed: {e}")))?;
             (driven, injected)
-        }
-        (Lab::Deployed(_), _) | (_, Services::Deployed { .. }) => {
-            return Err(LoadgenError::Deployment(DeploymentError::Invalid {
-                path: "--deployment".into(),
-                field: format!("scenario {:?}: faults", scenario.name),
-                reason: "fault injection needs the local environment".into(),
-            }))
         }
     };
     let mut resources = sampler.finish().await;
@@ -356,6 +360,31 @@ pub async fn measure(
         intervals: driven.recorded.intervals,
         service_histograms,
     })
+}
+
+/// The deployment's fault backend for `protocol`, its proxies cleared of earlier toxics.
+async fn remote_faults(d: &Deployment, protocol: Protocol) -> Result<RemoteFaults, LoadgenError> {
+    let section = deployed_section(d, protocol)?;
+    let invalid = |reason: String| {
+        LoadgenError::Deployment(DeploymentError::Invalid {
+            path: "--deployment".into(),
+            field: "faults.toxiproxy".into(),
+            reason,
+        })
+    };
+    let Some(faults) = &d.faults else {
+        return Err(invalid(
+            "fault injection in a deployment needs [faults]".into(),
+        ));
+    };
+    let front = match protocol {
+        Protocol::Twopc | Protocol::SagaOrchestrated => Role::Coordinator,
+        Protocol::SagaChoreographed => Role::Order,
+    };
+    let remote = RemoteFaults::new(faults, &section.links, &section.commands, front)
+        .map_err(|e| invalid(e.to_string()))?;
+    remote.clear().await.map_err(|e| invalid(e.to_string()))?;
+    Ok(remote)
 }
 
 /// The deployment's section for `protocol` (checked before anything ran; still an error, not a

@@ -1,5 +1,6 @@
 //! Carrying out a fault schedule while the load runs, and what each fault did to availability.
 
+use super::remote::RemoteFaults;
 use super::schedule::{FaultKind, FaultSpec, Role};
 use super::settle::{db_now, settle_time};
 use crate::load::recorder::SecondBucket;
@@ -48,11 +49,14 @@ pub struct FaultRecord {
 }
 
 /// What a fault acts on.
-pub struct Targets<'a> {
-    pub running: &'a mut Running,
-    pub env: &'a mut LabEnv,
-    /// The run's databases, to see when the work begun before a heal has all finished.
-    pub dbs: &'a Databases,
+pub enum Targets<'a> {
+    /// The local environment: the lab's proxies, processes, brokers and clusters.
+    Local {
+        running: &'a mut Running,
+        env: &'a mut LabEnv,
+    },
+    /// A deployment: its Toxiproxy and the file's command templates.
+    Remote(&'a RemoteFaults),
 }
 
 /// What carrying out a schedule gave: a record per fault, and the figures of each process read
@@ -103,8 +107,14 @@ enum Edge {
 }
 
 /// Applies and heals every fault of `schedule` at its time after `begin`, returning a record
-/// per fault (in schedule order). Every fault is healed before this returns.
-pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>) -> Injected {
+/// per fault (in schedule order). Every fault is healed before this returns. `dbs` are the
+/// run's databases, to see when the work begun before a heal has all finished.
+pub async fn inject(
+    schedule: &[FaultSpec],
+    begin: Instant,
+    mut targets: Targets<'_>,
+    dbs: &Databases,
+) -> Injected {
     let mut records: Vec<FaultRecord> = schedule
         .iter()
         .map(|f| FaultRecord {
@@ -121,7 +131,6 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
     }
     // At the same second, heal before starting the next fault.
     edges.sort_by_key(|(t, i, e)| (*t, matches!(e, Edge::Start), *i));
-    let Targets { running, env, dbs } = targets;
     // Each heal's settle watch runs as its own task, so it keeps time while later faults apply.
     let mut settling = JoinSet::new();
     let mut before_kills = Vec::new();
@@ -132,13 +141,24 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
         let now = || begin.elapsed().as_secs_f64();
         match edge {
             Edge::Start => {
-                if fault.kind == FaultKind::Crash {
-                    if let Some(url) = running.metrics_url_of(fault.target) {
-                        before_kills.extend(snapshot_before_kill(url).await);
+                let (applies, note) = match &mut targets {
+                    Targets::Local { running, env } => {
+                        if fault.kind == FaultKind::Crash {
+                            if let Some(url) = running.metrics_url_of(fault.target) {
+                                before_kills.extend(snapshot_before_kill(url).await);
+                            }
+                        }
+                        record.broker_node = broker_node(fault, running, env).await;
+                        start(fault, record.broker_node, running, env)
                     }
-                }
-                record.broker_node = broker_node(fault, running, env).await;
-                let (applies, note) = start(fault, record.broker_node, running, env);
+                    Targets::Remote(remote) => match remote.start(fault).await {
+                        Ok(started) => started,
+                        Err(e) => {
+                            record.error = Some(e.clone());
+                            (false, format!("could not apply: {e}"))
+                        }
+                    },
+                };
                 record.applies = applies;
                 record.note = note;
                 if applies {
@@ -158,7 +178,12 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
                 } else {
                     Some(db_now(dbs).await)
                 };
-                let healed = heal(fault, record.broker_node, running, env).await;
+                let healed = match &mut targets {
+                    Targets::Local { running, env } => {
+                        heal(fault, record.broker_node, running, env).await
+                    }
+                    Targets::Remote(remote) => remote.heal(fault).await,
+                };
                 let since = match before {
                     Some(since) => since,
                     None => db_now(dbs).await,
@@ -175,10 +200,12 @@ pub async fn inject(schedule: &[FaultSpec], begin: Instant, targets: Targets<'_>
                 match healed {
                     Ok(()) => {
                         if fault.kind == FaultKind::Crash {
-                            record.note += &format!(
-                                "; restarted, listening {} ms later",
-                                healing.elapsed().as_millis()
-                            );
+                            let what = match targets {
+                                Targets::Local { .. } => "restarted, listening",
+                                Targets::Remote(_) => "restored",
+                            };
+                            record.note +=
+                                &format!("; {what} {} ms later", healing.elapsed().as_millis());
                         }
                     }
                     Err(e) => record.error = Some(e),

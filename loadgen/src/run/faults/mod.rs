@@ -4,6 +4,7 @@
 pub mod injector;
 pub mod network;
 pub mod random;
+pub mod remote;
 pub mod schedule;
 pub mod settle;
 pub mod toxiproxy;

@@ -171,6 +171,11 @@ impl Toxiproxy {
         })
     }
 
+    /// `host:port` of the API.
+    pub fn address(&self) -> &str {
+        &self.authority
+    }
+
     /// The API URL, password redacted.
     pub fn api_url(&self) -> &str {
         &self.shown
