@@ -9,11 +9,9 @@ mod support;
 
 use common::env::testing::test_run_dir;
 use loadgen::run::environment::Lab;
-use loadgen::run::experiment::measure;
-use loadgen::run::probe::Floors;
 use loadgen::scenario::{Protocol, Scenario};
 use std::path::Path;
-use support::{bin_dir, DATASET};
+use support::DATASET;
 
 const SCENARIO: &str = r#"
 name = "database-faults-test"
@@ -59,23 +57,7 @@ async fn a_crashed_or_cut_off_database_stalls_one_service_and_everything_finishe
         .expect("the replicated environment starts");
     let logs = run_dir.join("logs");
     for protocol in [Protocol::Twopc, Protocol::SagaChoreographed] {
-        let run = measure(
-            &mut lab,
-            &scenario,
-            protocol,
-            &Floors::default(),
-            &bin_dir(),
-            &logs,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the {protocol:?} run completes: {e}"))
-        .run;
-        println!("{protocol:?} faults: {:#?}", run.faults);
-        assert!(
-            run.check.is_clean(),
-            "{protocol:?}: {:?}",
-            run.check.describe()
-        );
+        let run = support::measure_checked(&mut lab, &scenario, protocol, &logs).await;
         let [payment_crash, inventory_cut, coordinator_crash] = &run.faults[..] else {
             panic!("three fault records")
         };
@@ -98,13 +80,7 @@ async fn a_crashed_or_cut_off_database_stalls_one_service_and_everything_finishe
                 "choreography has no coordinator: {coordinator_crash:?}"
             );
         }
-        for fault in applied {
-            assert!(fault.applies && fault.error.is_none(), "{fault:?}");
-            assert!(
-                fault.settled_after_heal_s.is_some(),
-                "everything begun before the heal finishes: {fault:?}"
-            );
-        }
+        support::assert_applied_and_settled(&applied);
         let committed_after: u64 = run
             .timeline
             .iter()

@@ -14,8 +14,6 @@ use common::env::ports::free_port;
 use common::env::services::{ServiceProcess, ServiceSpec};
 use common::env::testing::test_run_dir;
 use common::env::{LabEnv, LabEnvConfig};
-use loadgen::cli::{CompareArgs, EnvArgs, TargetArgs};
-use loadgen::scenario::Protocol;
 use sqlx::{Connection, Executor, PgConnection};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -185,18 +183,10 @@ async fn compare_drives_the_compose_deployment_known_only_by_its_addresses() {
     std::fs::write(&scenario, scenario_text()).unwrap();
 
     // The load generator's side: only the file.
-    let args = |scenario: &Path| CompareArgs {
-        scenario: scenario.display().to_string(),
-        seed: None,
-        results_dir: dir.join("results"),
-        load: Default::default(),
-        env: EnvArgs {
-            run_dir: dir.join("unused-local-env"),
-            topology: None,
-        },
-        target: TargetArgs {
-            deployment: Some(deployment.clone()),
-        },
+    let args = |scenario: &Path| {
+        let mut args = support::deployment_args(&dir, scenario, &deployment);
+        args.env.run_dir = dir.join("unused-local-env");
+        args
     };
     let (report_dir, summary) = loadgen::run::lab::compare(
         &args(&scenario),
@@ -206,29 +196,7 @@ async fn compare_drives_the_compose_deployment_known_only_by_its_addresses() {
     .await
     .expect("compare runs against the deployment");
     assert_eq!(summary.runs.len(), 3);
-    for run in &summary.runs {
-        let protocol = run.protocol.unwrap();
-        assert!(
-            run.check.is_clean(),
-            "{protocol:?}: {:?}",
-            run.check.describe()
-        );
-        assert!(
-            run.outcomes["COMMITTED"] > 50,
-            "{protocol:?} committed orders: {:?}",
-            run.outcomes
-        );
-        let processes = if protocol == Protocol::SagaChoreographed {
-            3
-        } else {
-            4
-        };
-        assert_eq!(
-            run.services.len(),
-            processes,
-            "{protocol:?}: every process of the deployment gave its figures"
-        );
-    }
+    support::assert_every_protocol_clean(&summary, 50);
     assert!(
         summary.runs[0]
             .services

@@ -11,10 +11,8 @@ mod support;
 
 use common::env::ports::free_port;
 use common::env::testing::test_run_dir;
-use loadgen::cli::{CompareArgs, EnvArgs, TargetArgs};
 use loadgen::run::deployed::Deployment;
 use loadgen::scenario::Protocol;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use support::DATASET;
@@ -40,22 +38,6 @@ warmup_s = 1
 broker_warmup_s = 0
 {DATASET}"#
     )
-}
-
-fn compare_args(dir: &Path, scenario: &Path, deployment: &Path) -> CompareArgs {
-    CompareArgs {
-        scenario: scenario.display().to_string(),
-        seed: None,
-        results_dir: dir.join("results"),
-        load: Default::default(),
-        env: EnvArgs {
-            run_dir: dir.join("driver"),
-            topology: None,
-        },
-        target: TargetArgs {
-            deployment: Some(deployment.to_path_buf()),
-        },
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,36 +93,14 @@ async fn compare_drives_what_env_up_printed_and_starts_the_protocols_here() {
     let scenario = dir.join("env-up-test.toml");
     std::fs::write(&scenario, scenario_text()).unwrap();
     let (report_dir, summary) = loadgen::run::lab::compare(
-        &compare_args(&dir, &scenario, &deployment_path),
+        &support::deployment_args(&dir, &scenario, &deployment_path),
         None,
         "loadgen compare (env up test)".into(),
     )
     .await
     .expect("compare runs against the printed deployment");
     assert_eq!(summary.runs.len(), 3);
-    for run in &summary.runs {
-        let protocol = run.protocol.unwrap();
-        assert!(
-            run.check.is_clean(),
-            "{protocol:?}: {:?}",
-            run.check.describe()
-        );
-        assert!(
-            run.outcomes["COMMITTED"] > 20,
-            "{protocol:?} committed orders: {:?}",
-            run.outcomes
-        );
-        let processes = if protocol == Protocol::SagaChoreographed {
-            3
-        } else {
-            4
-        };
-        assert_eq!(
-            run.services.len(),
-            processes,
-            "{protocol:?}: figures of every process"
-        );
-    }
+    support::assert_every_protocol_clean(&summary, 20);
     assert!(summary.floors.kafka_hop_us > 0.0, "{:?}", summary.floors);
     let report = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(report.contains(&deployment_path.display().to_string()));
@@ -158,7 +118,7 @@ async fn compare_drives_what_env_up_printed_and_starts_the_protocols_here() {
     let wrong_path = dir.join("wrong.toml");
     std::fs::write(&wrong_path, wrong).unwrap();
     let err = loadgen::run::lab::compare(
-        &compare_args(&dir, &scenario, &wrong_path),
+        &support::deployment_args(&dir, &scenario, &wrong_path),
         Some(Protocol::Twopc),
         String::new(),
     )

@@ -10,12 +10,10 @@ mod support;
 use common::env::testing::test_run_dir;
 use loadgen::report::summary::ProtocolRun;
 use loadgen::run::environment::Lab;
-use loadgen::run::experiment::measure;
 use loadgen::run::faults::injector::FaultRecord;
-use loadgen::run::probe::Floors;
 use loadgen::scenario::{Protocol, Scenario};
 use std::path::Path;
-use support::{bin_dir, DATASET};
+use support::DATASET;
 
 fn scenario(protocol: &str, rate: f64, duration_s: u64, faults: &str) -> Scenario {
     let text = format!(
@@ -66,34 +64,12 @@ fn after_heal(fault: &FaultRecord) -> u64 {
         .ceil() as u64
 }
 
-/// Every fault applied, healed without error, and everything begun before its heal finished.
-fn assert_applied_and_settled(faults: &[&FaultRecord]) {
-    for fault in faults {
-        assert!(fault.applies && fault.error.is_none(), "{fault:?}");
-        assert!(
-            fault.settled_after_heal_s.is_some(),
-            "everything begun before the heal is finished within the settle limit: {fault:?}"
-        );
-    }
-}
-
 /// Orders per second for the saga runs (see below).
 const SAGA_RATE: f64 = 10.0;
 
 async fn run_protocol(lab: &mut Lab, scenario: &Scenario, protocol: Protocol) -> ProtocolRun {
     let logs = test_run_dir("loadgen-faults").join("logs");
-    let run = measure(
-        lab,
-        scenario,
-        protocol,
-        &Floors::default(),
-        &bin_dir(),
-        &logs,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the {protocol:?} run completes: {e}"))
-    .run;
-    println!("{protocol:?} faults: {:#?}", run.faults);
+    let run = support::measure_checked(lab, scenario, protocol, &logs).await;
     assert_intact(&run);
     run
 }
@@ -176,7 +152,7 @@ factor = 3.0
         isolate.note.contains("client→front") && isolate.note.contains("coordinator→order"),
         "isolating the front door cuts its clients too: {isolate:?}"
     );
-    assert_applied_and_settled(&[partition, crash, pause, isolate, surge]);
+    support::assert_applied_and_settled(&[partition, crash, pause, isolate, surge]);
     assert_hurts_then_resumes(&run, &[partition, crash, pause, isolate], surge.at_s);
     // 30 orders/s tripled for 2 s (constant arrivals: 180, give or take a boundary).
     assert!(
@@ -252,7 +228,7 @@ duration_s = 2
             process.note.contains("restarted"),
             "the killed process comes back: {process:?}"
         );
-        assert_applied_and_settled(&[partition, broker, process]);
+        support::assert_applied_and_settled(&[partition, broker, process]);
         assert!(
             partition.availability_in_window.unwrap() < 0.9,
             "{partition:?}"
@@ -260,7 +236,7 @@ duration_s = 2
         assert!(broker.availability_in_window.unwrap() < 0.9, "{broker:?}");
         let mut last_heal = after_heal(broker).max(after_heal(process));
         if orchestrated {
-            assert_applied_and_settled(&[pause]);
+            support::assert_applied_and_settled(&[pause]);
             last_heal = last_heal.max(after_heal(pause));
         }
         assert!(

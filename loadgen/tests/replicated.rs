@@ -10,11 +10,9 @@ mod support;
 use common::env::testing::test_run_dir;
 use common::env::Topology;
 use loadgen::run::environment::Lab;
-use loadgen::run::experiment::measure;
-use loadgen::run::probe::Floors;
 use loadgen::scenario::{Protocol, Scenario};
 use std::path::Path;
-use support::{bin_dir, DATASET};
+use support::DATASET;
 
 const SCENARIO: &str = r#"
 name = "replicated-test"
@@ -55,23 +53,7 @@ async fn broker_faults_hit_the_leader_and_every_saga_still_finishes() {
         .expect("the replicated environment starts");
     let logs = run_dir.join("logs");
     for protocol in [Protocol::SagaOrchestrated, Protocol::Twopc] {
-        let run = measure(
-            &mut lab,
-            &scenario,
-            protocol,
-            &Floors::default(),
-            &bin_dir(),
-            &logs,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the {protocol:?} run completes: {e}"))
-        .run;
-        println!("{protocol:?} faults: {:#?}", run.faults);
-        assert!(
-            run.check.is_clean(),
-            "{protocol:?}: {:?}",
-            run.check.describe()
-        );
+        let run = support::measure_checked(&mut lab, &scenario, protocol, &logs).await;
         let [crash, pause] = &run.faults[..] else {
             panic!("two fault records")
         };

@@ -14,7 +14,6 @@ use common::env::testing::test_run_dir;
 use common::env::toxiproxy::ToxiproxyServer;
 use common::env::{LabEnv, LabEnvConfig};
 use common::storage::Store;
-use loadgen::cli::{CompareArgs, EnvArgs, TargetArgs};
 use loadgen::run::faults::toxiproxy::Toxiproxy;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -144,19 +143,7 @@ async fn faults_in_a_deployment_go_through_toxiproxy_and_the_command_templates()
     let scenario = dir.join("toxiproxy-deployment-test.toml");
     std::fs::write(&scenario, scenario_text()).unwrap();
 
-    let args = CompareArgs {
-        scenario: scenario.display().to_string(),
-        seed: None,
-        results_dir: dir.join("results"),
-        load: Default::default(),
-        env: EnvArgs {
-            run_dir: dir.join("driver"),
-            topology: None,
-        },
-        target: TargetArgs {
-            deployment: Some(deployment.clone()),
-        },
-    };
+    let args = support::deployment_args(&dir, &scenario, &deployment);
     let (_report_dir, summary) =
         loadgen::run::lab::compare(&args, None, "loadgen compare (toxiproxy test)".into())
             .await
@@ -167,13 +154,7 @@ async fn faults_in_a_deployment_go_through_toxiproxy_and_the_command_templates()
     let [partition, delay, down, crash, reset] = &run.faults[..] else {
         panic!("five fault records: {:?}", run.faults)
     };
-    for fault in [partition, delay, down, crash, reset] {
-        assert!(fault.applies && fault.error.is_none(), "{fault:?}");
-        assert!(
-            fault.settled_after_heal_s.is_some(),
-            "everything begun before the heal finishes: {fault:?}"
-        );
-    }
+    support::assert_applied_and_settled(&[partition, delay, down, crash, reset]);
     assert!(
         partition.note.contains("txlab_partition on payment_db"),
         "{partition:?}"
