@@ -99,11 +99,18 @@ impl RemoteFaults {
     }
 
     /// The proxies a fault on `role` acts on; an isolate of the front includes the client's.
+    /// As in the local environment, a link to a database is acted on only by a fault on that
+    /// database, not by one on its service.
     fn proxies_of(&self, role: Role, isolate: bool) -> Vec<&str> {
         let cut_client = isolate && role == self.front;
+        let to_database = |l: &LinkSpec| l.ends.iter().any(|r| r.owner().is_some());
         self.links
             .iter()
-            .filter(|l| l.ends.contains(&role) || (cut_client && l.ends.contains(&Role::Client)))
+            .filter(|l| {
+                let touches =
+                    l.ends.contains(&role) || (cut_client && l.ends.contains(&Role::Client));
+                touches && (role.owner().is_some() || !to_database(l))
+            })
             .map(|l| l.proxy.as_str())
             .collect()
     }
@@ -250,6 +257,31 @@ mod tests {
             ..RoleCommands::default()
         };
         assert!(pause.check().is_ok());
+    }
+
+    #[test]
+    fn a_service_fault_leaves_its_database_link_alone() {
+        let link = |proxy: &str, a: Role, b: Role| LinkSpec {
+            proxy: proxy.into(),
+            ends: [a, b],
+        };
+        let remote = RemoteFaults {
+            api: Toxiproxy::new("http://127.0.0.1:8474").unwrap(),
+            links: vec![
+                link("c_pay", Role::Coordinator, Role::Payment),
+                link("pay_c", Role::Payment, Role::Coordinator),
+                link("pay_db", Role::Payment, Role::PaymentDb),
+                link("client", Role::Client, Role::Coordinator),
+            ],
+            commands: BTreeMap::new(),
+            front: Role::Coordinator,
+        };
+        assert_eq!(remote.proxies_of(Role::Payment, false), ["c_pay", "pay_c"]);
+        assert_eq!(remote.proxies_of(Role::PaymentDb, false), ["pay_db"]);
+        assert_eq!(
+            remote.proxies_of(Role::Coordinator, true),
+            ["c_pay", "pay_c", "client"]
+        );
     }
 
     #[tokio::test]
