@@ -80,6 +80,17 @@ pub struct DatabaseUrls {
 }
 
 impl DatabaseUrls {
+    /// Each store's URL from `url`.
+    pub fn from_fn(url: impl Fn(Store) -> String) -> DatabaseUrls {
+        DatabaseUrls {
+            orders: url(Store::Orders),
+            payments: url(Store::Payments),
+            inventory: url(Store::Inventory),
+            coordinator: url(Store::Coordinator),
+            orchestrator: url(Store::Orchestrator),
+        }
+    }
+
     pub fn get(&self, store: Store) -> &str {
         match store {
             Store::Orders => &self.orders,

@@ -85,17 +85,10 @@ impl PostgresClusters {
 
     /// URLs of the databases named `<prefix><store>`, each in its store's cluster.
     pub fn urls(&self, prefix: &str) -> DatabaseUrls {
-        let url = |store: Store| {
+        DatabaseUrls::from_fn(|store| {
             self.cluster_of(store)
                 .url(&format!("{prefix}{}", store.name()))
-        };
-        DatabaseUrls {
-            orders: url(Store::Orders),
-            payments: url(Store::Payments),
-            inventory: url(Store::Inventory),
-            coordinator: url(Store::Coordinator),
-            orchestrator: url(Store::Orchestrator),
-        }
+        })
     }
 
     /// Creates the databases named `<prefix><store>` where missing.

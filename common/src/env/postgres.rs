@@ -197,14 +197,7 @@ impl PostgresCluster {
 
     /// URLs of the databases named `<prefix><service>`; the empty prefix is the lab's default set.
     pub fn urls(&self, prefix: &str) -> DatabaseUrls {
-        let url = |store: Store| self.url(&format!("{prefix}{}", store.name()));
-        DatabaseUrls {
-            orders: url(Store::Orders),
-            payments: url(Store::Payments),
-            inventory: url(Store::Inventory),
-            coordinator: url(Store::Coordinator),
-            orchestrator: url(Store::Orchestrator),
-        }
+        DatabaseUrls::from_fn(|store| self.url(&format!("{prefix}{}", store.name())))
     }
 
     /// Creates the five service databases named `<prefix><service>` if they are missing, so
