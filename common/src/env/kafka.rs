@@ -397,33 +397,20 @@ impl KafkaBroker {
         let started = Instant::now();
         let bootstrap = self.bootstrap_server();
         let node = self.node;
-        loop {
-            if let Some(status) = self.server.exit_status() {
-                return Err(EnvError::Exited {
-                    what: "kafka",
-                    status: status.to_string(),
-                    log: self.server.log_path().to_path_buf(),
-                    tail: self.server.log_tail(20),
-                });
-            }
+        let in_metadata = || {
             let probe = bootstrap.clone();
-            let ready = tokio::task::spawn_blocking(move || node_in_metadata(&probe, node))
-                .await
-                .unwrap_or(false);
-            if ready {
-                tracing::info!(node, port = self.ports.lab, elapsed = ?started.elapsed(), "Kafka ready");
-                return Ok(());
+            async move {
+                tokio::task::spawn_blocking(move || node_in_metadata(&probe, node))
+                    .await
+                    .unwrap_or(false)
             }
-            if started.elapsed() > timeout {
-                return Err(EnvError::NotReady {
-                    what: "kafka",
-                    after: timeout,
-                    log: self.server.log_path().to_path_buf(),
-                    tail: self.server.log_tail(20),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        };
+        let every = Duration::from_millis(100);
+        self.server
+            .wait_ready("kafka", None, timeout, every, in_metadata)
+            .await?;
+        tracing::info!(node, port = self.ports.lab, elapsed = ?started.elapsed(), "Kafka ready");
+        Ok(())
     }
 }
 

@@ -127,6 +127,47 @@ impl ManagedChild {
         self.exit_status().is_none()
     }
 
+    /// Polls `ready` every `every` until it says yes. Fails, with the end of the child's log,
+    /// if the child exits first (its status prefixed by `exited_as`, e.g. the service's name)
+    /// or `timeout` passes; `what` names the child in the error.
+    pub async fn wait_ready<F, Fut>(
+        &mut self,
+        what: &'static str,
+        exited_as: Option<&str>,
+        timeout: Duration,
+        every: Duration,
+        mut ready: F,
+    ) -> Result<(), super::EnvError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Err(super::EnvError::Exited {
+                    what,
+                    status: exited_as
+                        .map_or(status.to_string(), |name| format!("{name}: {status}")),
+                    log: self.log.clone(),
+                    tail: self.log_tail(20),
+                });
+            }
+            if ready().await {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(super::EnvError::NotReady {
+                    what,
+                    after: timeout,
+                    log: self.log.clone(),
+                    tail: self.log_tail(20),
+                });
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// A crash, for fault injection: SIGKILL to the whole process group, then reap.
     pub fn kill(&mut self) {
         if self.is_running() {

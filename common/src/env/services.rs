@@ -110,32 +110,18 @@ impl ServiceProcess {
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), EnvError> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.exit_status() {
-                return Err(EnvError::Exited {
-                    what: "a lab service",
-                    status: format!("{}: {status}", self.spec.name),
-                    log: self.child.log_path().to_path_buf(),
-                    tail: self.child.log_tail(20),
-                });
-            }
-            if tokio::net::TcpStream::connect(self.spec.listen)
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if started.elapsed() > timeout {
-                return Err(EnvError::NotReady {
-                    what: "a lab service",
-                    after: timeout,
-                    log: self.child.log_path().to_path_buf(),
-                    tail: self.child.log_tail(20),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let listen = self.spec.listen;
+        let accepts = || async move { tokio::net::TcpStream::connect(listen).await.is_ok() };
+        let every = Duration::from_millis(20);
+        self.child
+            .wait_ready(
+                "a lab service",
+                Some(&self.spec.name),
+                timeout,
+                every,
+                accepts,
+            )
+            .await
     }
 }
 

@@ -8,7 +8,7 @@ use super::process::{ManagedChild, StopPolicy};
 use super::EnvError;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -88,29 +88,13 @@ impl ToxiproxyServer {
     }
 
     async fn wait_ready(&mut self) -> Result<(), EnvError> {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.exit_status() {
-                return Err(EnvError::Exited {
-                    what: "the Toxiproxy server",
-                    status: status.to_string(),
-                    log: self.child.log_path().to_path_buf(),
-                    tail: self.child.log_tail(20),
-                });
-            }
-            if version_answers(self.port).await {
-                return Ok(());
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(EnvError::NotReady {
-                    what: "the Toxiproxy server",
-                    after: READY_TIMEOUT,
-                    log: self.child.log_path().to_path_buf(),
-                    tail: self.child.log_tail(20),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let port = self.port;
+        let every = Duration::from_millis(50);
+        self.child
+            .wait_ready("the Toxiproxy server", None, READY_TIMEOUT, every, || {
+                version_answers(port)
+            })
+            .await
     }
 }
 
